@@ -1,0 +1,210 @@
+//! A whole cluster in one process: a manager and N servers on loopback port 0
+//! with data under one folder. The demo, the benchmark and the tests use it.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use arca_shared::auth::{self, ClusterKey};
+use arca_shared::protocol::ClusterStatus;
+use arca_shared::{Connection, FrameError, Message};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::{ManagerConfig, ServerConfig, run_manager, run_server};
+
+/// How the cluster's daemons are tuned; the defaults react fast, for tests.
+#[derive(Clone)]
+pub struct ClusterOptions {
+    pub servers: usize,
+    pub replicas: u32,
+    pub dead_after: Duration,
+    /// Capacity of each server, by index; missing entries mean "the disk".
+    pub capacities: Vec<Option<u64>>,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        Self {
+            servers: 4,
+            replicas: 2,
+            dead_after: Duration::from_millis(1500),
+            capacities: Vec::new(),
+        }
+    }
+}
+
+struct Daemon {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Daemon {
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+pub struct LocalCluster {
+    pub key: ClusterKey,
+    /// The secret behind `key`, for writing a secret file.
+    pub secret: [u8; 32],
+    pub manager_addr: String,
+    root: PathBuf,
+    options: ClusterOptions,
+    manager: Option<Daemon>,
+    servers: Vec<(String, ServerConfig, Option<Daemon>)>,
+}
+
+impl LocalCluster {
+    /// Starts a manager and `options.servers` servers with data under `root`,
+    /// and waits until every server is registered and measured.
+    pub async fn start(root: &Path, options: ClusterOptions) -> std::io::Result<Self> {
+        let (key, secret) = ClusterKey::random();
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let manager_addr = listener.local_addr()?.to_string();
+        let mut cluster = Self {
+            key,
+            secret,
+            manager_addr,
+            root: root.to_owned(),
+            options,
+            manager: None,
+            servers: Vec::new(),
+        };
+        cluster.start_manager(listener);
+        for i in 0..cluster.options.servers {
+            let listener = TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?.to_string();
+            let config = ServerConfig {
+                data: root.join(format!("server-{}", i + 1)),
+                manager: cluster.manager_addr.clone(),
+                advertise: addr.clone(),
+                capacity: cluster.options.capacities.get(i).copied().flatten(),
+                key: cluster.key.clone(),
+                heartbeat_every: cluster.options.dead_after / 5,
+            };
+            let daemon = spawn_server(listener, config.clone());
+            cluster.servers.push((addr, config, Some(daemon)));
+        }
+        let all = cluster.options.servers;
+        cluster
+            .wait_until(Duration::from_secs(20), |s| {
+                s.servers
+                    .iter()
+                    .filter(|s| s.alive && s.latency_ms > 0.0)
+                    .count()
+                    == all
+            })
+            .await
+            .map_err(std::io::Error::other)?;
+        Ok(cluster)
+    }
+
+    fn start_manager(&mut self, listener: TcpListener) {
+        let mut config = ManagerConfig::new(self.root.join("manager"), self.key.clone());
+        config.replicas = self.options.replicas;
+        config.dead_after = self.options.dead_after;
+        config.ping_every = Duration::from_millis(100);
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let task = tokio::spawn(async move {
+            if let Err(e) = run_manager(listener, config, token).await {
+                tracing::error!("manager failed: {e}");
+            }
+        });
+        self.manager = Some(Daemon { stop, task });
+    }
+
+    /// The data folder of server `i` (0-based).
+    pub fn server_data(&self, i: usize) -> &Path {
+        &self.servers[i].1.data
+    }
+
+    pub fn server_addr(&self, i: usize) -> &str {
+        &self.servers[i].0
+    }
+
+    pub fn server_count(&self) -> usize {
+        self.servers.len()
+    }
+
+    /// Stops server `i` abruptly: its connections drop mid-stream.
+    pub async fn kill_server(&mut self, i: usize) {
+        if let Some(daemon) = self.servers[i].2.take() {
+            daemon.stop().await;
+        }
+    }
+
+    /// Starts server `i` again on its old address and data.
+    pub async fn restart_server(&mut self, i: usize) -> std::io::Result<()> {
+        let (addr, config, daemon) = &mut self.servers[i];
+        if daemon.is_none() {
+            let listener = TcpListener::bind(addr.as_str()).await?;
+            *daemon = Some(spawn_server(listener, config.clone()));
+        }
+        Ok(())
+    }
+
+    /// Stops and restarts the manager on its old address and catalog.
+    pub async fn restart_manager(&mut self) -> std::io::Result<()> {
+        if let Some(daemon) = self.manager.take() {
+            daemon.stop().await;
+        }
+        let listener = TcpListener::bind(self.manager_addr.as_str()).await?;
+        self.start_manager(listener);
+        Ok(())
+    }
+
+    pub async fn status(&self) -> Result<ClusterStatus, FrameError> {
+        let mut conn = Connection::connect(&self.manager_addr).await?;
+        auth::initiate(&mut conn, &self.key).await?;
+        match conn.call(&Message::Status).await? {
+            Message::Cluster { status } => Ok(status),
+            other => Err(FrameError::unexpected(&other, "Cluster")),
+        }
+    }
+
+    /// Polls the manager's status until `ready` holds or `timeout` passes.
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        ready: impl Fn(&ClusterStatus) -> bool,
+    ) -> Result<ClusterStatus, String> {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::from("no answer yet");
+        while Instant::now() < deadline {
+            match self.status().await {
+                Ok(status) if ready(&status) => return Ok(status),
+                Ok(status) => last = format!("{status:?}"),
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(format!("cluster not ready after {timeout:?}: {last}"))
+    }
+
+    /// Stops every daemon and waits for them.
+    pub async fn shutdown(mut self) {
+        for (_, _, daemon) in &mut self.servers {
+            if let Some(daemon) = daemon.take() {
+                daemon.stop().await;
+            }
+        }
+        if let Some(daemon) = self.manager.take() {
+            daemon.stop().await;
+        }
+    }
+}
+
+fn spawn_server(listener: TcpListener, config: ServerConfig) -> Daemon {
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    let task = tokio::spawn(async move {
+        if let Err(e) = run_server(listener, config, token).await {
+            tracing::error!("server failed: {e}");
+        }
+    });
+    Daemon { stop, task }
+}

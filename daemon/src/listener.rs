@@ -1,0 +1,72 @@
+//! The accept loop both daemons share: bounded connections, the handshake
+//! before anything else, one tracked task per connection, clean shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use arca_shared::Connection;
+use arca_shared::auth::{self, ClusterKey};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Most connections a daemon serves at once; more wait in the backlog.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// Accepts connections until `shutdown` fires, authenticates each and hands
+/// it to `handle`; then waits for every connection task to finish.
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    key: ClusterKey,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    handle: H,
+) where
+    H: Fn(Connection) -> F + Send + Sync + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let handle = Arc::new(handle);
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            permit = limit.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let key = key.clone();
+        let handle = handle.clone();
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            let _permit = permit;
+            let mut conn = match Connection::new(stream) {
+                Ok(conn) => conn,
+                Err(e) => return tracing::debug!("connection lost at once: {e}"),
+            };
+            let peer = conn.peer();
+            if let Err(e) = auth::accept(&mut conn, &key).await {
+                return tracing::warn!(%peer, "refused connection: {e}");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = handle(conn) => {}
+            }
+        });
+    }
+    tasks.close();
+    tasks.wait().await;
+}

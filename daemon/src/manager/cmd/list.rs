@@ -1,0 +1,46 @@
+//! `List`: the newest version of every name (under a prefix ending in '/'),
+//! or every version of one name. Sent in pages, then `End`.
+
+use arca_shared::{Connection, FrameError, Message};
+
+use super::{check_client, check_name};
+use crate::manager::Manager;
+
+/// Entries per page: a page of the longest names stays under the control cap.
+const PAGE: usize = 32;
+
+pub(crate) async fn run(
+    manager: &Manager,
+    conn: &mut Connection,
+    client: String,
+    name: Option<String>,
+) -> Result<(), FrameError> {
+    check_client(&client)?;
+    let rows = match name {
+        Some(name) if !name.ends_with('/') => {
+            check_name(&name)?;
+            manager.db(move |c| c.versions(&client, &name)).await?
+        }
+        prefix => {
+            if let Some(prefix) = &prefix {
+                check_name(prefix.trim_end_matches('/'))?;
+            }
+            let prefix = prefix.unwrap_or_default();
+            manager.db(move |c| c.latest(&client, &prefix)).await?
+        }
+    };
+    let mut page = Vec::with_capacity(PAGE);
+    for row in rows {
+        page.push(manager.entry(row).await?);
+        if page.len() == PAGE {
+            conn.send(&Message::Listing {
+                files: std::mem::take(&mut page),
+            })
+            .await?;
+        }
+    }
+    if !page.is_empty() {
+        conn.send(&Message::Listing { files: page }).await?;
+    }
+    conn.send(&Message::End).await
+}

@@ -1,0 +1,23 @@
+//! One file per request the manager answers.
+
+pub(crate) mod corrupt;
+pub(crate) mod get;
+pub(crate) mod list;
+pub(crate) mod put;
+pub(crate) mod register;
+pub(crate) mod remove;
+pub(crate) mod status;
+
+use arca_shared::FrameError;
+use arca_shared::name;
+
+use super::refuse;
+
+/// Client names namespace the catalog; they follow the rules for names.
+pub(crate) fn check_client(client: &str) -> Result<(), FrameError> {
+    name::validate(client).or_else(|e| refuse(format!("bad client name {client:?}: {e}")))
+}
+
+pub(crate) fn check_name(name: &str) -> Result<(), FrameError> {
+    name::validate(name).or_else(|e| refuse(format!("bad name {name:?}: {e}")))
+}

@@ -1,0 +1,57 @@
+//! `Register`: a server joins (or rejoins) and then heartbeats on this
+//! connection for as long as it lives.
+
+use std::sync::Arc;
+
+use arca_shared::protocol::ServerStats;
+use arca_shared::{Connection, FrameError, Message};
+
+use crate::manager::{Manager, membership};
+
+pub(crate) async fn run(
+    manager: &Arc<Manager>,
+    mut conn: Connection,
+    uuid: String,
+    addr: String,
+    stats: ServerStats,
+) {
+    let peer = conn.peer();
+    if let Err(e) = session(manager, &mut conn, uuid, addr, stats).await {
+        tracing::info!(%peer, "server session ended: {e}");
+    }
+}
+
+async fn session(
+    manager: &Arc<Manager>,
+    conn: &mut Connection,
+    uuid: String,
+    addr: String,
+    stats: ServerStats,
+) -> Result<(), FrameError> {
+    if uuid.is_empty() || uuid.len() > 64 || addr.len() > 256 {
+        return Err(FrameError::Remote("malformed registration".into()));
+    }
+    let id = manager
+        .db({
+            let addr = addr.clone();
+            move |c| c.server_id(&uuid, &addr)
+        })
+        .await?;
+    conn.send(&Message::Registered { id }).await?;
+    tracing::info!(id, %addr, "server registered");
+    let mut stats = stats;
+    loop {
+        let start_pinging = manager.members().heartbeat(id, &addr, stats);
+        if start_pinging {
+            manager.tasks.spawn(membership::ping(
+                manager.clone(),
+                id,
+                manager.shutdown.clone(),
+            ));
+        }
+        stats = match conn.recv().await? {
+            Message::Heartbeat { stats } => stats,
+            other => return Err(FrameError::unexpected(&other, "Heartbeat")),
+        };
+    }
+}

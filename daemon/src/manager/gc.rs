@@ -1,0 +1,79 @@
+//! Garbage collection: blobs that no version of any name references are
+//! deleted from their holders, now after a removal and periodically for
+//! holders that were down at the time.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arca_shared::protocol::ServerId;
+use arca_shared::{BlobHash, Connection, FrameError, Message, auth};
+
+use super::Manager;
+
+const EVERY: Duration = Duration::from_secs(5);
+
+pub(crate) async fn run(manager: Arc<Manager>) {
+    loop {
+        tokio::select! {
+            _ = manager.shutdown.cancelled() => return,
+            _ = manager.collect.notified() => {}
+            _ = tokio::time::sleep(EVERY) => {}
+        }
+        if let Err(e) = collect(&manager).await {
+            tracing::warn!("garbage collection: {e}");
+        }
+    }
+}
+
+async fn collect(manager: &Manager) -> Result<(), FrameError> {
+    let mut by_server: BTreeMap<ServerId, Vec<BlobHash>> = BTreeMap::new();
+    for (hash, server) in manager.db(|c| c.unreferenced()).await? {
+        by_server.entry(server).or_default().push(hash);
+    }
+    for (server, hashes) in by_server {
+        let addr = {
+            let members = manager.members();
+            match members.get(server) {
+                Some(m) if members.is_alive(server) => m.addr.clone(),
+                _ => continue,
+            }
+        };
+        let mut conn = open(manager, &addr).await?;
+        for hash in hashes {
+            let _guard = manager.hash_locks.lock(hash).await;
+            // Re-check under the lock: an upload may have referenced it again.
+            if manager.db(move |c| c.is_referenced(&hash)).await? {
+                continue;
+            }
+            match conn.call(&Message::DeleteBlob { hash }).await? {
+                Message::Ok => {}
+                other => return Err(FrameError::unexpected(&other, "Ok")),
+            }
+            manager.db(move |c| c.remove_holder(&hash, server)).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn open(manager: &Manager, addr: &str) -> Result<Connection, FrameError> {
+    let mut conn = Connection::connect(addr).await?;
+    auth::initiate(&mut conn, &manager.config.key).await?;
+    Ok(conn)
+}
+
+/// Tells the server at `addr` to delete these blobs.
+pub(crate) async fn delete_blobs(
+    manager: &Manager,
+    addr: &str,
+    hashes: &[BlobHash],
+) -> Result<(), FrameError> {
+    let mut conn = open(manager, addr).await?;
+    for hash in hashes {
+        match conn.call(&Message::DeleteBlob { hash: *hash }).await? {
+            Message::Ok => {}
+            other => return Err(FrameError::unexpected(&other, "Ok")),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! Who is in the cluster: registered servers, their heartbeats, and the
+//! round trip the manager measures to each one itself.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arca_shared::choice::{self, Candidate, Weights};
+use arca_shared::protocol::{ServerId, ServerStats, ServerStatus};
+use arca_shared::{Connection, FrameError, Message, auth};
+use tokio_util::sync::CancellationToken;
+
+use super::Manager;
+
+/// How many latency samples each server keeps for the dashboard's sparkline.
+const HISTORY: usize = 40;
+/// Weight of a new round-trip sample in the smoothed latency.
+const SMOOTHING: f64 = 0.3;
+
+pub struct Member {
+    pub addr: String,
+    pub stats: ServerStats,
+    /// The last heartbeat since this manager started, if any.
+    pub last_seen: Option<Instant>,
+    pub latency_ms: Option<f64>,
+    pub history: VecDeque<f64>,
+    pinging: bool,
+}
+
+pub struct Members {
+    servers: BTreeMap<ServerId, Member>,
+    dead_after: Duration,
+}
+
+impl Members {
+    pub fn new(dead_after: Duration) -> Self {
+        Self {
+            servers: BTreeMap::new(),
+            dead_after,
+        }
+    }
+
+    /// Adds a server known from the catalog, dead until it heartbeats.
+    pub fn remember(&mut self, id: ServerId, addr: String) {
+        self.servers.entry(id).or_insert(Member {
+            addr,
+            stats: ServerStats::default(),
+            last_seen: None,
+            latency_ms: None,
+            history: VecDeque::new(),
+            pinging: false,
+        });
+    }
+
+    /// Records a heartbeat; true if the caller should start pinging it.
+    pub fn heartbeat(&mut self, id: ServerId, addr: &str, stats: ServerStats) -> bool {
+        self.remember(id, addr.to_owned());
+        let Some(member) = self.servers.get_mut(&id) else {
+            return false;
+        };
+        member.addr = addr.to_owned();
+        member.stats = stats;
+        member.last_seen = Some(Instant::now());
+        !std::mem::replace(&mut member.pinging, true)
+    }
+
+    pub fn record_latency(&mut self, id: ServerId, sample_ms: f64) {
+        if let Some(member) = self.servers.get_mut(&id) {
+            let smoothed = match member.latency_ms {
+                Some(old) => old + SMOOTHING * (sample_ms - old),
+                None => sample_ms,
+            };
+            member.latency_ms = Some(smoothed);
+            if member.history.len() == HISTORY {
+                member.history.pop_front();
+            }
+            member.history.push_back(sample_ms);
+        }
+    }
+
+    pub fn get(&self, id: ServerId) -> Option<&Member> {
+        self.servers.get(&id)
+    }
+
+    pub fn is_alive(&self, id: ServerId) -> bool {
+        self.servers.get(&id).is_some_and(|m| self.alive(m))
+    }
+
+    fn alive(&self, member: &Member) -> bool {
+        member
+            .last_seen
+            .is_some_and(|seen| seen.elapsed() < self.dead_after)
+    }
+
+    pub fn alive_count(&self) -> usize {
+        self.servers.values().filter(|m| self.alive(m)).count()
+    }
+
+    /// Live servers as the choice function sees them, minus `exclude`.
+    pub fn candidates(&self, exclude: &[ServerId]) -> Vec<Candidate> {
+        let live: Vec<(&ServerId, &Member)> = self
+            .servers
+            .iter()
+            .filter(|(id, m)| self.alive(m) && !exclude.contains(id))
+            .collect();
+        // A server not yet measured counts as the slowest measured one.
+        let slowest = live
+            .iter()
+            .filter_map(|(_, m)| m.latency_ms)
+            .fold(0.0, f64::max);
+        live.into_iter()
+            .map(|(id, m)| Candidate {
+                id: *id,
+                latency_ms: m.latency_ms.unwrap_or(slowest),
+                load: load(&m.stats),
+                free_bytes: m.stats.free_bytes,
+            })
+            .collect()
+    }
+
+    pub fn status(&self, weights: Weights) -> Vec<ServerStatus> {
+        let scores = choice::score_all(&self.candidates(&[]), weights);
+        self.servers
+            .iter()
+            .map(|(id, m)| ServerStatus {
+                id: *id,
+                addr: m.addr.clone(),
+                alive: self.alive(m),
+                silent_ms: m
+                    .last_seen
+                    .map_or(u64::MAX, |seen| seen.elapsed().as_millis() as u64),
+                latency_ms: m.latency_ms.unwrap_or(0.0),
+                latency_history_ms: m.history.iter().copied().collect(),
+                stored_bytes: m.stats.stored_bytes,
+                capacity_bytes: m.stats.capacity_bytes,
+                free_bytes: m.stats.free_bytes,
+                blobs: m.stats.blobs,
+                score: scores.iter().find(|s| s.id == *id).map(|s| s.score),
+            })
+            .collect()
+    }
+}
+
+fn load(stats: &ServerStats) -> f64 {
+    if stats.capacity_bytes > 0 {
+        stats.stored_bytes as f64 / stats.capacity_bytes as f64
+    } else {
+        stats.stored_bytes as f64
+    }
+}
+
+/// Measures the round trip to one server for as long as the manager runs,
+/// over a connection of the manager's own.
+pub async fn ping(manager: Arc<Manager>, id: ServerId, shutdown: CancellationToken) {
+    loop {
+        let addr = match manager.members().get(id) {
+            Some(member) => member.addr.clone(),
+            None => return,
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            result = ping_session(&manager, id, &addr) => {
+                tracing::debug!(id, %addr, "ping session ended: {result:?}");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(manager.config.ping_every) => {}
+        }
+    }
+}
+
+async fn ping_session(manager: &Manager, id: ServerId, addr: &str) -> Result<(), FrameError> {
+    let mut conn = Connection::connect(addr).await?;
+    auth::initiate(&mut conn, &manager.config.key).await?;
+    loop {
+        let start = Instant::now();
+        match conn.call(&Message::Ping).await? {
+            Message::Pong => {}
+            other => return Err(FrameError::unexpected(&other, "Pong")),
+        }
+        let rtt = start.elapsed().as_secs_f64() * 1000.0;
+        manager.members().record_latency(id, rtt);
+        tokio::time::sleep(manager.config.ping_every).await;
+    }
+}

@@ -1,0 +1,218 @@
+//! The manager: keeps the catalog and the membership, chooses servers,
+//! issues tickets and instructs servers. It never moves file bytes itself.
+
+mod catalog;
+mod cmd;
+mod gc;
+mod hash_locks;
+mod membership;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use arca_shared::auth::ClusterKey;
+use arca_shared::choice::Weights;
+use arca_shared::protocol::FileEntry;
+use arca_shared::{Connection, FrameError, Message};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use catalog::{Catalog, FileRow};
+use hash_locks::HashLocks;
+use membership::Members;
+
+#[derive(Clone)]
+pub struct ManagerConfig {
+    pub data: PathBuf,
+    pub key: ClusterKey,
+    /// Copies kept of every file.
+    pub replicas: u32,
+    /// Silence after which a server counts as dead.
+    pub dead_after: Duration,
+    pub ping_every: Duration,
+    pub weights: Weights,
+}
+
+impl ManagerConfig {
+    pub fn new(data: PathBuf, key: ClusterKey) -> Self {
+        Self {
+            data,
+            key,
+            replicas: 2,
+            dead_after: Duration::from_secs(3),
+            ping_every: Duration::from_millis(500),
+            weights: Weights::default(),
+        }
+    }
+}
+
+pub(crate) struct Manager {
+    config: ManagerConfig,
+    catalog: Arc<Mutex<Catalog>>,
+    members: Mutex<Members>,
+    hash_locks: HashLocks,
+    next_op: AtomicU64,
+    /// Wakes the garbage collector after a removal.
+    collect: Notify,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create the data folder {0}: {1}")]
+    DataDir(PathBuf, std::io::Error),
+    #[error("cannot open the catalog: {0}")]
+    Catalog(#[from] rusqlite::Error),
+}
+
+/// Runs a manager on `listener` until `shutdown` fires.
+pub async fn run_manager(
+    listener: TcpListener,
+    config: ManagerConfig,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
+    std::fs::create_dir_all(&config.data)
+        .map_err(|e| StartError::DataDir(config.data.clone(), e))?;
+    let catalog = Catalog::open(&config.data.join("catalog.db"))?;
+    let mut members = Members::new(config.dead_after);
+    for (id, _, addr) in catalog.servers()? {
+        members.remember(id, addr);
+    }
+    let tasks = TaskTracker::new();
+    let manager = Arc::new(Manager {
+        catalog: Arc::new(Mutex::new(catalog)),
+        members: Mutex::new(members),
+        hash_locks: HashLocks::default(),
+        next_op: AtomicU64::new(seed_op()),
+        collect: Notify::new(),
+        tasks: tasks.clone(),
+        shutdown: shutdown.clone(),
+        config,
+    });
+    tasks.spawn(gc::run(manager.clone()));
+    let key = manager.config.key.clone();
+    let handler = manager.clone();
+    crate::listener::serve(listener, key, shutdown, tasks, move |conn| {
+        handle(handler.clone(), conn)
+    })
+    .await;
+    Ok(())
+}
+
+/// Operation ids start from the clock so a restarted manager never reissues one.
+fn seed_op() -> u64 {
+    arca_shared::ticket::now_ms() << 16
+}
+
+async fn handle(manager: Arc<Manager>, mut conn: Connection) {
+    let peer = conn.peer();
+    loop {
+        let request = match conn.recv().await {
+            Ok(request) => request,
+            Err(FrameError::Closed) => return,
+            Err(e) => return tracing::warn!(%peer, "closing connection: {e}"),
+        };
+        let kind = request.kind();
+        let result = match request {
+            Message::Register { uuid, addr, stats } => {
+                return cmd::register::run(&manager, conn, uuid, addr, stats).await;
+            }
+            Message::PutBegin {
+                client,
+                name,
+                size,
+                hash,
+            } => cmd::put::run(&manager, &mut conn, client, name, size, hash).await,
+            Message::GetBegin {
+                client,
+                name,
+                version,
+                exclude,
+            } => cmd::get::run(&manager, &mut conn, client, name, version, exclude).await,
+            Message::ReportCorrupt { ticket } => {
+                cmd::corrupt::run(&manager, &mut conn, ticket).await
+            }
+            Message::List { client, name } => {
+                cmd::list::run(&manager, &mut conn, client, name).await
+            }
+            Message::Remove {
+                client,
+                name,
+                version,
+            } => cmd::remove::run(&manager, &mut conn, client, name, version).await,
+            Message::Status => cmd::status::run(&manager, &mut conn).await,
+            other => Err(FrameError::unexpected(&other, "a request")),
+        };
+        match result {
+            Ok(()) => {}
+            // A refusal the peer can act on: say why and keep serving it.
+            Err(FrameError::Remote(reason)) => {
+                tracing::debug!(%peer, "{kind} refused: {reason}");
+                if conn
+                    .send(&Message::Error { message: reason })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(%peer, "{kind} failed: {e}");
+                let _ = conn.send(&Message::error(e.to_string())).await;
+                return;
+            }
+        }
+    }
+}
+
+impl Manager {
+    fn members(&self) -> MutexGuard<'_, Members> {
+        self.members.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn next_op(&self) -> u64 {
+        self.next_op.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Runs a catalog operation off the async threads (SQLite fsyncs).
+    async fn db<T, F>(&self, op: F) -> Result<T, FrameError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Catalog) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let catalog = self.catalog.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut catalog = catalog.lock().unwrap_or_else(|p| p.into_inner());
+            op(&mut catalog)
+        })
+        .await
+        .map_err(|e| FrameError::Remote(format!("catalog task failed: {e}")))?
+        .map_err(|e| FrameError::Remote(format!("catalog error: {e}")))
+    }
+
+    /// A catalog row as clients see it, with its count of live copies.
+    async fn entry(&self, row: FileRow) -> Result<FileEntry, FrameError> {
+        let hash = row.hash;
+        let holders = self.db(move |c| c.holders(&hash)).await?;
+        let members = self.members();
+        let replicas = holders.iter().filter(|id| members.is_alive(**id)).count() as u32;
+        Ok(FileEntry {
+            name: row.name,
+            version: row.version,
+            size: row.size,
+            hash: row.hash,
+            replicas,
+            created_ms: row.created_ms,
+        })
+    }
+}
+
+/// A refusal the client can read and act on.
+fn refuse<T>(reason: impl Into<String>) -> Result<T, FrameError> {
+    Err(FrameError::Remote(reason.into()))
+}

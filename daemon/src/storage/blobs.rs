@@ -1,0 +1,149 @@
+//! Blobs on disk: `<data>/blobs/<first two hex>/<hash>`, written through
+//! `<data>/tmp/` so nothing is visible in `blobs/` before it is complete,
+//! verified and fsynced.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arca_shared::BlobHash;
+use arca_shared::auth::Nonce;
+use arca_shared::protocol::ServerStats;
+use tokio::fs::File;
+use tokio::io::AsyncWriteExt;
+
+pub struct BlobStore {
+    root: PathBuf,
+    capacity: Option<u64>,
+    stored: AtomicU64,
+    blobs: AtomicU64,
+}
+
+/// A blob being received; removed on drop unless committed.
+pub struct TempBlob {
+    path: PathBuf,
+    file: File,
+    committed: bool,
+}
+
+impl TempBlob {
+    pub async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all(bytes).await
+    }
+}
+
+impl Drop for TempBlob {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl BlobStore {
+    /// Opens (creating) the store, empties `tmp/` of any interrupted writes
+    /// and counts what is stored.
+    pub fn open(root: &Path, capacity: Option<u64>) -> io::Result<Self> {
+        let tmp = root.join("tmp");
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp)?;
+        }
+        std::fs::create_dir_all(&tmp)?;
+        std::fs::create_dir_all(root.join("blobs"))?;
+        let store = Self {
+            root: root.to_owned(),
+            capacity,
+            stored: AtomicU64::new(0),
+            blobs: AtomicU64::new(0),
+        };
+        for (_, size) in store.list()? {
+            store.stored.fetch_add(size, Ordering::Relaxed);
+            store.blobs.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(store)
+    }
+
+    /// Every complete blob and its size.
+    pub fn list(&self) -> io::Result<Vec<(BlobHash, u64)>> {
+        let mut found = Vec::new();
+        for shard in std::fs::read_dir(self.root.join("blobs"))? {
+            for entry in std::fs::read_dir(shard?.path())? {
+                let entry = entry?;
+                if let Some(hash) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+                    found.push((hash, entry.metadata()?.len()));
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    pub fn path(&self, hash: &BlobHash) -> PathBuf {
+        let hex = hash.to_hex();
+        self.root.join("blobs").join(&hex[..2]).join(hex)
+    }
+
+    pub fn contains(&self, hash: &BlobHash) -> bool {
+        self.path(hash).is_file()
+    }
+
+    pub async fn temp(&self) -> io::Result<TempBlob> {
+        let name = blake3::Hash::from(Nonce::fresh().0).to_hex();
+        let path = self.root.join("tmp").join(&name[..24]);
+        let file = File::create_new(&path).await?;
+        Ok(TempBlob {
+            path,
+            file,
+            committed: false,
+        })
+    }
+
+    /// Makes a verified temp blob durable and visible: fsync, rename, fsync dir.
+    pub async fn commit(&self, mut temp: TempBlob, hash: &BlobHash, size: u64) -> io::Result<()> {
+        temp.file.flush().await?;
+        temp.file.sync_all().await?;
+        let target = self.path(hash);
+        let shard = target.parent().map(Path::to_owned).unwrap_or_default();
+        tokio::fs::create_dir_all(&shard).await?;
+        if tokio::fs::try_exists(&target).await? {
+            // Content-addressed: an identical blob is already here.
+            return Ok(());
+        }
+        tokio::fs::rename(&temp.path, &target).await?;
+        temp.committed = true;
+        File::open(&shard).await?.sync_all().await?;
+        self.stored.fetch_add(size, Ordering::Relaxed);
+        self.blobs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Deletes a blob; returns the bytes freed (0 if it was not here).
+    pub async fn remove(&self, hash: &BlobHash) -> io::Result<u64> {
+        let path = self.path(hash);
+        let size = match tokio::fs::metadata(&path).await {
+            Ok(meta) => meta.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        tokio::fs::remove_file(&path).await?;
+        self.stored.fetch_sub(size, Ordering::Relaxed);
+        self.blobs.fetch_sub(1, Ordering::Relaxed);
+        Ok(size)
+    }
+
+    /// Bytes this server can still take: its capacity left, bounded by the disk.
+    pub fn free_bytes(&self) -> u64 {
+        self.stats().free_bytes
+    }
+
+    pub fn stats(&self) -> ServerStats {
+        let stored = self.stored.load(Ordering::Relaxed);
+        let disk_free = fs4::available_space(&self.root).unwrap_or(0);
+        let capacity = self.capacity.unwrap_or(stored + disk_free);
+        ServerStats {
+            stored_bytes: stored,
+            capacity_bytes: capacity,
+            free_bytes: capacity.saturating_sub(stored).min(disk_free),
+            blobs: self.blobs.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! One file per request a storage server answers.
+
+pub(crate) mod delete;
+pub(crate) mod fetch;
+pub(crate) mod prepare;
+pub(crate) mod store;
+pub(crate) mod upload;

@@ -1,0 +1,68 @@
+//! `Prepare`: the manager announces an upload and where it must be forwarded;
+//! this connection then relays the upload's progress and outcome back.
+
+use arca_shared::limits::{IDLE_TIMEOUT, TICKET_TTL};
+use arca_shared::protocol::ReplicaTarget;
+use arca_shared::{Connection, FrameError, Message};
+use tokio::sync::mpsc;
+
+use crate::storage::{Plan, Report, Server};
+
+/// Most replicas one upload may be forwarded to.
+const MAX_REPLICAS: usize = 16;
+
+pub(crate) async fn run(
+    server: &Server,
+    conn: &mut Connection,
+    upload_id: u64,
+    replicas: Vec<ReplicaTarget>,
+) -> Result<(), FrameError> {
+    if replicas.is_empty() || replicas.len() > MAX_REPLICAS {
+        return Err(FrameError::Remote(format!(
+            "an upload needs 1 to {MAX_REPLICAS} replicas, not {}",
+            replicas.len()
+        )));
+    }
+    let (reports, mut rx) = mpsc::channel(64);
+    server
+        .plans
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(upload_id, Plan { replicas, reports });
+    conn.send(&Message::Ok).await?;
+
+    let mut wait = TICKET_TTL;
+    loop {
+        let report = match tokio::time::timeout(wait, rx.recv()).await {
+            Ok(Some(report)) => report,
+            Ok(None) => Report::Failed("the upload ended without a result".into()),
+            Err(_) => {
+                let never_started = server
+                    .plans
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&upload_id)
+                    .is_some();
+                Report::Failed(if never_started {
+                    "the client never started the upload".into()
+                } else {
+                    format!("the upload made no progress for {wait:?}")
+                })
+            }
+        };
+        wait = IDLE_TIMEOUT;
+        match report {
+            Report::Progress(bytes) => conn.send(&Message::UploadProgress { bytes }).await?,
+            Report::Done(holders) => {
+                let reply = conn.call(&Message::UploadDone { holders }).await?;
+                return match reply {
+                    Message::Ok => Ok(()),
+                    other => Err(FrameError::unexpected(&other, "Ok")),
+                };
+            }
+            Report::Failed(reason) => {
+                return conn.send(&Message::UploadFailed { reason }).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! `Upload`: this server is the primary. It streams the client's bytes on to
+//! every replica as they arrive, verifies the hash on the way, relays each
+//! replica's progress to the client, and keeps no copy itself.
+
+use std::time::{Duration, Instant};
+
+use arca_shared::auth;
+use arca_shared::connection::{FrameReader, FrameWriter, encode};
+use arca_shared::limits::IDLE_TIMEOUT;
+use arca_shared::protocol::{ReplicaTarget, ServerId};
+use arca_shared::ticket::{Ticket, TicketKind};
+use arca_shared::{BlobHash, Connection, FrameError, Message};
+use futures::future::try_join_all;
+use tokio::sync::mpsc;
+
+use crate::storage::{Report, Server};
+
+enum Event {
+    Written(usize, u64),
+    Stored(usize),
+}
+
+pub(crate) async fn run(
+    server: &Server,
+    conn: &mut Connection,
+    ticket: Ticket,
+) -> Result<(), FrameError> {
+    server.check(&ticket, TicketKind::Upload)?;
+    let plan = server
+        .plans
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&ticket.op)
+        .ok_or_else(|| {
+            FrameError::Remote("no upload is prepared for this ticket (used or expired)".into())
+        })?;
+    let holders: Vec<ServerId> = plan.replicas.iter().map(|r| r.ticket.server).collect();
+    match pipeline(server, conn, &ticket, &plan.replicas, &plan.reports).await {
+        Ok(()) => {
+            let _ = plan.reports.send(Report::Done(holders)).await;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = plan.reports.send(Report::Failed(e.to_string())).await;
+            Err(e)
+        }
+    }
+}
+
+async fn pipeline(
+    server: &Server,
+    client: &mut Connection,
+    ticket: &Ticket,
+    replicas: &[ReplicaTarget],
+    reports: &mpsc::Sender<Report>,
+) -> Result<(), FrameError> {
+    let mut readers = Vec::new();
+    let mut writers = Vec::new();
+    for (i, target) in replicas.iter().enumerate() {
+        let conn = open_replica(server, target).await.map_err(|e| {
+            FrameError::Remote(format!("replica {} refused the upload: {e}", i + 1))
+        })?;
+        readers.push(conn.reader);
+        writers.push(conn.writer);
+    }
+    client.send(&Message::Accepted).await?;
+
+    let (events, rx) = mpsc::channel(64);
+    let watch_replicas: Vec<_> = readers
+        .iter_mut()
+        .enumerate()
+        .map(|(i, reader)| watch_replica(i, reader, events.clone()))
+        .collect();
+    drop(events);
+    tokio::try_join!(
+        forward(&mut client.reader, &mut writers, ticket),
+        relay(&mut client.writer, rx, replicas.len(), reports),
+        try_join_all(watch_replicas),
+    )?;
+    Ok(())
+}
+
+async fn open_replica(server: &Server, target: &ReplicaTarget) -> Result<Connection, FrameError> {
+    let mut conn = Connection::connect(&target.addr).await?;
+    auth::initiate(&mut conn, &server.config.key).await?;
+    match conn
+        .call(&Message::Store {
+            ticket: target.ticket.clone(),
+        })
+        .await?
+    {
+        Message::Accepted => Ok(conn),
+        other => Err(FrameError::unexpected(&other, "Accepted")),
+    }
+}
+
+/// Client → replicas: each chunk is checked, hashed and sent on at once.
+async fn forward(
+    client: &mut FrameReader,
+    replicas: &mut [FrameWriter],
+    ticket: &Ticket,
+) -> Result<(), FrameError> {
+    let mut hasher = blake3::Hasher::new();
+    let mut received = 0u64;
+    loop {
+        let message = client.recv_data().await?;
+        match &message {
+            Message::Chunk { data } => {
+                received += data.len() as u64;
+                if received > ticket.size {
+                    return Err(FrameError::Remote(format!(
+                        "client sent more than the {} bytes it announced",
+                        ticket.size
+                    )));
+                }
+                hasher.update(data);
+            }
+            Message::End => {
+                if received != ticket.size {
+                    return Err(FrameError::Remote(format!(
+                        "client sent {received} bytes but announced {}",
+                        ticket.size
+                    )));
+                }
+                if BlobHash::from(hasher.finalize()) != ticket.hash {
+                    return Err(FrameError::Remote(
+                        "the bytes received do not match the announced hash".into(),
+                    ));
+                }
+            }
+            other => return Err(FrameError::unexpected(other, "Chunk or End")),
+        }
+        let body = encode(&message)?;
+        for (i, replica) in replicas.iter_mut().enumerate() {
+            replica.send_encoded(&body).await.map_err(|e| {
+                FrameError::Remote(format!("replica {} stopped receiving: {e}", i + 1))
+            })?;
+        }
+        if message == Message::End {
+            return Ok(());
+        }
+    }
+}
+
+/// Replica → events: its progress, then its confirmation.
+async fn watch_replica(
+    i: usize,
+    replica: &mut FrameReader,
+    events: mpsc::Sender<Event>,
+) -> Result<(), FrameError> {
+    loop {
+        let event = match replica.recv().await {
+            Ok(Message::Written { bytes }) => Event::Written(i, bytes),
+            Ok(Message::Stored) => Event::Stored(i),
+            Ok(other) => return Err(FrameError::unexpected(&other, "Written or Stored")),
+            Err(e) => return Err(FrameError::Remote(format!("replica {} failed: {e}", i + 1))),
+        };
+        let done = matches!(event, Event::Stored(_));
+        // The relay only stops early when the upload is failing anyway.
+        let _ = events.send(event).await;
+        if done {
+            return Ok(());
+        }
+    }
+}
+
+/// Events → client (every replica's progress) and manager (the slowest's).
+async fn relay(
+    client: &mut FrameWriter,
+    mut events: mpsc::Receiver<Event>,
+    replica_count: usize,
+    reports: &mpsc::Sender<Report>,
+) -> Result<(), FrameError> {
+    let mut written = vec![0u64; replica_count];
+    let mut stored = vec![false; replica_count];
+    let mut last_report = Instant::now();
+    while !stored.iter().all(|s| *s) {
+        let event = tokio::time::timeout(IDLE_TIMEOUT, events.recv())
+            .await
+            .map_err(|_| FrameError::Timeout(IDLE_TIMEOUT))?
+            .ok_or(FrameError::Remote("replica connections ended".into()))?;
+        match event {
+            Event::Written(i, bytes) => {
+                written[i] = bytes;
+                client
+                    .send(&Message::ReplicaProgress {
+                        replica: i as u8,
+                        bytes,
+                    })
+                    .await?;
+                if last_report.elapsed() > Duration::from_millis(500) {
+                    last_report = Instant::now();
+                    let slowest = written.iter().copied().min().unwrap_or(0);
+                    let _ = reports.try_send(Report::Progress(slowest));
+                }
+            }
+            Event::Stored(i) => stored[i] = true,
+        }
+    }
+    client.send(&Message::Stored).await
+}

@@ -1,0 +1,79 @@
+//! Registration and heartbeats: the server keeps one connection to the
+//! manager, re-registering by itself whenever the manager comes back.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use arca_shared::auth;
+use arca_shared::{Connection, FrameError, Message};
+use tokio_util::sync::CancellationToken;
+
+use super::Server;
+
+pub(crate) async fn run(server: Arc<Server>, shutdown: CancellationToken) {
+    let uuid = match server_uuid(&server) {
+        Ok(uuid) => uuid,
+        Err(e) => {
+            tracing::error!("cannot read or create the server's identity file: {e}");
+            return;
+        }
+    };
+    let mut warned = false;
+    loop {
+        let outcome = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            outcome = session(&server, &uuid) => outcome,
+        };
+        if let Err(e) = outcome {
+            if !warned {
+                tracing::warn!(manager = %server.config.manager, "manager unreachable, retrying: {e}");
+            }
+            warned = true;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+        }
+    }
+}
+
+async fn session(server: &Server, uuid: &str) -> Result<(), FrameError> {
+    let mut conn = Connection::connect(&server.config.manager).await?;
+    auth::initiate(&mut conn, &server.config.key).await?;
+    let reply = conn
+        .call(&Message::Register {
+            uuid: uuid.to_owned(),
+            addr: server.config.advertise.clone(),
+            stats: server.store.stats(),
+        })
+        .await?;
+    let Message::Registered { id } = reply else {
+        return Err(FrameError::unexpected(&reply, "Registered"));
+    };
+    server.id.store(id, Ordering::Relaxed);
+    tracing::info!(id, manager = %server.config.manager, "registered with the manager");
+    loop {
+        tokio::time::sleep(server.config.heartbeat_every).await;
+        conn.send(&Message::Heartbeat {
+            stats: server.store.stats(),
+        })
+        .await?;
+    }
+}
+
+/// A random identity kept in the data folder, so the manager knows this
+/// server again after a restart even if its address changed.
+fn server_uuid(server: &Server) -> std::io::Result<String> {
+    let path = server.config.data.join("server-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(text.trim().to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let uuid =
+                blake3::Hash::from(arca_shared::auth::Nonce::fresh().0).to_hex()[..32].to_owned();
+            std::fs::write(&path, &uuid)?;
+            Ok(uuid)
+        }
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,137 @@
+//! The storage server: holds blobs, receives uploads as a primary and
+//! forwards them to replicas, stores copies as a replica, serves restores.
+
+mod blobs;
+mod cmd;
+mod membership;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arca_shared::auth::ClusterKey;
+use arca_shared::protocol::{ReplicaTarget, ServerId};
+use arca_shared::ticket::{Ticket, TicketError, TicketKind};
+use arca_shared::{Connection, FrameError, Message};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use blobs::BlobStore;
+
+#[derive(Clone)]
+pub struct ServerConfig {
+    pub data: PathBuf,
+    /// The manager to register with.
+    pub manager: String,
+    /// The address the manager and other servers reach this one at.
+    pub advertise: String,
+    /// Bytes this server offers; `None` means whatever the disk has.
+    pub capacity: Option<u64>,
+    pub key: ClusterKey,
+    pub heartbeat_every: Duration,
+}
+
+/// What the primary tells the connection that carried `Prepare`, which
+/// relays it to the manager.
+pub(crate) enum Report {
+    Progress(u64),
+    Done(Vec<ServerId>),
+    Failed(String),
+}
+
+/// An upload the manager announced and its client has not yet started.
+pub(crate) struct Plan {
+    replicas: Vec<ReplicaTarget>,
+    reports: mpsc::Sender<Report>,
+}
+
+pub(crate) struct Server {
+    config: ServerConfig,
+    store: BlobStore,
+    /// Given by the manager at registration; 0 until then.
+    id: AtomicU64,
+    plans: Mutex<HashMap<u64, Plan>>,
+    /// Store tickets already used, so each one stores at most once.
+    used: Mutex<HashMap<u64, Instant>>,
+}
+
+/// Runs a storage server on `listener` until `shutdown` fires.
+pub async fn run_server(
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let store = BlobStore::open(&config.data, config.capacity)?;
+    let server = Arc::new(Server {
+        config,
+        store,
+        id: AtomicU64::new(0),
+        plans: Mutex::default(),
+        used: Mutex::default(),
+    });
+    let tasks = TaskTracker::new();
+    tasks.spawn(membership::run(server.clone(), shutdown.clone()));
+    let key = server.config.key.clone();
+    let handler = server.clone();
+    crate::listener::serve(listener, key, shutdown, tasks, move |conn| {
+        handle(handler.clone(), conn)
+    })
+    .await;
+    Ok(())
+}
+
+async fn handle(server: Arc<Server>, mut conn: Connection) {
+    let peer = conn.peer();
+    loop {
+        let request = match conn.recv().await {
+            Ok(request) => request,
+            Err(FrameError::Closed) => return,
+            Err(e) => return tracing::warn!(%peer, "closing connection: {e}"),
+        };
+        let kind = request.kind();
+        let result = match request {
+            Message::Ping => conn.send(&Message::Pong).await,
+            Message::Prepare {
+                upload_id,
+                replicas,
+            } => cmd::prepare::run(&server, &mut conn, upload_id, replicas).await,
+            Message::Upload { ticket } => cmd::upload::run(&server, &mut conn, ticket).await,
+            Message::Store { ticket } => cmd::store::run(&server, &mut conn, ticket).await,
+            Message::Fetch { ticket, offset } => {
+                cmd::fetch::run(&server, &mut conn, ticket, offset).await
+            }
+            Message::DeleteBlob { hash } => cmd::delete::run(&server, &mut conn, hash).await,
+            other => Err(FrameError::unexpected(&other, "a request")),
+        };
+        if let Err(e) = result {
+            tracing::warn!(%peer, "{kind} failed: {e}");
+            // Tell the peer why, then close: the stream may be mid-transfer.
+            let _ = conn.send(&Message::error(e.to_string())).await;
+            return;
+        }
+    }
+}
+
+impl Server {
+    pub(crate) fn id(&self) -> ServerId {
+        self.id.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn check(&self, ticket: &Ticket, kind: TicketKind) -> Result<(), FrameError> {
+        ticket
+            .verify(&self.config.key, kind, self.id())
+            .map_err(|e: TicketError| FrameError::Remote(e.to_string()))
+    }
+
+    /// Marks a Store ticket used; false if it already was.
+    pub(crate) fn first_use(&self, ticket: &Ticket) -> bool {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        used.retain(|_, at| now.duration_since(*at) < arca_shared::limits::TICKET_TTL * 2);
+        used.insert(ticket.op, now).is_none()
+    }
+}

@@ -1,0 +1,322 @@
+//! The cluster secret and the handshake that proves knowledge of it.
+//!
+//! Every connection opens with mutual challenge-response over fresh nonces
+//! using BLAKE3 in keyed mode, so the secret never crosses the wire and a
+//! peer without it is refused before anything is allocated for it.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::connection::{Connection, FrameError};
+use crate::limits::{HANDSHAKE_FRAME_MAX, HANDSHAKE_TIMEOUT, PROTOCOL_VERSION};
+use crate::protocol::Message;
+
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nonce(#[serde(with = "serde_bytes")] pub [u8; 32]);
+
+/// A keyed BLAKE3 hash; compared in constant time.
+#[derive(Clone, Copy, Eq, Serialize, Deserialize)]
+pub struct Mac(#[serde(with = "serde_bytes")] pub [u8; 32]);
+
+impl PartialEq for Mac {
+    fn eq(&self, other: &Self) -> bool {
+        blake3::Hash::from(self.0) == blake3::Hash::from(other.0)
+    }
+}
+
+impl std::fmt::Debug for Nonce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Nonce(..)")
+    }
+}
+
+impl std::fmt::Debug for Mac {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Mac(..)")
+    }
+}
+
+impl Nonce {
+    pub fn fresh() -> Self {
+        Self(random_bytes())
+    }
+}
+
+fn random_bytes() -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    // The OS random source failing is unrecoverable and vanishingly rare;
+    // falling back to a time-based value would silently weaken every nonce.
+    if let Err(e) = getrandom::fill(&mut bytes) {
+        panic!("the operating system's random source failed: {e}");
+    }
+    bytes
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error(
+        "no cluster secret at {path}: copy the secret file from the manager's machine \
+         (its default place is ~/.config/arca/secret) or pass --secret-file"
+    )]
+    Missing { path: PathBuf },
+    #[error(
+        "cluster secret at {path} is not 64 hex characters; make one with `daemon init-secret PATH`"
+    )]
+    Malformed { path: PathBuf },
+    #[error("cannot use cluster secret at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The keys every cluster member derives from the shared secret file.
+#[derive(Clone)]
+pub struct ClusterKey {
+    handshake: [u8; 32],
+    tickets: [u8; 32],
+}
+
+impl ClusterKey {
+    pub fn from_secret(secret: &[u8; 32]) -> Self {
+        Self {
+            handshake: blake3::derive_key("arca 2026 handshake v1", secret),
+            tickets: blake3::derive_key("arca 2026 tickets v1", secret),
+        }
+    }
+
+    /// A key from a fresh random secret (for demos and tests).
+    pub fn random() -> (Self, [u8; 32]) {
+        let secret = random_bytes();
+        (Self::from_secret(&secret), secret)
+    }
+
+    pub fn load(path: &Path) -> Result<Self, SecretError> {
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                SecretError::Missing {
+                    path: path.to_owned(),
+                }
+            } else {
+                SecretError::Io {
+                    path: path.to_owned(),
+                    source,
+                }
+            }
+        })?;
+        let secret = blake3::Hash::from_hex(text.trim()).map_err(|_| SecretError::Malformed {
+            path: path.to_owned(),
+        })?;
+        Ok(Self::from_secret(secret.as_bytes()))
+    }
+
+    /// Loads the secret at `path`, creating a fresh one there first if none exists.
+    pub fn load_or_create(path: &Path) -> Result<(Self, bool), SecretError> {
+        match Self::load(path) {
+            Err(SecretError::Missing { .. }) => {
+                write_new_secret(path)?;
+                Ok((Self::load(path)?, true))
+            }
+            other => other.map(|key| (key, false)),
+        }
+    }
+
+    pub(crate) fn mac(&self, parts: &[&[u8]]) -> Mac {
+        mac_with(&self.handshake, parts)
+    }
+
+    pub(crate) fn ticket_mac(&self, parts: &[&[u8]]) -> Mac {
+        mac_with(&self.tickets, parts)
+    }
+}
+
+fn mac_with(key: &[u8; 32], parts: &[&[u8]]) -> Mac {
+    let mut hasher = blake3::Hasher::new_keyed(key);
+    for part in parts {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    Mac(*hasher.finalize().as_bytes())
+}
+
+/// Writes a fresh random secret to `path` (mode 0600), refusing to overwrite one.
+pub fn write_new_secret(path: &Path) -> Result<(), SecretError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| SecretError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let hex = blake3::Hash::from(random_bytes()).to_hex();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    writeln!(file, "{hex}").map_err(io)?;
+    file.sync_all().map_err(io)
+}
+
+/// Where the secret lives when no flag or variable names it:
+/// `$XDG_CONFIG_HOME/arca/secret`, else `~/.config/arca/secret`.
+pub fn default_secret_path() -> PathBuf {
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    config.join("arca").join("secret")
+}
+
+/// Opens a connection's handshake as the side that connected.
+pub async fn initiate(conn: &mut Connection, key: &ClusterKey) -> Result<(), FrameError> {
+    with_timeout(async {
+        let mine = Nonce::fresh();
+        conn.send(&Message::Hello {
+            version: PROTOCOL_VERSION,
+            nonce: mine,
+        })
+        .await?;
+        let (theirs, proof) = match conn.reader.recv_capped(HANDSHAKE_FRAME_MAX).await? {
+            Message::Challenge {
+                version,
+                nonce,
+                proof,
+            } if version == PROTOCOL_VERSION => (nonce, proof),
+            Message::Challenge { version, .. } => return Err(version_mismatch(version)),
+            other => return Err(FrameError::unexpected(&other, "Challenge")),
+        };
+        if proof != key.mac(&[b"acceptor", &mine.0, &theirs.0]) {
+            let reason = "the peer does not know this cluster's secret";
+            conn.send(&Message::error(reason)).await?;
+            return Err(FrameError::Auth(reason.into()));
+        }
+        conn.send(&Message::Proof {
+            proof: key.mac(&[b"initiator", &mine.0, &theirs.0]),
+        })
+        .await?;
+        match conn.reader.recv_capped(HANDSHAKE_FRAME_MAX).await {
+            Ok(Message::Welcome) => Ok(()),
+            Ok(other) => Err(FrameError::unexpected(&other, "Welcome")),
+            Err(FrameError::Remote(reason)) => Err(FrameError::Auth(reason)),
+            Err(e) => Err(e),
+        }
+    })
+    .await
+}
+
+/// Answers a connection's handshake as the side that accepted it.
+pub async fn accept(conn: &mut Connection, key: &ClusterKey) -> Result<(), FrameError> {
+    with_timeout(async {
+        let theirs = match conn.reader.recv_capped(HANDSHAKE_FRAME_MAX).await? {
+            Message::Hello { version, nonce } if version == PROTOCOL_VERSION => nonce,
+            Message::Hello { version, .. } => {
+                let err = version_mismatch(version);
+                conn.send(&Message::error(err.to_string())).await?;
+                return Err(err);
+            }
+            other => return Err(FrameError::unexpected(&other, "Hello")),
+        };
+        let mine = Nonce::fresh();
+        conn.send(&Message::Challenge {
+            version: PROTOCOL_VERSION,
+            nonce: mine,
+            proof: key.mac(&[b"acceptor", &theirs.0, &mine.0]),
+        })
+        .await?;
+        let answer = match conn.reader.recv_capped(HANDSHAKE_FRAME_MAX).await {
+            Err(FrameError::Remote(reason)) => return Err(FrameError::Auth(reason)),
+            other => other?,
+        };
+        match answer {
+            Message::Proof { proof } if proof == key.mac(&[b"initiator", &theirs.0, &mine.0]) => {
+                conn.send(&Message::Welcome).await
+            }
+            Message::Proof { .. } => {
+                let reason = "wrong cluster secret";
+                conn.send(&Message::error(reason)).await?;
+                Err(FrameError::Auth(reason.into()))
+            }
+            other => Err(FrameError::unexpected(&other, "Proof")),
+        }
+    })
+    .await
+}
+
+fn version_mismatch(theirs: u32) -> FrameError {
+    FrameError::Remote(format!(
+        "protocol version mismatch: peer speaks {theirs}, this build speaks {PROTOCOL_VERSION}; run the same Arca version everywhere"
+    ))
+}
+
+async fn with_timeout(
+    handshake: impl Future<Output = Result<(), FrameError>>,
+) -> Result<(), FrameError> {
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+        .await
+        .map_err(|_| FrameError::Timeout(HANDSHAKE_TIMEOUT))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::{TcpListener, TcpStream};
+
+    async fn pair() -> (Connection, Connection) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (
+            Connection::new(client.unwrap()).unwrap(),
+            Connection::new(server.unwrap().0).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn same_secret_shakes_hands() {
+        let (key, _) = ClusterKey::random();
+        let (mut a, mut b) = pair().await;
+        let (x, y) = tokio::join!(initiate(&mut a, &key), accept(&mut b, &key));
+        x.unwrap();
+        y.unwrap();
+    }
+
+    #[tokio::test]
+    async fn wrong_secret_is_refused_on_both_sides() {
+        let (key, _) = ClusterKey::random();
+        let (other, _) = ClusterKey::random();
+        let (mut a, mut b) = pair().await;
+        let (x, y) = tokio::join!(initiate(&mut a, &other), accept(&mut b, &key));
+        assert!(matches!(x, Err(FrameError::Auth(_))), "{x:?}");
+        assert!(y.is_err());
+    }
+
+    #[test]
+    fn secret_files_round_trip_and_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("arca-secret-{}", std::process::id()));
+        let path = dir.join("secret");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(matches!(
+            ClusterKey::load(&path),
+            Err(SecretError::Missing { .. })
+        ));
+        let (_, created) = ClusterKey::load_or_create(&path).unwrap();
+        assert!(created);
+        let (_, created) = ClusterKey::load_or_create(&path).unwrap();
+        assert!(!created);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::write(&path, "junk").unwrap();
+        assert!(matches!(
+            ClusterKey::load(&path),
+            Err(SecretError::Malformed { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

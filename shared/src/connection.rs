@@ -1,0 +1,201 @@
+//! A connection that reads and writes frames: a big-endian `u32` length, then
+//! a MessagePack body. Every length is checked against a cap before anything
+//! is allocated for it, and every wait has a timeout.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+use crate::limits::{CONNECT_TIMEOUT, CONTROL_FRAME_MAX, DATA_FRAME_MAX, IDLE_TIMEOUT};
+use crate::protocol::Message;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("connection closed by peer")]
+    Closed,
+    #[error("peer was silent for {0:?}")]
+    Timeout(Duration),
+    #[error("frame of {len} bytes is over the cap of {max}")]
+    TooLarge { len: usize, max: usize },
+    #[error("frame does not decode: {0}")]
+    Decode(#[from] rmp_serde::decode::Error),
+    #[error("message does not encode: {0}")]
+    Encode(#[from] rmp_serde::encode::Error),
+    #[error("unexpected message {got} (wanted {wanted})")]
+    Unexpected { got: String, wanted: &'static str },
+    #[error("{0}")]
+    Remote(String),
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl FrameError {
+    /// An unexpected-message error naming the message received.
+    pub fn unexpected(got: &Message, wanted: &'static str) -> Self {
+        Self::Unexpected {
+            got: got.kind().to_string(),
+            wanted,
+        }
+    }
+}
+
+/// Reads frames from one half of a TCP stream.
+pub struct FrameReader {
+    inner: BufReader<OwnedReadHalf>,
+    buf: Vec<u8>,
+    timeout: Duration,
+}
+
+/// Writes frames to one half of a TCP stream.
+pub struct FrameWriter {
+    inner: BufWriter<OwnedWriteHalf>,
+    timeout: Duration,
+}
+
+/// Both halves of a framed TCP connection; split it to read and write at once.
+pub struct Connection {
+    pub reader: FrameReader,
+    pub writer: FrameWriter,
+    peer: SocketAddr,
+}
+
+impl Connection {
+    pub fn new(stream: TcpStream) -> std::io::Result<Self> {
+        let peer = stream.peer_addr()?;
+        stream.set_nodelay(true)?;
+        let (read, write) = stream.into_split();
+        Ok(Self {
+            reader: FrameReader {
+                inner: BufReader::with_capacity(256 * 1024, read),
+                buf: Vec::new(),
+                timeout: IDLE_TIMEOUT,
+            },
+            writer: FrameWriter {
+                inner: BufWriter::with_capacity(256 * 1024, write),
+                timeout: IDLE_TIMEOUT,
+            },
+            peer,
+        })
+    }
+
+    /// Connects with a timeout, so an unreachable address never hangs.
+    pub async fn connect(addr: &str) -> Result<Self, FrameError> {
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| FrameError::Timeout(CONNECT_TIMEOUT))??;
+        Ok(Self::new(stream)?)
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Sets how long reads and writes may wait before failing.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.reader.timeout = timeout;
+        self.writer.timeout = timeout;
+    }
+
+    pub async fn send(&mut self, message: &Message) -> Result<(), FrameError> {
+        self.writer.send(message).await
+    }
+
+    pub async fn recv(&mut self) -> Result<Message, FrameError> {
+        self.reader.recv().await
+    }
+
+    pub async fn recv_data(&mut self) -> Result<Message, FrameError> {
+        self.reader.recv_data().await
+    }
+
+    /// Sends a request and reads its (control-sized) reply.
+    pub async fn call(&mut self, message: &Message) -> Result<Message, FrameError> {
+        self.send(message).await?;
+        self.recv().await
+    }
+}
+
+impl FrameReader {
+    /// Reads a control message.
+    pub async fn recv(&mut self) -> Result<Message, FrameError> {
+        self.recv_capped(CONTROL_FRAME_MAX).await
+    }
+
+    /// Reads a message that may carry a data chunk.
+    pub async fn recv_data(&mut self) -> Result<Message, FrameError> {
+        self.recv_capped(DATA_FRAME_MAX).await
+    }
+
+    /// Reads one frame no larger than `max` and decodes it. A peer's `Error`
+    /// message comes back as [`FrameError::Remote`].
+    pub async fn recv_capped(&mut self, max: usize) -> Result<Message, FrameError> {
+        let timeout = self.timeout;
+        let frame = tokio::time::timeout(timeout, self.read_frame(max))
+            .await
+            .map_err(|_| FrameError::Timeout(timeout))??;
+        match rmp_serde::from_slice(frame)? {
+            Message::Error { message } => Err(FrameError::Remote(message)),
+            message => Ok(message),
+        }
+    }
+
+    async fn read_frame(&mut self, max: usize) -> Result<&[u8], FrameError> {
+        let len = match self.inner.read_u32().await {
+            Ok(len) => len as usize,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(FrameError::Closed);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if len > max {
+            return Err(FrameError::TooLarge { len, max });
+        }
+        self.buf.resize(len, 0);
+        match self.inner.read_exact(&mut self.buf).await {
+            Ok(_) => Ok(&self.buf),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(FrameError::Closed),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl FrameWriter {
+    pub async fn send(&mut self, message: &Message) -> Result<(), FrameError> {
+        let body = encode(message)?;
+        self.send_encoded(&body).await
+    }
+
+    /// Sends a body made by [`encode`], so one message can go to several peers
+    /// while being encoded once.
+    pub async fn send_encoded(&mut self, body: &[u8]) -> Result<(), FrameError> {
+        let timeout = self.timeout;
+        let write = async {
+            let len = u32::try_from(body.len()).map_err(|_| FrameError::TooLarge {
+                len: body.len(),
+                max: u32::MAX as usize,
+            })?;
+            self.inner.write_u32(len).await?;
+            self.inner.write_all(body).await?;
+            self.inner.flush().await?;
+            Ok(())
+        };
+        tokio::time::timeout(timeout, write)
+            .await
+            .map_err(|_| FrameError::Timeout(timeout))?
+    }
+
+    /// Closes the write side so the peer sees a clean end.
+    pub async fn shutdown(&mut self) -> Result<(), FrameError> {
+        Ok(self.inner.shutdown().await?)
+    }
+}
+
+/// Encodes a message body (MessagePack with field names).
+pub fn encode(message: &Message) -> Result<Vec<u8>, FrameError> {
+    Ok(rmp_serde::to_vec_named(message)?)
+}

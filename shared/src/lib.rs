@@ -1,0 +1,16 @@
+//! What every Arca component agrees on: the wire protocol (frames, messages,
+//! handshake, limits), names, hashes, tickets and the server-choice function.
+//! No I/O policy lives here beyond reading and writing frames.
+
+pub mod auth;
+pub mod choice;
+pub mod connection;
+pub mod hash;
+pub mod limits;
+pub mod name;
+pub mod protocol;
+pub mod ticket;
+
+pub use connection::{Connection, FrameError};
+pub use hash::BlobHash;
+pub use protocol::Message;

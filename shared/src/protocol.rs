@@ -1,0 +1,261 @@
+//! Every message any two Arca components exchange.
+//!
+//! One enum for the whole protocol keeps decoding in one place; each handler
+//! accepts only the variants its step expects and closes the connection on
+//! anything else.
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use crate::auth::{Mac, Nonce};
+use crate::hash::BlobHash;
+use crate::ticket::Ticket;
+
+/// The manager's number for a registered server; stable across restarts.
+pub type ServerId = u64;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Message {
+    // Handshake, first on every connection (see `auth`).
+    Hello {
+        version: u32,
+        nonce: Nonce,
+    },
+    Challenge {
+        version: u32,
+        nonce: Nonce,
+        proof: Mac,
+    },
+    Proof {
+        proof: Mac,
+    },
+    Welcome,
+    /// Ends the current exchange with a reason for people to read.
+    Error {
+        message: String,
+    },
+    /// A generic "done" for requests that return nothing else.
+    Ok,
+
+    // Server → manager: membership.
+    Register {
+        uuid: String,
+        addr: String,
+        stats: ServerStats,
+    },
+    Registered {
+        id: ServerId,
+    },
+    Heartbeat {
+        stats: ServerStats,
+    },
+
+    // Manager → server.
+    Ping,
+    Pong,
+    /// Step 3 of the backup flow: where the primary forwards upload `upload_id`.
+    Prepare {
+        upload_id: u64,
+        replicas: Vec<ReplicaTarget>,
+    },
+    DeleteBlob {
+        hash: BlobHash,
+    },
+
+    // Primary → manager, on the connection that carried `Prepare`.
+    UploadProgress {
+        bytes: u64,
+    },
+    UploadDone {
+        holders: Vec<ServerId>,
+    },
+    UploadFailed {
+        reason: String,
+    },
+
+    // Client → manager.
+    PutBegin {
+        client: String,
+        name: String,
+        size: u64,
+        hash: BlobHash,
+    },
+    PutTicket {
+        primary: String,
+        ticket: Ticket,
+    },
+    Unchanged {
+        version: u32,
+    },
+    Committed {
+        version: u32,
+        replicas: u32,
+    },
+    GetBegin {
+        client: String,
+        name: String,
+        version: Option<u32>,
+        exclude: Vec<ServerId>,
+    },
+    GetTicket {
+        holder: String,
+        ticket: Ticket,
+        version: u32,
+    },
+    ReportCorrupt {
+        ticket: Ticket,
+    },
+    List {
+        client: String,
+        name: Option<String>,
+    },
+    Listing {
+        files: Vec<FileEntry>,
+    },
+    Remove {
+        client: String,
+        name: String,
+        version: Option<u32>,
+    },
+    Removed {
+        versions: Vec<u32>,
+    },
+    Status,
+    Cluster {
+        status: ClusterStatus,
+    },
+
+    // Client → primary, primary → replica, client → holder.
+    Upload {
+        ticket: Ticket,
+    },
+    Store {
+        ticket: Ticket,
+    },
+    Fetch {
+        ticket: Ticket,
+        offset: u64,
+    },
+    Accepted,
+    Chunk {
+        data: ByteBuf,
+    },
+    End,
+    /// Replica → primary: bytes written so far.
+    Written {
+        bytes: u64,
+    },
+    /// Primary → client: bytes a replica has written so far.
+    ReplicaProgress {
+        replica: u8,
+        bytes: u64,
+    },
+    /// Replica → primary and primary → client: every copy is durable.
+    Stored,
+}
+
+impl Message {
+    /// The variant's name, for logs and errors (never the payload).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Hello { .. } => "Hello",
+            Message::Challenge { .. } => "Challenge",
+            Message::Proof { .. } => "Proof",
+            Message::Welcome => "Welcome",
+            Message::Error { .. } => "Error",
+            Message::Ok => "Ok",
+            Message::Register { .. } => "Register",
+            Message::Registered { .. } => "Registered",
+            Message::Heartbeat { .. } => "Heartbeat",
+            Message::Ping => "Ping",
+            Message::Pong => "Pong",
+            Message::Prepare { .. } => "Prepare",
+            Message::DeleteBlob { .. } => "DeleteBlob",
+            Message::UploadProgress { .. } => "UploadProgress",
+            Message::UploadDone { .. } => "UploadDone",
+            Message::UploadFailed { .. } => "UploadFailed",
+            Message::PutBegin { .. } => "PutBegin",
+            Message::PutTicket { .. } => "PutTicket",
+            Message::Unchanged { .. } => "Unchanged",
+            Message::Committed { .. } => "Committed",
+            Message::GetBegin { .. } => "GetBegin",
+            Message::GetTicket { .. } => "GetTicket",
+            Message::ReportCorrupt { .. } => "ReportCorrupt",
+            Message::List { .. } => "List",
+            Message::Listing { .. } => "Listing",
+            Message::Remove { .. } => "Remove",
+            Message::Removed { .. } => "Removed",
+            Message::Status => "Status",
+            Message::Cluster { .. } => "Cluster",
+            Message::Upload { .. } => "Upload",
+            Message::Store { .. } => "Store",
+            Message::Fetch { .. } => "Fetch",
+            Message::Accepted => "Accepted",
+            Message::Chunk { .. } => "Chunk",
+            Message::End => "End",
+            Message::Written { .. } => "Written",
+            Message::ReplicaProgress { .. } => "ReplicaProgress",
+            Message::Stored => "Stored",
+        }
+    }
+
+    pub fn error(message: impl Into<String>) -> Self {
+        Message::Error {
+            message: message.into(),
+        }
+    }
+}
+
+/// A server's own account of itself, sent with every heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ServerStats {
+    pub stored_bytes: u64,
+    pub capacity_bytes: u64,
+    pub free_bytes: u64,
+    pub blobs: u64,
+}
+
+/// A replica the primary forwards to, with the ticket it must present there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaTarget {
+    pub addr: String,
+    pub ticket: Ticket,
+}
+
+/// One version of one name in the catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub name: String,
+    pub version: u32,
+    pub size: u64,
+    pub hash: BlobHash,
+    /// Confirmed copies on live servers.
+    pub replicas: u32,
+    /// Milliseconds since the Unix epoch when the version was committed.
+    pub created_ms: u64,
+}
+
+/// The cluster as the manager sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub replicas: u32,
+    pub servers: Vec<ServerStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerStatus {
+    pub id: ServerId,
+    pub addr: String,
+    pub alive: bool,
+    /// Milliseconds since the last heartbeat.
+    pub silent_ms: u64,
+    pub latency_ms: f64,
+    /// Recent round trips, oldest first, for a sparkline.
+    pub latency_history_ms: Vec<f64>,
+    pub stored_bytes: u64,
+    pub capacity_bytes: u64,
+    pub free_bytes: u64,
+    pub blobs: u64,
+    /// The server-choice score among the live servers; lower is better.
+    pub score: Option<f64>,
+}

@@ -1,0 +1,72 @@
+//! Command-line flags and subcommands.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(version, about = "Arca: replicated backups for your own machines")]
+pub struct Cli {
+    /// The manager's address.
+    #[arg(
+        long,
+        global = true,
+        env = "ARCA_MANAGER",
+        default_value = "127.0.0.1:9000"
+    )]
+    pub manager: String,
+    /// The local folder whose files you back up; names are relative to it.
+    #[arg(long, global = true, env = "ARCA_FILES", default_value = "files")]
+    pub files: PathBuf,
+    /// This client's name in the catalog [default: the host name].
+    #[arg(long, global = true, env = "ARCA_CLIENT")]
+    pub client: Option<String>,
+    /// The cluster secret [default: ~/.config/arca/secret].
+    #[arg(long, global = true, env = "ARCA_SECRET_FILE")]
+    pub secret_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Back up files and whole folders.
+    Put {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Restore a file, or every file under a folder name ending in '/'.
+    Get {
+        name: String,
+        /// Restore this version instead of the newest.
+        #[arg(long)]
+        version: Option<u32>,
+        /// Where to write [default: the files folder].
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Overwrite a local file that differs.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List backed-up files, or every version of one.
+    Ls {
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a version, or every version, of a file.
+    Rm {
+        name: String,
+        #[arg(long, conflicts_with = "all")]
+        version: Option<u32>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show the cluster as the manager sees it.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a local cluster and open the dashboard on it.
+    Demo,
+}

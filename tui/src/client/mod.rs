@@ -1,0 +1,142 @@
+//! Talking to the cluster: a session with the manager, and the transfers it
+//! hands out to servers. Used by the headless commands and the dashboard.
+
+mod progress;
+mod restore;
+mod upload;
+
+use std::path::PathBuf;
+
+use arca_shared::auth::{self, ClusterKey};
+use arca_shared::limits::IDLE_TIMEOUT;
+use arca_shared::protocol::{ClusterStatus, FileEntry};
+use arca_shared::{Connection, FrameError, Message};
+
+pub use progress::{Phase, Progress, TransferProgress};
+pub use restore::Restored;
+pub use upload::Uploaded;
+
+/// Who this client is and where its cluster is.
+#[derive(Clone)]
+pub struct Settings {
+    pub manager: String,
+    /// Namespaces this client's catalog.
+    pub client: String,
+    pub key: ClusterKey,
+    /// The local folder catalog names are relative to.
+    pub files: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "cannot reach the manager at {addr}: {source}; is `daemon --role manager` running there?"
+    )]
+    Unreachable { addr: String, source: FrameError },
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Local(String),
+    #[error("connection to the manager failed: {0}")]
+    Protocol(#[from] FrameError),
+}
+
+impl ClientError {
+    fn local(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Self {
+        Self::Local(format!("{what}: {e}"))
+    }
+}
+
+/// A connection to the manager, kept open for many requests.
+pub struct Session {
+    pub settings: Settings,
+    conn: Connection,
+}
+
+impl Session {
+    pub async fn connect(settings: Settings) -> Result<Self, ClientError> {
+        let unreachable = |source| ClientError::Unreachable {
+            addr: settings.manager.clone(),
+            source,
+        };
+        let mut conn = Connection::connect(&settings.manager)
+            .await
+            .map_err(unreachable)?;
+        auth::initiate(&mut conn, &settings.key)
+            .await
+            .map_err(unreachable)?;
+        Ok(Self { settings, conn })
+    }
+
+    /// Replaces the connection to the manager with a fresh one.
+    async fn reconnect(&mut self) -> Result<(), ClientError> {
+        self.conn = Self::connect(self.settings.clone()).await?.conn;
+        Ok(())
+    }
+
+    /// Sends a request and reads the reply, turning the manager's refusals
+    /// into [`ClientError::Refused`].
+    async fn call(&mut self, request: &Message) -> Result<Message, ClientError> {
+        self.conn.send(request).await?;
+        self.reply().await
+    }
+
+    async fn reply(&mut self) -> Result<Message, ClientError> {
+        match self.conn.recv().await {
+            Ok(message) => Ok(message),
+            Err(FrameError::Remote(reason)) => Err(ClientError::Refused(reason)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn status(&mut self) -> Result<ClusterStatus, ClientError> {
+        match self.call(&Message::Status).await? {
+            Message::Cluster { status } => Ok(status),
+            other => Err(FrameError::unexpected(&other, "Cluster").into()),
+        }
+    }
+
+    /// With no name, the newest version of every file; with a name ending in
+    /// '/', the newest of every file under it; else every version of it.
+    pub async fn list(&mut self, name: Option<&str>) -> Result<Vec<FileEntry>, ClientError> {
+        self.conn
+            .send(&Message::List {
+                client: self.settings.client.clone(),
+                name: name.map(str::to_owned),
+            })
+            .await?;
+        let mut files = Vec::new();
+        loop {
+            match self.reply().await? {
+                Message::Listing { files: page } => files.extend(page),
+                Message::End => return Ok(files),
+                other => return Err(FrameError::unexpected(&other, "Listing").into()),
+            }
+        }
+    }
+
+    /// Removes one version, or every version with `None`; returns those removed.
+    pub async fn remove(
+        &mut self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Vec<u32>, ClientError> {
+        let request = Message::Remove {
+            client: self.settings.client.clone(),
+            name: name.to_owned(),
+            version,
+        };
+        match self.call(&request).await? {
+            Message::Removed { versions } => Ok(versions),
+            other => Err(FrameError::unexpected(&other, "Removed").into()),
+        }
+    }
+}
+
+/// Opens an authenticated connection to a storage server.
+async fn open_server(addr: &str, key: &ClusterKey) -> Result<Connection, FrameError> {
+    let mut conn = Connection::connect(addr).await?;
+    auth::initiate(&mut conn, key).await?;
+    conn.set_timeout(IDLE_TIMEOUT);
+    Ok(conn)
+}

@@ -1,0 +1,53 @@
+//! What a transfer reports while it runs, for progress bars and the dashboard.
+
+use tokio::sync::watch;
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Phase {
+    #[default]
+    Queued,
+    Hashing,
+    Uploading,
+    /// Every byte reached the primary; replicas are still confirming.
+    Replicating,
+    Committed {
+        version: u32,
+    },
+    Unchanged {
+        version: u32,
+    },
+    Restoring,
+    Restored {
+        version: u32,
+    },
+    Failed(String),
+}
+
+impl Phase {
+    pub fn is_done(&self) -> bool {
+        matches!(
+            self,
+            Phase::Committed { .. }
+                | Phase::Unchanged { .. }
+                | Phase::Restored { .. }
+                | Phase::Failed(_)
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TransferProgress {
+    pub phase: Phase,
+    pub total: u64,
+    /// Bytes sent to the primary (or received, for a restore).
+    pub sent: u64,
+    /// Bytes each replica has written, by replica number.
+    pub replicas: Vec<u64>,
+}
+
+/// The sending side of a transfer's progress.
+pub type Progress = watch::Sender<TransferProgress>;
+
+pub(crate) fn set_phase(progress: &Progress, phase: Phase) {
+    progress.send_modify(|p| p.phase = phase);
+}

@@ -1,0 +1,75 @@
+//! `arca get NAME [--version N] [-o PATH] [--force]`: restore one file, or
+//! every file under a folder name ending in '/'.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use arca_shared::name;
+use tokio::sync::watch;
+
+use crate::client::{ClientError, Restored, Session, Settings, TransferProgress};
+use crate::{format, names};
+
+pub async fn run(
+    settings: Settings,
+    name: &str,
+    version: Option<u32>,
+    output: Option<PathBuf>,
+    force: bool,
+) -> Result<ExitCode, ClientError> {
+    let files = settings.files.clone();
+    let mut session = Session::connect(settings).await?;
+    if name.ends_with('/') {
+        name::validate_prefix(name)
+            .map_err(|e| ClientError::Local(format!("bad name {name:?}: {e}")))?;
+        let root = output.unwrap_or(files);
+        let entries = session.list(Some(name)).await?;
+        if entries.is_empty() {
+            return Err(ClientError::Refused(format!("no backups under {name}")));
+        }
+        let mut failed = 0;
+        for entry in entries {
+            let dest = names::local_path(&root, &entry.name);
+            if let Err(e) = restore(&mut session, &entry.name, None, &dest, force).await {
+                failed += 1;
+                eprintln!("failed     {}: {e}", entry.name);
+            }
+        }
+        return Ok(if failed > 0 {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+    let dest = match output {
+        Some(out) if out.is_dir() => out.join(name.rsplit('/').next().unwrap_or(name)),
+        Some(out) => out,
+        None => names::local_path(&files, name),
+    };
+    restore(&mut session, name, version, &dest, force).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn restore(
+    session: &mut Session,
+    name: &str,
+    version: Option<u32>,
+    dest: &Path,
+    force: bool,
+) -> Result<(), ClientError> {
+    let (progress, _updates) = watch::channel(TransferProgress::default());
+    match session.get(name, version, dest, force, &progress).await? {
+        Restored::Written { version, size } => println!(
+            "restored   {name}  v{version}  {}  -> {}",
+            format::bytes(size),
+            dest.display()
+        ),
+        Restored::AlreadyThere { version } => {
+            println!(
+                "current    {name}  v{version}  {} already matches",
+                dest.display()
+            );
+        }
+    }
+    Ok(())
+}

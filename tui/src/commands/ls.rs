@@ -1,0 +1,51 @@
+//! `arca ls [NAME] [--json]`: the catalog, or every version of one name.
+
+use std::process::ExitCode;
+
+use arca_shared::protocol::FileEntry;
+use serde_json::json;
+
+use crate::client::{ClientError, Session, Settings};
+use crate::format;
+
+pub async fn run(
+    settings: Settings,
+    name: Option<&str>,
+    json: bool,
+) -> Result<ExitCode, ClientError> {
+    let files = Session::connect(settings).await?.list(name).await?;
+    if json {
+        let list: Vec<_> = files.iter().map(to_json).collect();
+        println!("{}", serde_json::Value::Array(list));
+    } else if files.is_empty() {
+        println!("no backups yet; `arca put PATH` makes one");
+    } else {
+        println!(
+            "{:<40} {:>7} {:>10} {:>8}  {:<12}  TIME",
+            "NAME", "VERSION", "SIZE", "REPLICAS", "HASH"
+        );
+        for f in &files {
+            println!(
+                "{:<40} {:>7} {:>10} {:>8}  {:<12}  {}",
+                f.name,
+                f.version,
+                format::bytes(f.size),
+                f.replicas,
+                f.hash.short(),
+                format::time(f.created_ms)
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn to_json(f: &FileEntry) -> serde_json::Value {
+    json!({
+        "name": f.name,
+        "version": f.version,
+        "size": f.size,
+        "hash": f.hash.to_hex(),
+        "replicas": f.replicas,
+        "created_ms": f.created_ms,
+    })
+}

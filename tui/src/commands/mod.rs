@@ -1,0 +1,58 @@
+//! The headless subcommands, one file each.
+
+mod get;
+mod ls;
+mod put;
+mod rm;
+mod status;
+
+use std::process::ExitCode;
+
+use arca_shared::auth::{self, ClusterKey};
+
+use crate::cli::{Cli, Command};
+use crate::client::{ClientError, Settings};
+
+/// Runs the command `cli` names; errors are one line for the user.
+pub async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
+    let Some(command) = cli.command else {
+        return Err(ClientError::Local(
+            "the dashboard is not built yet; use a subcommand (see --help)".into(),
+        ));
+    };
+    let settings = settings(&cli.manager, cli.files, cli.client, cli.secret_file)?;
+    match command {
+        Command::Put { paths } => put::run(settings, &paths).await,
+        Command::Get {
+            name,
+            version,
+            output,
+            force,
+        } => get::run(settings, &name, version, output, force).await,
+        Command::Ls { name, json } => ls::run(settings, name.as_deref(), json).await,
+        Command::Rm { name, version, all } => rm::run(settings, &name, version, all).await,
+        Command::Status { json } => status::run(settings, json).await,
+        Command::Demo => Err(ClientError::Local("the demo is not built yet".into())),
+    }
+}
+
+/// Settings from flags, environment and the secret file.
+pub fn settings(
+    manager: &str,
+    files: std::path::PathBuf,
+    client: Option<String>,
+    secret_file: Option<std::path::PathBuf>,
+) -> Result<Settings, ClientError> {
+    let client =
+        client.unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
+    arca_shared::name::validate(&client)
+        .map_err(|e| ClientError::Local(format!("bad client name {client:?}: {e}")))?;
+    let secret = secret_file.unwrap_or_else(auth::default_secret_path);
+    let key = ClusterKey::load(&secret).map_err(|e| ClientError::Local(e.to_string()))?;
+    Ok(Settings {
+        manager: manager.to_owned(),
+        client,
+        key,
+        files,
+    })
+}

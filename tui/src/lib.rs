@@ -1,0 +1,8 @@
+//! `arca`, Arca's client: a full-screen dashboard by default, headless
+//! subcommands for scripts and cron.
+
+pub mod cli;
+pub mod client;
+pub mod commands;
+pub mod format;
+pub mod names;

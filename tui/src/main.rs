@@ -1,0 +1,29 @@
+//! `arca`: the dashboard, or a headless command.
+
+use std::process::ExitCode;
+
+use arca_tui::cli::{Cli, Command};
+use arca_tui::commands;
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let dashboard = matches!(cli.command, None | Some(Command::Demo));
+    if !dashboard {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "error".into()),
+            )
+            .init();
+    }
+    match commands::run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("arca: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
