@@ -1,0 +1,206 @@
+//! The backup flow end to end on a real cluster over loopback TCP.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use arca_daemon::cluster::ClusterOptions;
+use arca_shared::BlobHash;
+use arca_tui::client::{ClientError, Phase, TransferProgress, Uploaded};
+use common::{TestCluster, content, eventually, put};
+use tokio::sync::watch;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_lands_on_exactly_two_servers_and_not_on_the_primary() {
+    let t = TestCluster::with_servers(4).await;
+    let data = content(1, 3 * 1024 * 1024 + 17);
+    let path = t.write("docs/report.pdf", &data);
+    let mut session = t.session("laptop").await;
+
+    let outcome = put(&mut session, &path, "docs/report.pdf").await;
+    assert_eq!(outcome, Uploaded::Committed { version: 1, replicas: 2 });
+
+    let hash = BlobHash::of(&data);
+    let holders = t.holders(&hash);
+    assert_eq!(holders.len(), 2, "held by {holders:?}");
+    for i in &holders {
+        assert_eq!(std::fs::read(t.blob(*i, &hash)).unwrap(), data);
+    }
+    // Exactly two copies exist anywhere: the primary kept none, and no
+    // temp file is left behind.
+    assert_eq!(t.visible_blobs(), 2);
+    for i in 0..4 {
+        assert_eq!(t.temp_files(i), 0, "server {i} left a temp file");
+    }
+    let listed = session.list(None).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].name.as_str(), listed[0].size, listed[0].replicas), ("docs/report.pdf", data.len() as u64, 2));
+    t.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_counts_every_byte_to_the_primary_and_each_replica() {
+    let t = TestCluster::with_servers(3).await;
+    let data = content(2, 5 * 1024 * 1024);
+    let path = t.write("big.bin", &data);
+    let mut session = t.session("laptop").await;
+    let (progress, rx) = watch::channel(TransferProgress::default());
+    session.put(&path, "big.bin", &progress).await.unwrap();
+    let last = rx.borrow().clone();
+    assert_eq!(last.phase, Phase::Committed { version: 1 });
+    assert_eq!(last.sent, data.len() as u64);
+    assert_eq!(last.replicas, vec![data.len() as u64; 2]);
+    t.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_server_is_never_chosen() {
+    let t = TestCluster::start(ClusterOptions {
+        servers: 4,
+        capacities: vec![Some(1024)],
+        ..ClusterOptions::default()
+    })
+    .await;
+    let mut session = t.session("laptop").await;
+    for i in 0..6 {
+        let data = content(100 + i, 64 * 1024);
+        let path = t.write(&format!("f{i}"), &data);
+        put(&mut session, &path, &format!("f{i}")).await;
+        let holders = t.holders(&BlobHash::of(&data));
+        assert_eq!(holders.len(), 2);
+        assert!(!holders.contains(&0), "the full server got a copy");
+    }
+    t.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loaded_server_is_avoided() {
+    // Equal capacities: once some servers hold data, the empty ones win on load.
+    let t = TestCluster::start(ClusterOptions {
+        servers: 4,
+        capacities: vec![Some(64 << 20); 4],
+        ..ClusterOptions::default()
+    })
+    .await;
+    let mut session = t.session("laptop").await;
+    let first = content(7, 16 << 20);
+    put(&mut session, &t.write("first", &first), "first").await;
+    let loaded = t.holders(&BlobHash::of(&first));
+    // Wait until the manager has heard the new loads in heartbeats.
+    t.cluster
+        .wait_until(Duration::from_secs(10), |s| {
+            s.servers.iter().filter(|s| s.stored_bytes > 0).count() == 2
+        })
+        .await
+        .unwrap();
+    let second = content(8, 1024);
+    put(&mut session, &t.write("second", &second), "second").await;
+    let holders = t.holders(&BlobHash::of(&second));
+    // Load is 25% of each loaded server, which outweighs any latency gap
+    // only partly: at least one of the two empty servers must be chosen.
+    assert!(
+        holders.iter().any(|h| !loaded.contains(h)),
+        "both copies went to loaded servers {loaded:?}"
+    );
+    t.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_few_live_servers_is_refused_with_both_counts() {
+    let t = TestCluster::with_servers(1).await;
+    let path = t.write("a", b"a");
+    let mut session = t.session("laptop").await;
+    let (progress, _rx) = watch::channel(TransferProgress::default());
+    let err = session.put(&path, "a", &progress).await.unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, ClientError::Refused(_)), "{err:?}");
+    assert!(message.contains("2 needed") && message.contains("of 1 alive"), "{message}");
+    assert!(session.list(None).await.unwrap().is_empty());
+    t.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_only_two_servers_the_primary_is_also_a_replica() {
+    let t = TestCluster::with_servers(2).await;
+    let data = content(3, 200_000);
+    let mut session = t.session("laptop").await;
+    put(&mut session, &t.write("x", &data), "x").await;
+    assert_eq!(t.holders(&BlobHash::of(&data)), [0, 1]);
+    t.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_clients_backing_up_at_once_all_commit() {
+    let t = TestCluster::with_servers(4).await;
+    let mut clients = Vec::new();
+    for c in 0..4u64 {
+        let mut session = t.session(&format!("client-{c}")).await;
+        let paths: Vec<_> = (0..5u64)
+            .map(|f| t.write(&format!("c{c}/f{f}"), &content(c * 10 + f, 300_000)))
+            .collect();
+        clients.push(tokio::spawn(async move {
+            for (f, path) in paths.iter().enumerate() {
+                put(&mut session, path, &format!("f{f}")).await;
+            }
+            session.list(None).await.unwrap()
+        }));
+    }
+    for client in clients {
+        let listed = client.await.unwrap();
+        assert_eq!(listed.len(), 5);
+        assert!(listed.iter().all(|f| f.replicas == 2 && f.version == 1));
+    }
+    t.cluster.shutdown().await;
+}
+
+/// Starts a large upload, waits until the replicas are writing, then kills
+/// the servers `pick` chooses; the upload must fail and leave nothing.
+async fn kill_mid_upload(pick: impl Fn(&TestCluster) -> Vec<usize>) {
+    let mut t = TestCluster::with_servers(4).await;
+    let data = content(9, 96 << 20);
+    let path = t.write("huge.bin", &data);
+    let mut session = t.session("laptop").await;
+    let (progress, mut rx) = watch::channel(TransferProgress::default());
+    let upload = tokio::spawn(async move {
+        let result = session.put(&path, "huge.bin", &progress).await;
+        (result, session)
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let p = rx.borrow_and_update().clone();
+        if p.replicas.iter().filter(|b| **b > 0).count() == 2 {
+            break;
+        }
+        assert!(!p.phase.is_done(), "upload ended early: {p:?}");
+        tokio::time::timeout_at(deadline, rx.changed()).await.unwrap().unwrap();
+    }
+    let victims = pick(&t);
+    assert!(!victims.is_empty());
+    for i in &victims {
+        t.cluster.kill_server(*i).await;
+    }
+    let (result, mut session) = tokio::time::timeout(Duration::from_secs(60), upload)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(result.is_err(), "upload survived killing {victims:?}: {result:?}");
+    assert!(session.list(None).await.unwrap().is_empty(), "something was committed");
+    assert_eq!(t.visible_blobs(), 0);
+    eventually(Duration::from_secs(10), "temp files to be cleaned", || {
+        (0..4).all(|i| t.temp_files(i) == 0)
+    })
+    .await;
+    t.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_mid_upload_leaves_no_entry_and_no_partial_file() {
+    kill_mid_upload(|t| (0..4).filter(|i| t.temp_files(*i) > 0).take(1).collect()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_primary_killed_mid_upload_leaves_no_entry_and_no_partial_file() {
+    // The replicas are writing temp files; the primary (and the idle server) are not.
+    kill_mid_upload(|t| (0..4).filter(|i| t.temp_files(*i) == 0).collect()).await;
+}

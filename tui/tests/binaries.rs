@@ -1,0 +1,175 @@
+//! The real binaries as a person runs them: a manager and servers started
+//! with `daemon`, files backed up and restored with `arca`, a server killed
+//! with SIGKILL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Kills every process it started when the test ends, pass or fail.
+struct Processes(Vec<Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn daemon_binary() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_arca")).with_file_name("daemon")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+    manager: String,
+}
+
+impl Env {
+    fn secret(&self) -> PathBuf {
+        self.dir.path().join("secret")
+    }
+
+    fn arca(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_arca"))
+            .args(args)
+            .env("ARCA_MANAGER", &self.manager)
+            .env("ARCA_SECRET_FILE", self.secret())
+            .env("ARCA_CLIENT", "tester")
+            .env("ARCA_FILES", self.dir.path().join("files"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn spawn_daemon(&self, args: &[&str]) -> Child {
+        Command::new(daemon_binary())
+            .args(args)
+            .env("ARCA_SECRET_FILE", self.secret())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let out = self.arca(&["status", "--json"]);
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn wait_for_alive(&self, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = self.status();
+            let alive = status["servers"]
+                .as_array()
+                .map_or(0, |s| s.iter().filter(|s| s["alive"] == true).count());
+            if alive == count {
+                return;
+            }
+            assert!(Instant::now() < deadline, "never saw {count} servers alive: {status}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn real_daemons_and_client_back_up_restore_and_survive_a_killed_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env {
+        manager: format!("127.0.0.1:{}", free_port()),
+        dir,
+    };
+    let root = env.dir.path();
+    let init = Command::new(daemon_binary())
+        .arg("init-secret")
+        .arg(env.secret())
+        .output()
+        .unwrap();
+    assert!(init.status.success());
+
+    let mut procs = Processes(Vec::new());
+    procs.0.push(env.spawn_daemon(&[
+        "--role",
+        "manager",
+        "--listen",
+        &env.manager,
+        "--dead-after",
+        "1s",
+        "--data",
+        root.join("manager").to_str().unwrap(),
+    ]));
+    for _ in 0..3 {
+        let port = free_port().to_string();
+        let data = root.join(format!("server-{port}"));
+        procs.0.push(env.spawn_daemon(&[
+            "--role",
+            "server",
+            "--port",
+            &port,
+            "--manager",
+            &env.manager,
+            "--dead-after",
+            "1s",
+            "--data",
+            data.to_str().unwrap(),
+        ]));
+    }
+    env.wait_for_alive(3);
+
+    let files = root.join("files");
+    std::fs::create_dir_all(files.join("photos/2026")).unwrap();
+    std::fs::write(files.join("notes.txt"), "remember the milk\n").unwrap();
+    let photo: Vec<u8> = (0..2_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(files.join("photos/2026/beach.jpg"), &photo).unwrap();
+
+    let out = env.arca(&["put", files.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("committed  notes.txt  v1  2 replicas"), "{stdout}");
+    assert!(stdout.contains("committed  photos/2026/beach.jpg  v1"), "{stdout}");
+
+    let out = env.arca(&["ls", "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<_> = listed.as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(names, ["notes.txt", "photos/2026/beach.jpg"]);
+    assert!(listed.as_array().unwrap().iter().all(|f| f["replicas"] == 2));
+
+    // Kill one server outright; restores still work from the other copy.
+    procs.0[1].kill().unwrap();
+    procs.0[1].wait().unwrap();
+    env.wait_for_alive(2);
+    let restored = root.join("restored");
+    let out = env.arca(&["get", "photos/", "-o", restored.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(restored.join("photos/2026/beach.jpg")).unwrap(), photo);
+
+    // Errors: one line, non-zero exit, no hang.
+    let out = env.arca(&["put", root.join("missing").to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).starts_with("arca: cannot back up"), "{}", text(&out.stderr));
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_arca"))
+        .args(["ls", "--manager", &format!("127.0.0.1:{}", free_port())])
+        .env("ARCA_SECRET_FILE", env.secret())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("cannot reach the manager"), "{}", text(&out.stderr));
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

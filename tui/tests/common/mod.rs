@@ -1,0 +1,139 @@
+//! A real cluster on loopback for the client's tests, and ways to look at
+//! what the servers hold on disk.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use arca_daemon::cluster::{ClusterOptions, LocalCluster};
+use arca_shared::BlobHash;
+use arca_tui::client::{Session, Settings, TransferProgress, Uploaded};
+use tempfile::TempDir;
+use tokio::sync::watch;
+
+pub struct TestCluster {
+    pub dir: TempDir,
+    pub cluster: LocalCluster,
+}
+
+impl TestCluster {
+    pub async fn start(options: ClusterOptions) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = LocalCluster::start(&dir.path().join("cluster"), options)
+            .await
+            .unwrap();
+        std::fs::create_dir_all(dir.path().join("files")).unwrap();
+        Self { dir, cluster }
+    }
+
+    pub async fn with_servers(servers: usize) -> Self {
+        Self::start(ClusterOptions {
+            servers,
+            ..ClusterOptions::default()
+        })
+        .await
+    }
+
+    pub fn files(&self) -> PathBuf {
+        self.dir.path().join("files")
+    }
+
+    pub fn settings(&self, client: &str) -> Settings {
+        Settings {
+            manager: self.cluster.manager_addr.clone(),
+            client: client.to_owned(),
+            key: self.cluster.key.clone(),
+            files: self.files(),
+        }
+    }
+
+    pub async fn session(&self, client: &str) -> Session {
+        Session::connect(self.settings(client)).await.unwrap()
+    }
+
+    /// Writes a file under the files folder and returns its path.
+    pub fn write(&self, name: &str, content: &[u8]) -> PathBuf {
+        let path = self.files().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+
+    /// Writes a secret file for the real binaries.
+    pub fn secret_file(&self) -> PathBuf {
+        let path = self.dir.path().join("secret");
+        std::fs::write(&path, blake3::Hash::from(self.cluster.secret).to_hex().as_str()).unwrap();
+        path
+    }
+
+    /// Indexes of the servers whose `blobs/` holds this content.
+    pub fn holders(&self, hash: &BlobHash) -> Vec<usize> {
+        (0..self.cluster.server_count())
+            .filter(|i| blob_path(self.cluster.server_data(*i), hash).is_file())
+            .collect()
+    }
+
+    pub fn blob(&self, server: usize, hash: &BlobHash) -> PathBuf {
+        blob_path(self.cluster.server_data(server), hash)
+    }
+
+    /// Every file in every server's `blobs/`.
+    pub fn visible_blobs(&self) -> usize {
+        (0..self.cluster.server_count())
+            .map(|i| files_under(&self.cluster.server_data(i).join("blobs")))
+            .sum()
+    }
+
+    /// Every file in every server's `tmp/`.
+    pub fn temp_files(&self, server: usize) -> usize {
+        files_under(&self.cluster.server_data(server).join("tmp"))
+    }
+}
+
+fn blob_path(data: &Path, hash: &BlobHash) -> PathBuf {
+    let hex = hash.to_hex();
+    data.join("blobs").join(&hex[..2]).join(hex)
+}
+
+fn files_under(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| {
+            let path = e.path();
+            if path.is_dir() { files_under(&path) } else { 1 }
+        })
+        .sum()
+}
+
+/// Backs up one file and returns how it ended.
+pub async fn put(session: &mut Session, path: &Path, name: &str) -> Uploaded {
+    let (progress, _rx) = watch::channel(TransferProgress::default());
+    session.put(path, name, &progress).await.unwrap()
+}
+
+/// Bytes that differ from run to run but are the same for one seed.
+pub fn content(seed: u64, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 32);
+    let mut counter = 0u64;
+    while out.len() < len {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&seed.to_le_bytes());
+        hasher.update(&counter.to_le_bytes());
+        out.extend_from_slice(hasher.finalize().as_bytes());
+        counter += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+/// Polls `check` until it holds, failing the test after `timeout`.
+pub async fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
