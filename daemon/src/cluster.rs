@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use arca_shared::auth::{self, ClusterKey};
+use arca_shared::choice::Weights;
 use arca_shared::protocol::ClusterStatus;
 use arca_shared::{Connection, FrameError, Message};
 use tokio::net::TcpListener;
@@ -21,6 +22,7 @@ pub struct ClusterOptions {
     pub dead_after: Duration,
     /// Capacity of each server, by index; missing entries mean "the disk".
     pub capacities: Vec<Option<u64>>,
+    pub weights: Weights,
 }
 
 impl Default for ClusterOptions {
@@ -30,6 +32,7 @@ impl Default for ClusterOptions {
             replicas: 2,
             dead_after: Duration::from_millis(1500),
             capacities: Vec::new(),
+            weights: Weights::default(),
         }
     }
 }
@@ -106,6 +109,7 @@ impl LocalCluster {
         let mut config = ManagerConfig::new(self.root.join("manager"), self.key.clone());
         config.replicas = self.options.replicas;
         config.dead_after = self.options.dead_after;
+        config.weights = self.options.weights;
         config.ping_every = Duration::from_millis(100);
         let stop = CancellationToken::new();
         let token = stop.clone();

@@ -46,7 +46,10 @@ fn a_server_without_the_secret_says_where_to_get_it() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("no cluster secret") && stderr.contains("copy"), "{stderr}");
+    assert!(
+        stderr.contains("no cluster secret") && stderr.contains("copy"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -62,7 +65,12 @@ fn the_manager_creates_a_secret_and_stops_cleanly_on_sigterm() {
     let port = free_port();
     let mut child = daemon()
         .env("XDG_CONFIG_HOME", dir.path())
-        .args(["--role", "manager", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--role",
+            "manager",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .arg("--data")
         .arg(dir.path().join("manager"))
         .stdout(Stdio::null())

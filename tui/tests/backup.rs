@@ -19,7 +19,13 @@ async fn a_file_lands_on_exactly_two_servers_and_not_on_the_primary() {
     let mut session = t.session("laptop").await;
 
     let outcome = put(&mut session, &path, "docs/report.pdf").await;
-    assert_eq!(outcome, Uploaded::Committed { version: 1, replicas: 2 });
+    assert_eq!(
+        outcome,
+        Uploaded::Committed {
+            version: 1,
+            replicas: 2
+        }
+    );
 
     let hash = BlobHash::of(&data);
     let holders = t.holders(&hash);
@@ -35,7 +41,10 @@ async fn a_file_lands_on_exactly_two_servers_and_not_on_the_primary() {
     }
     let listed = session.list(None).await.unwrap();
     assert_eq!(listed.len(), 1);
-    assert_eq!((listed[0].name.as_str(), listed[0].size, listed[0].replicas), ("docs/report.pdf", data.len() as u64, 2));
+    assert_eq!(
+        (listed[0].name.as_str(), listed[0].size, listed[0].replicas),
+        ("docs/report.pdf", data.len() as u64, 2)
+    );
     t.cluster.shutdown().await;
 }
 
@@ -115,7 +124,10 @@ async fn too_few_live_servers_is_refused_with_both_counts() {
     let err = session.put(&path, "a", &progress).await.unwrap_err();
     let message = err.to_string();
     assert!(matches!(err, ClientError::Refused(_)), "{err:?}");
-    assert!(message.contains("2 needed") && message.contains("of 1 alive"), "{message}");
+    assert!(
+        message.contains("2 needed") && message.contains("of 1 alive"),
+        "{message}"
+    );
     assert!(session.list(None).await.unwrap().is_empty());
     t.cluster.shutdown().await;
 }
@@ -173,7 +185,10 @@ async fn kill_mid_upload(pick: impl Fn(&TestCluster) -> Vec<usize>) {
             break;
         }
         assert!(!p.phase.is_done(), "upload ended early: {p:?}");
-        tokio::time::timeout_at(deadline, rx.changed()).await.unwrap().unwrap();
+        tokio::time::timeout_at(deadline, rx.changed())
+            .await
+            .unwrap()
+            .unwrap();
     }
     let victims = pick(&t);
     assert!(!victims.is_empty());
@@ -184,8 +199,14 @@ async fn kill_mid_upload(pick: impl Fn(&TestCluster) -> Vec<usize>) {
         .await
         .unwrap()
         .unwrap();
-    assert!(result.is_err(), "upload survived killing {victims:?}: {result:?}");
-    assert!(session.list(None).await.unwrap().is_empty(), "something was committed");
+    assert!(
+        result.is_err(),
+        "upload survived killing {victims:?}: {result:?}"
+    );
+    assert!(
+        session.list(None).await.unwrap().is_empty(),
+        "something was committed"
+    );
     assert_eq!(t.visible_blobs(), 0);
     eventually(Duration::from_secs(10), "temp files to be cleaned", || {
         (0..4).all(|i| t.temp_files(i) == 0)

@@ -78,7 +78,10 @@ impl Env {
             if alive == count {
                 return;
             }
-            assert!(Instant::now() < deadline, "never saw {count} servers alive: {status}");
+            assert!(
+                Instant::now() < deadline,
+                "never saw {count} servers alive: {status}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -141,14 +144,31 @@ fn real_daemons_and_client_back_up_restore_and_survive_a_killed_server() {
     let out = env.arca(&["put", files.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("committed  notes.txt  v1  2 replicas"), "{stdout}");
-    assert!(stdout.contains("committed  photos/2026/beach.jpg  v1"), "{stdout}");
+    assert!(
+        stdout.contains("committed  notes.txt  v1  2 replicas"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("committed  photos/2026/beach.jpg  v1"),
+        "{stdout}"
+    );
 
     let out = env.arca(&["ls", "--json"]);
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let names: Vec<_> = listed.as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap().to_owned()).collect();
+    let names: Vec<_> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(names, ["notes.txt", "photos/2026/beach.jpg"]);
-    assert!(listed.as_array().unwrap().iter().all(|f| f["replicas"] == 2));
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["replicas"] == 2)
+    );
 
     // Kill one server outright; restores still work from the other copy.
     procs.0[1].kill().unwrap();
@@ -157,12 +177,19 @@ fn real_daemons_and_client_back_up_restore_and_survive_a_killed_server() {
     let restored = root.join("restored");
     let out = env.arca(&["get", "photos/", "-o", restored.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(std::fs::read(restored.join("photos/2026/beach.jpg")).unwrap(), photo);
+    assert_eq!(
+        std::fs::read(restored.join("photos/2026/beach.jpg")).unwrap(),
+        photo
+    );
 
     // Errors: one line, non-zero exit, no hang.
     let out = env.arca(&["put", root.join("missing").to_str().unwrap()]);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).starts_with("arca: cannot back up"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).starts_with("arca: cannot back up"),
+        "{}",
+        text(&out.stderr)
+    );
     let started = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_arca"))
         .args(["ls", "--manager", &format!("127.0.0.1:{}", free_port())])
@@ -170,6 +197,10 @@ fn real_daemons_and_client_back_up_restore_and_survive_a_killed_server() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("cannot reach the manager"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cannot reach the manager"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
 }

@@ -62,7 +62,11 @@ impl TestCluster {
     /// Writes a secret file for the real binaries.
     pub fn secret_file(&self) -> PathBuf {
         let path = self.dir.path().join("secret");
-        std::fs::write(&path, blake3::Hash::from(self.cluster.secret).to_hex().as_str()).unwrap();
+        std::fs::write(
+            &path,
+            blake3::Hash::from(self.cluster.secret).to_hex().as_str(),
+        )
+        .unwrap();
         path
     }
 
