@@ -4,5 +4,7 @@
 pub mod cli;
 pub mod client;
 pub mod commands;
+pub mod dashboard;
+pub mod demo;
 pub mod format;
 pub mod names;

@@ -42,7 +42,7 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    fn local(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Self {
+    pub(crate) fn local(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Self {
         Self::Local(format!("{what}: {e}"))
     }
 }

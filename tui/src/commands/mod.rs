@@ -15,25 +15,35 @@ use crate::client::{ClientError, Settings};
 
 /// Runs the command `cli` names; errors are one line for the user.
 pub async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
-    let Some(command) = cli.command else {
-        return Err(ClientError::Local(
-            "the dashboard is not built yet; use a subcommand (see --help)".into(),
-        ));
+    let settings = || {
+        settings(
+            &cli.manager,
+            cli.files.clone(),
+            cli.client.clone(),
+            cli.secret_file.clone(),
+        )
     };
-    let settings = settings(&cli.manager, cli.files, cli.client, cli.secret_file)?;
-    match command {
-        Command::Put { paths } => put::run(settings, &paths).await,
-        Command::Get {
+    match cli.command {
+        None => dashboard(settings()?).await,
+        Some(Command::Demo) => crate::demo::run().await.map(|()| ExitCode::SUCCESS),
+        Some(Command::Put { paths }) => put::run(settings()?, &paths).await,
+        Some(Command::Get {
             name,
             version,
             output,
             force,
-        } => get::run(settings, &name, version, output, force).await,
-        Command::Ls { name, json } => ls::run(settings, name.as_deref(), json).await,
-        Command::Rm { name, version, all } => rm::run(settings, &name, version, all).await,
-        Command::Status { json } => status::run(settings, json).await,
-        Command::Demo => Err(ClientError::Local("the demo is not built yet".into())),
+        }) => get::run(settings()?, &name, version, output, force).await,
+        Some(Command::Ls { name, json }) => ls::run(settings()?, name.as_deref(), json).await,
+        Some(Command::Rm { name, version, all }) => rm::run(settings()?, &name, version, all).await,
+        Some(Command::Status { json }) => status::run(settings()?, json).await,
     }
+}
+
+async fn dashboard(settings: Settings) -> Result<ExitCode, ClientError> {
+    crate::dashboard::run(settings, Vec::new())
+        .await
+        .map_err(|e| ClientError::local("terminal error", e))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Settings from flags, environment and the secret file.

@@ -1,0 +1,490 @@
+//! The dashboard's whole state, and how keys and messages change it.
+//! Nothing here does I/O: changes that need the outside world come back as
+//! [`Effect`]s for the event loop to run.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use arca_shared::protocol::{ClusterStatus, FileEntry};
+use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEventKind};
+
+use super::net::{Link, LocalEntry, Msg};
+use crate::client::{Phase, TransferProgress};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    Files,
+    Backups,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Upload,
+    Restore,
+}
+
+/// Work the event loop must start for the app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// List a folder, relative to the files folder ("" is the top).
+    ListDir(String),
+    Upload(Vec<PathBuf>),
+    Restore {
+        name: String,
+        version: Option<u32>,
+    },
+    Delete {
+        name: String,
+        version: Option<u32>,
+    },
+    Versions(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    /// Typing a filter for the file list.
+    Filter,
+    /// Asking before a restore or a delete.
+    Confirm {
+        prompt: String,
+        effect: Effect,
+    },
+    Help,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transfer {
+    pub id: u64,
+    pub name: String,
+    pub kind: Kind,
+    pub progress: TransferProgress,
+    /// When the first byte moved, and the speed since then.
+    pub started: Option<Instant>,
+    pub bytes_per_sec: f64,
+}
+
+impl Transfer {
+    /// Seconds left at the current speed, once there is one.
+    pub fn eta_secs(&self) -> Option<u64> {
+        let left = self.progress.total.saturating_sub(self.durable());
+        (self.bytes_per_sec > 0.0 && !self.progress.phase.is_done())
+            .then(|| (left as f64 / self.bytes_per_sec).ceil() as u64)
+    }
+
+    /// Bytes every replica has confirmed (or received, for a restore).
+    pub fn durable(&self) -> u64 {
+        match self.kind {
+            Kind::Upload => self.progress.replicas.iter().copied().min().unwrap_or(0),
+            Kind::Restore => self.progress.sent,
+        }
+    }
+}
+
+/// One row of the Backups tab.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BackupRow<'a> {
+    /// A name, showing its newest version.
+    Name(&'a FileEntry),
+    /// One version of the expanded name.
+    Version(&'a FileEntry),
+}
+
+/// The local file browser.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Browser {
+    /// The folder shown, relative to the files folder ("" is the top).
+    pub dir: String,
+    pub entries: Vec<LocalEntry>,
+    pub cursor: usize,
+    /// Selected paths, relative to the files folder.
+    pub selected: BTreeSet<String>,
+    pub filter: String,
+}
+
+impl Browser {
+    /// The entries that match the filter (case-insensitive).
+    pub fn visible(&self) -> Vec<&LocalEntry> {
+        let filter = self.filter.to_lowercase();
+        self.entries
+            .iter()
+            .filter(|e| e.name.to_lowercase().contains(&filter))
+            .collect()
+    }
+
+    pub fn path_of(&self, entry: &LocalEntry) -> String {
+        join(&self.dir, &entry.name)
+    }
+
+    fn current(&self) -> Option<&LocalEntry> {
+        self.visible().get(self.cursor).copied()
+    }
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// How a local file compares with its newest backup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileState {
+    BackedUp,
+    Changed,
+    New,
+    /// Not hashed yet.
+    Unknown,
+}
+
+pub struct App {
+    pub manager: String,
+    pub client: String,
+    pub files_root: PathBuf,
+    pub link: Link,
+    pub cluster: Option<ClusterStatus>,
+    /// The newest version of every name.
+    pub catalog: Vec<FileEntry>,
+    /// The name expanded in the Backups tab, with its versions (newest first).
+    pub versions: Option<(String, Vec<FileEntry>)>,
+    pub browser: Browser,
+    pub backups_cursor: usize,
+    pub transfers: Vec<Transfer>,
+    pub tab: Tab,
+    pub mode: Mode,
+    pub flash: Option<String>,
+    pub quit: bool,
+}
+
+impl App {
+    pub fn new(manager: String, client: String, files_root: PathBuf) -> Self {
+        Self {
+            manager,
+            client,
+            files_root,
+            link: Link::Connecting,
+            cluster: None,
+            catalog: Vec::new(),
+            versions: None,
+            browser: Browser::default(),
+            backups_cursor: 0,
+            transfers: Vec::new(),
+            tab: Tab::Files,
+            mode: Mode::Normal,
+            flash: None,
+            quit: false,
+        }
+    }
+
+    /// What the app needs when it starts.
+    pub fn start(&self) -> Vec<Effect> {
+        vec![Effect::ListDir(self.browser.dir.clone())]
+    }
+
+    pub fn file_state(&self, entry: &LocalEntry) -> FileState {
+        let name = self.browser.path_of(entry);
+        match (self.catalog.iter().find(|f| f.name == name), entry.hash) {
+            (None, _) => FileState::New,
+            (Some(_), None) => FileState::Unknown,
+            (Some(backup), Some(hash)) if backup.hash == hash => FileState::BackedUp,
+            (Some(_), Some(_)) => FileState::Changed,
+        }
+    }
+
+    pub fn backup_rows(&self) -> Vec<BackupRow<'_>> {
+        let mut rows = Vec::new();
+        for entry in &self.catalog {
+            rows.push(BackupRow::Name(entry));
+            if let Some((name, versions)) = &self.versions
+                && *name == entry.name
+            {
+                rows.extend(versions.iter().map(BackupRow::Version));
+            }
+        }
+        rows
+    }
+
+    /// A message from a task.
+    pub fn on_msg(&mut self, msg: Msg, now: Instant) -> Vec<Effect> {
+        match msg {
+            Msg::Link(link) => self.link = link,
+            Msg::Cluster(status) => {
+                self.link = Link::Connected;
+                self.cluster = Some(status);
+            }
+            Msg::Catalog(catalog) => {
+                self.catalog = catalog;
+                self.backups_cursor = clamp(self.backups_cursor, self.backup_rows().len());
+            }
+            Msg::Versions(name, mut versions) => {
+                versions.reverse();
+                self.versions = Some((name, versions));
+            }
+            Msg::Dir(dir, entries) if dir == self.browser.dir => {
+                self.browser.entries = entries;
+                self.browser.cursor = clamp(self.browser.cursor, self.browser.visible().len());
+            }
+            Msg::Dir(..) => {}
+            Msg::Queued { id, name, kind } => self.transfers.push(Transfer {
+                id,
+                name,
+                kind,
+                progress: TransferProgress::default(),
+                started: None,
+                bytes_per_sec: 0.0,
+            }),
+            Msg::Progress { id, progress } => return self.on_progress(id, progress, now),
+            Msg::Flash(text) => self.flash = Some(text),
+        }
+        Vec::new()
+    }
+
+    fn on_progress(&mut self, id: u64, progress: TransferProgress, now: Instant) -> Vec<Effect> {
+        let Some(transfer) = self.transfers.iter_mut().find(|t| t.id == id) else {
+            return Vec::new();
+        };
+        let finished = progress.phase.is_done() && !transfer.progress.phase.is_done();
+        if progress.sent > 0 {
+            let started = *transfer.started.get_or_insert(now);
+            let secs = now.duration_since(started).as_secs_f64();
+            if secs > 0.05 {
+                transfer.bytes_per_sec = progress.sent as f64 / secs;
+            }
+        }
+        transfer.progress = progress;
+        if finished {
+            if let Phase::Failed(reason) = &transfer.progress.phase {
+                self.flash = Some(format!("{} failed: {reason}", transfer.name));
+            }
+            // The folder view shows backup state: refresh it.
+            return vec![Effect::ListDir(self.browser.dir.clone())];
+        }
+        Vec::new()
+    }
+
+    /// A terminal event.
+    pub fn on_event(&mut self, event: &Event) -> Vec<Effect> {
+        match event {
+            Event::Key(key) if key.kind != KeyEventKind::Release => self.on_key(*key),
+            Event::Mouse(mouse) => {
+                match mouse.kind {
+                    MouseEventKind::ScrollDown => self.move_cursor(3),
+                    MouseEventKind::ScrollUp => self.move_cursor(-3),
+                    _ => {}
+                }
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn on_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
+            self.quit = true;
+            return Vec::new();
+        }
+        match std::mem::replace(&mut self.mode, Mode::Normal) {
+            Mode::Help => Vec::new(),
+            Mode::Confirm { prompt, effect } => match key.code {
+                KeyCode::Char('y') | KeyCode::Enter => vec![effect],
+                KeyCode::Char('n') | KeyCode::Esc => Vec::new(),
+                _ => {
+                    self.mode = Mode::Confirm { prompt, effect };
+                    Vec::new()
+                }
+            },
+            Mode::Filter => {
+                match key.code {
+                    KeyCode::Esc => self.browser.filter.clear(),
+                    KeyCode::Enter => {}
+                    KeyCode::Backspace => {
+                        self.browser.filter.pop();
+                        self.mode = Mode::Filter;
+                    }
+                    KeyCode::Char(c) => {
+                        self.browser.filter.push(c);
+                        self.browser.cursor = 0;
+                        self.mode = Mode::Filter;
+                    }
+                    _ => self.mode = Mode::Filter,
+                }
+                Vec::new()
+            }
+            Mode::Normal => self.on_normal_key(key.code),
+        }
+    }
+
+    fn on_normal_key(&mut self, code: KeyCode) -> Vec<Effect> {
+        self.flash = None;
+        match code {
+            KeyCode::Char('q') => self.quit = true,
+            KeyCode::Char('?') => self.mode = Mode::Help,
+            KeyCode::Tab | KeyCode::BackTab => {
+                self.tab = match self.tab {
+                    Tab::Files => Tab::Backups,
+                    Tab::Backups => Tab::Files,
+                };
+            }
+            KeyCode::Up | KeyCode::Char('k') => self.move_cursor(-1),
+            KeyCode::Down | KeyCode::Char('j') => self.move_cursor(1),
+            KeyCode::PageUp => self.move_cursor(-10),
+            KeyCode::PageDown => self.move_cursor(10),
+            KeyCode::Home | KeyCode::Char('g') => self.move_cursor(i64::MIN / 2),
+            KeyCode::End | KeyCode::Char('G') => self.move_cursor(i64::MAX / 2),
+            KeyCode::Char('c') => self.transfers.retain(|t| !t.progress.phase.is_done()),
+            _ => {
+                return match self.tab {
+                    Tab::Files => self.on_files_key(code),
+                    Tab::Backups => self.on_backups_key(code),
+                };
+            }
+        }
+        Vec::new()
+    }
+
+    fn on_files_key(&mut self, code: KeyCode) -> Vec<Effect> {
+        match code {
+            KeyCode::Enter | KeyCode::Right | KeyCode::Char('l') => {
+                if let Some(entry) = self.browser.current().filter(|e| e.is_dir) {
+                    let dir = self.browser.path_of(entry);
+                    return self.open_dir(dir);
+                }
+            }
+            KeyCode::Backspace | KeyCode::Left | KeyCode::Char('h')
+                if !self.browser.dir.is_empty() =>
+            {
+                let parent = self
+                    .browser
+                    .dir
+                    .rsplit_once('/')
+                    .map_or(String::new(), |(parent, _)| parent.to_owned());
+                return self.open_dir(parent);
+            }
+            KeyCode::Char(' ') => {
+                if let Some(entry) = self.browser.current() {
+                    let path = self.browser.path_of(entry);
+                    if !self.browser.selected.remove(&path) {
+                        self.browser.selected.insert(path);
+                    }
+                    self.move_cursor(1);
+                }
+            }
+            KeyCode::Char('a') => {
+                let all: Vec<String> = self
+                    .browser
+                    .visible()
+                    .iter()
+                    .map(|e| self.browser.path_of(e))
+                    .collect();
+                self.browser.selected.extend(all);
+            }
+            KeyCode::Esc => self.browser.selected.clear(),
+            KeyCode::Char('/') => self.mode = Mode::Filter,
+            KeyCode::Char('u') => return self.upload(),
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn open_dir(&mut self, dir: String) -> Vec<Effect> {
+        self.browser.dir = dir.clone();
+        self.browser.entries.clear();
+        self.browser.cursor = 0;
+        self.browser.filter.clear();
+        vec![Effect::ListDir(dir)]
+    }
+
+    /// Uploads the selection, or the entry under the cursor.
+    fn upload(&mut self) -> Vec<Effect> {
+        let names: Vec<String> = if self.browser.selected.is_empty() {
+            self.browser
+                .current()
+                .map(|e| self.browser.path_of(e))
+                .into_iter()
+                .collect()
+        } else {
+            std::mem::take(&mut self.browser.selected)
+                .into_iter()
+                .collect()
+        };
+        if names.is_empty() {
+            self.flash = Some("nothing to upload here".into());
+            return Vec::new();
+        }
+        let paths = names
+            .iter()
+            .map(|n| crate::names::local_path(&self.files_root, n))
+            .collect();
+        vec![Effect::Upload(paths)]
+    }
+
+    fn on_backups_key(&mut self, code: KeyCode) -> Vec<Effect> {
+        let rows = self.backup_rows();
+        let Some(row) = rows.get(self.backups_cursor).copied() else {
+            return Vec::new();
+        };
+        let (entry, version) = match row {
+            BackupRow::Name(e) => (e, None),
+            BackupRow::Version(e) => (e, Some(e.version)),
+        };
+        let name = entry.name.clone();
+        let which = version.map_or("newest version".to_owned(), |v| format!("version {v}"));
+        match code {
+            KeyCode::Enter => {
+                if self.versions.as_ref().is_some_and(|(n, _)| *n == name) {
+                    self.versions = None;
+                } else {
+                    return vec![Effect::Versions(name)];
+                }
+            }
+            KeyCode::Char('r') => {
+                self.mode = Mode::Confirm {
+                    prompt: format!(
+                        "Restore {name} ({which}) into the files folder, replacing the local copy?"
+                    ),
+                    effect: Effect::Restore { name, version },
+                };
+            }
+            KeyCode::Char('d') => {
+                let what = version.map_or("every version".to_owned(), |v| format!("version {v}"));
+                self.mode = Mode::Confirm {
+                    prompt: format!(
+                        "Delete {what} of {name} from the backups? This cannot be undone."
+                    ),
+                    effect: Effect::Delete { name, version },
+                };
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn move_cursor(&mut self, by: i64) {
+        let (cursor, len) = match self.tab {
+            Tab::Files => {
+                let len = self.browser.visible().len();
+                (&mut self.browser.cursor, len)
+            }
+            Tab::Backups => {
+                let len = self.backup_rows().len();
+                (&mut self.backups_cursor, len)
+            }
+        };
+        let moved = (*cursor as i64)
+            .saturating_add(by)
+            .clamp(0, len.saturating_sub(1) as i64);
+        *cursor = moved as usize;
+    }
+
+    /// Catalog entries by name, for drawing.
+    pub fn catalog_by_name(&self) -> HashMap<&str, &FileEntry> {
+        self.catalog.iter().map(|f| (f.name.as_str(), f)).collect()
+    }
+}
+
+fn clamp(cursor: usize, len: usize) -> usize {
+    cursor.min(len.saturating_sub(1))
+}

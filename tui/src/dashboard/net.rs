@@ -1,0 +1,389 @@
+//! The dashboard's network and disk work, each in a task that reports to the
+//! UI loop with messages: a poller for the cluster and catalog, a worker
+//! that runs transfers one at a time, and a folder lister.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+
+use arca_shared::BlobHash;
+use arca_shared::protocol::{ClusterStatus, FileEntry};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::app::{Effect, Kind};
+use crate::client::{ClientError, Session, Settings, TransferProgress};
+use crate::names;
+
+/// How often the poller asks the manager for the cluster and the catalog.
+const POLL_EVERY: Duration = Duration::from_secs(1);
+
+/// The state of the dashboard's link to the manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    Connecting,
+    Connected,
+    Down(String),
+}
+
+/// One local file or folder, as the browser shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalEntry {
+    pub name: String,
+    pub is_dir: bool,
+    pub size: u64,
+    pub modified_ms: u64,
+    /// The content hash, once computed (files only).
+    pub hash: Option<BlobHash>,
+}
+
+/// What tasks tell the UI loop.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Msg {
+    Link(Link),
+    Cluster(ClusterStatus),
+    Catalog(Vec<FileEntry>),
+    Versions(String, Vec<FileEntry>),
+    /// The entries of a folder, relative to the files folder.
+    Dir(String, Vec<LocalEntry>),
+    Queued {
+        id: u64,
+        name: String,
+        kind: Kind,
+    },
+    Progress {
+        id: u64,
+        progress: TransferProgress,
+    },
+    /// A one-line message for the status bar.
+    Flash(String),
+}
+
+/// Work for the transfer worker.
+enum Job {
+    Upload {
+        id: u64,
+        path: PathBuf,
+        name: String,
+    },
+    Restore {
+        id: u64,
+        name: String,
+        version: Option<u32>,
+    },
+    Delete {
+        name: String,
+        version: Option<u32>,
+    },
+    Versions(String),
+}
+
+/// Starts the dashboard's tasks; effects go in through the returned handle.
+pub struct Tasks {
+    settings: Settings,
+    msgs: mpsc::UnboundedSender<Msg>,
+    jobs: mpsc::UnboundedSender<Job>,
+    next_id: Arc<AtomicU64>,
+    hashes: Arc<Mutex<HashCache>>,
+}
+
+type HashCache = HashMap<PathBuf, (u64, u64, BlobHash)>;
+
+impl Tasks {
+    pub fn start(
+        settings: Settings,
+        msgs: mpsc::UnboundedSender<Msg>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let (jobs, rx) = mpsc::unbounded_channel();
+        tokio::spawn(poll(settings.clone(), msgs.clone(), shutdown.clone()));
+        tokio::spawn(work(settings.clone(), rx, msgs.clone(), shutdown));
+        Self {
+            settings,
+            msgs,
+            jobs,
+            next_id: Arc::new(AtomicU64::new(1)),
+            hashes: Arc::default(),
+        }
+    }
+
+    pub fn run(&self, effect: Effect) {
+        match effect {
+            Effect::ListDir(dir) => {
+                let root = self.settings.files.clone();
+                let (msgs, hashes) = (self.msgs.clone(), self.hashes.clone());
+                tokio::task::spawn_blocking(move || {
+                    let entries = list_dir(&names::local_path(&root, &dir), &hashes);
+                    let _ = msgs.send(Msg::Dir(dir, entries));
+                });
+            }
+            Effect::Upload(paths) => {
+                let files = self.settings.files.clone();
+                let (msgs, jobs, ids) =
+                    (self.msgs.clone(), self.jobs.clone(), self.next_id.clone());
+                tokio::task::spawn_blocking(move || {
+                    for root in paths {
+                        let found = names::walk(&root).and_then(|found| {
+                            found
+                                .into_iter()
+                                .map(|f| names::catalog_name(&files, &root, &f).map(|n| (f, n)))
+                                .collect::<Result<Vec<_>, _>>()
+                        });
+                        match found {
+                            Ok(found) => {
+                                for (path, name) in found {
+                                    let id = ids.fetch_add(1, Ordering::Relaxed);
+                                    let kind = Kind::Upload;
+                                    let _ = msgs.send(Msg::Queued {
+                                        id,
+                                        name: name.clone(),
+                                        kind,
+                                    });
+                                    let _ = jobs.send(Job::Upload { id, path, name });
+                                }
+                            }
+                            Err(e) => {
+                                let _ = msgs.send(Msg::Flash(format!("cannot back up {e}")));
+                            }
+                        }
+                    }
+                });
+            }
+            Effect::Restore { name, version } => {
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                let _ = self.msgs.send(Msg::Queued {
+                    id,
+                    name: name.clone(),
+                    kind: Kind::Restore,
+                });
+                let _ = self.jobs.send(Job::Restore { id, name, version });
+            }
+            Effect::Delete { name, version } => {
+                let _ = self.jobs.send(Job::Delete { name, version });
+            }
+            Effect::Versions(name) => {
+                let _ = self.jobs.send(Job::Versions(name));
+            }
+        }
+    }
+}
+
+/// Keeps a session to the manager and reports the cluster and catalog.
+async fn poll(settings: Settings, msgs: mpsc::UnboundedSender<Msg>, shutdown: CancellationToken) {
+    loop {
+        let outcome = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            outcome = poll_session(&settings, &msgs) => outcome,
+        };
+        if let Err(e) = outcome
+            && msgs.send(Msg::Link(Link::Down(e.to_string()))).is_err()
+        {
+            return;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(POLL_EVERY) => {}
+        }
+    }
+}
+
+async fn poll_session(
+    settings: &Settings,
+    msgs: &mpsc::UnboundedSender<Msg>,
+) -> Result<(), ClientError> {
+    let mut session = Session::connect(settings.clone()).await?;
+    let _ = msgs.send(Msg::Link(Link::Connected));
+    loop {
+        let status = session.status().await?;
+        let catalog = session.list(None).await?;
+        if msgs.send(Msg::Cluster(status)).is_err() || msgs.send(Msg::Catalog(catalog)).is_err() {
+            return Ok(());
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+/// Runs jobs one at a time on a session of its own, reconnecting as needed.
+async fn work(
+    settings: Settings,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    msgs: mpsc::UnboundedSender<Msg>,
+    shutdown: CancellationToken,
+) {
+    let mut session: Option<Session> = None;
+    loop {
+        let job = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            job = jobs.recv() => match job {
+                Some(job) => job,
+                None => return,
+            },
+        };
+        if session.is_none() {
+            session = Session::connect(settings.clone()).await.ok();
+        }
+        let Some(active) = session.as_mut() else {
+            fail(&msgs, job, "the manager is unreachable");
+            continue;
+        };
+        let broken = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            broken = run_job(active, job, &settings, &msgs) => broken,
+        };
+        if broken {
+            session = None;
+        }
+    }
+}
+
+/// Runs one job; true if the session broke and must be replaced.
+async fn run_job(
+    session: &mut Session,
+    job: Job,
+    settings: &Settings,
+    msgs: &mpsc::UnboundedSender<Msg>,
+) -> bool {
+    let result = match job {
+        Job::Upload { id, path, name } => {
+            with_progress(id, msgs, |p| async move {
+                session.put(&path, &name, &p).await.map(|_| ())
+            })
+            .await
+        }
+        Job::Restore { id, name, version } => {
+            let dest = names::local_path(&settings.files, &name);
+            with_progress(id, msgs, |p| async move {
+                session
+                    .get(&name, version, &dest, true, &p)
+                    .await
+                    .map(|_| ())
+            })
+            .await
+        }
+        Job::Delete { name, version } => match session.remove(&name, version).await {
+            Ok(versions) => {
+                let list: Vec<String> = versions.iter().map(|v| format!("v{v}")).collect();
+                let _ = msgs.send(Msg::Flash(format!("removed {name} {}", list.join(", "))));
+                Ok(())
+            }
+            Err(e) => {
+                let _ = msgs.send(Msg::Flash(format!("cannot remove {name}: {e}")));
+                Err(e)
+            }
+        },
+        Job::Versions(name) => match session.list(Some(&name)).await {
+            Ok(versions) => {
+                let _ = msgs.send(Msg::Versions(name, versions));
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
+    };
+    matches!(
+        result,
+        Err(ClientError::Protocol(_) | ClientError::Unreachable { .. })
+    )
+}
+
+/// Runs a transfer, forwarding every progress change to the UI loop.
+async fn with_progress<F, Fut>(
+    id: u64,
+    msgs: &mpsc::UnboundedSender<Msg>,
+    transfer: F,
+) -> Result<(), ClientError>
+where
+    F: FnOnce(watch::Sender<TransferProgress>) -> Fut,
+    Fut: Future<Output = Result<(), ClientError>>,
+{
+    let (progress, mut updates) = watch::channel(TransferProgress::default());
+    let run = transfer(progress);
+    tokio::pin!(run);
+    let result = loop {
+        tokio::select! {
+            result = &mut run => break result,
+            Ok(()) = updates.changed() => {
+                let progress = updates.borrow_and_update().clone();
+                let _ = msgs.send(Msg::Progress { id, progress });
+            }
+        }
+    };
+    let progress = updates.borrow().clone();
+    let _ = msgs.send(Msg::Progress { id, progress });
+    result
+}
+
+fn fail(msgs: &mpsc::UnboundedSender<Msg>, job: Job, reason: &str) {
+    let failed = |id| {
+        let progress = TransferProgress {
+            phase: crate::client::Phase::Failed(reason.to_owned()),
+            ..TransferProgress::default()
+        };
+        let _ = msgs.send(Msg::Progress { id, progress });
+    };
+    match job {
+        Job::Upload { id, .. } | Job::Restore { id, .. } => failed(id),
+        Job::Delete { name, .. } | Job::Versions(name) => {
+            let _ = msgs.send(Msg::Flash(format!("{name}: {reason}")));
+        }
+    }
+}
+
+/// Lists a folder: folders first, then files, by name; files are hashed,
+/// reusing earlier hashes while size and modification time are unchanged.
+fn list_dir(dir: &Path, cache: &Mutex<HashCache>) -> Vec<LocalEntry> {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut entries: Vec<LocalEntry> = read
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            let name = e.file_name().to_str()?.to_owned();
+            let modified_ms = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_millis() as u64);
+            let hash = meta
+                .is_file()
+                .then(|| cached_hash(&e.path(), meta.len(), modified_ms, cache))
+                .flatten();
+            Some(LocalEntry {
+                name,
+                is_dir: meta.is_dir(),
+                size: meta.len(),
+                modified_ms,
+                hash,
+            })
+        })
+        .collect();
+    entries.sort_by(|a, b| b.is_dir.cmp(&a.is_dir).then_with(|| a.name.cmp(&b.name)));
+    entries
+}
+
+fn cached_hash(
+    path: &Path,
+    size: u64,
+    modified_ms: u64,
+    cache: &Mutex<HashCache>,
+) -> Option<BlobHash> {
+    if let Some((s, m, hash)) = cache.lock().ok()?.get(path)
+        && (*s, *m) == (size, modified_ms)
+    {
+        return Some(*hash);
+    }
+    let mut hasher = blake3::Hasher::new();
+    let hash = BlobHash::from(
+        hasher
+            .update_reader(std::fs::File::open(path).ok()?)
+            .ok()?
+            .finalize(),
+    );
+    cache
+        .lock()
+        .ok()?
+        .insert(path.to_owned(), (size, modified_ms, hash));
+    Some(hash)
+}

@@ -1,0 +1,22 @@
+//! Entering and leaving the full-screen terminal, also on panic.
+
+use std::io::stdout;
+
+use crossterm::event::{DisableMouseCapture, EnableMouseCapture};
+use ratatui::DefaultTerminal;
+
+pub fn init() -> std::io::Result<DefaultTerminal> {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore();
+        previous(info);
+    }));
+    let terminal = ratatui::try_init()?;
+    crossterm::execute!(stdout(), EnableMouseCapture)?;
+    Ok(terminal)
+}
+
+pub fn restore() {
+    let _ = crossterm::execute!(stdout(), DisableMouseCapture);
+    ratatui::restore();
+}

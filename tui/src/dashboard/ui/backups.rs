@@ -1,0 +1,51 @@
+//! The Backups pane: the catalog, with versions and replica health.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier, Style, Stylize};
+use ratatui::text::Line;
+use ratatui::widgets::{List, ListItem, ListState};
+
+use super::pane;
+use crate::dashboard::app::{App, BackupRow};
+use crate::format;
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let wanted = app.cluster.as_ref().map_or(2, |c| c.replicas);
+    // Everything but the name has a fixed width; the name takes the rest.
+    let name_width = (area.width as usize).saturating_sub(2 + 37).max(8);
+    let rows = app.backup_rows();
+    let items: Vec<ListItem> = rows
+        .iter()
+        .map(|row| {
+            let (entry, label) = match row {
+                BackupRow::Name(e) => (*e, e.name.clone()),
+                BackupRow::Version(e) => (*e, format!("  └ version {}", e.version)),
+            };
+            let health = if entry.replicas >= wanted {
+                Color::Green
+            } else if entry.replicas > 0 {
+                Color::Yellow
+            } else {
+                Color::Red
+            };
+            ListItem::new(Line::from(vec![
+                format!(" {label:<name_width$.name_width$} ").into(),
+                format!("v{:<3} ", entry.version).fg(Color::DarkGray),
+                format!("{:>9}  ", format::bytes(entry.size)).into(),
+                format!("{}/{}", entry.replicas, wanted).fg(health),
+                format!("  {}", &format::time(entry.created_ms)[5..]).fg(Color::DarkGray),
+            ]))
+        })
+        .collect();
+    let empty = items.is_empty();
+    let title = Line::from(vec![
+        " Backups ".bold(),
+        format!("{} files ", app.catalog.len()).into(),
+    ]);
+    let list = List::new(items)
+        .block(pane(title, true))
+        .highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+    let mut state = ListState::default().with_selected((!empty).then_some(app.backups_cursor));
+    frame.render_stateful_widget(list, area, &mut state);
+}

@@ -1,0 +1,113 @@
+//! Drawing: a pure function of the app's state.
+
+mod backups;
+mod bars;
+mod files;
+mod popup;
+mod servers;
+mod transfers;
+
+use ratatui::Frame;
+use ratatui::layout::{Alignment, Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style, Stylize};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, BorderType, Paragraph, Wrap};
+
+use super::app::{App, Mode, Tab};
+use super::net::Link;
+
+/// Below this size the dashboard shows a message instead of squeezing.
+pub const MIN_WIDTH: u16 = 60;
+pub const MIN_HEIGHT: u16 = 15;
+
+pub fn draw(frame: &mut Frame, app: &App) {
+    let area = frame.area();
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        return too_small(frame, area);
+    }
+    let outer = Block::bordered()
+        .border_type(BorderType::Rounded)
+        .title(header(app))
+        .title(Line::from(" ? help ").right_aligned())
+        .title_bottom(hints(app));
+    let inner = outer.inner(area);
+    frame.render_widget(outer, area);
+
+    let transfer_height = transfers::height(app).clamp(3, inner.height / 3);
+    let [top, bottom, flash] = Layout::vertical([
+        Constraint::Min(5),
+        Constraint::Length(transfer_height),
+        Constraint::Length(1),
+    ])
+    .areas(inner);
+    let [left, right] =
+        Layout::horizontal([Constraint::Percentage(48), Constraint::Percentage(52)]).areas(top);
+    match app.tab {
+        Tab::Files => files::draw(frame, left, app),
+        Tab::Backups => backups::draw(frame, left, app),
+    }
+    servers::draw(frame, right, app);
+    transfers::draw(frame, bottom, app);
+    if let Some(text) = &app.flash {
+        frame.render_widget(Paragraph::new(text.as_str()).fg(Color::Yellow), flash);
+    }
+    match &app.mode {
+        Mode::Help => popup::help(frame, area),
+        Mode::Confirm { prompt, .. } => popup::confirm(frame, area, prompt),
+        Mode::Normal | Mode::Filter => {}
+    }
+}
+
+fn header(app: &App) -> Line<'static> {
+    let (dot, state, color) = match &app.link {
+        Link::Connecting => ("◌", "connecting".to_owned(), Color::Yellow),
+        Link::Connected => ("●", "connected".to_owned(), Color::Green),
+        Link::Down(_) => ("✕", "disconnected, reconnecting".to_owned(), Color::Red),
+    };
+    Line::from(vec![
+        " Arca ".bold(),
+        format!("· manager {} ", app.manager).into(),
+        Span::styled(format!("{dot} {state}"), Style::new().fg(color)),
+        format!(" · client {} ", app.client).into(),
+    ])
+}
+
+fn hints(app: &App) -> Line<'static> {
+    let text = match (&app.mode, app.tab) {
+        (Mode::Filter, _) => " type to filter · enter keep · esc clear ",
+        (Mode::Confirm { .. }, _) => " y confirm · n cancel ",
+        (Mode::Help, _) => " any key closes help ",
+        (Mode::Normal, Tab::Files) => {
+            " space select · u upload · enter open · ⌫ up · / filter · tab backups · q quit "
+        }
+        (Mode::Normal, Tab::Backups) => {
+            " enter versions · r restore · d delete · tab files · c clear done · q quit "
+        }
+    };
+    Line::from(text).centered()
+}
+
+fn too_small(frame: &mut Frame, area: Rect) {
+    let text = format!(
+        "Terminal too small ({}x{}).\nArca needs {MIN_WIDTH}x{MIN_HEIGHT}.\nEnlarge it, or press q to quit.",
+        area.width, area.height
+    );
+    frame.render_widget(
+        Paragraph::new(text)
+            .alignment(Alignment::Center)
+            .wrap(Wrap { trim: true }),
+        area,
+    );
+}
+
+/// A titled pane; the focused one stands out.
+fn pane(title: Line<'_>, focused: bool) -> Block<'_> {
+    let style = if focused {
+        Style::new().fg(Color::Cyan)
+    } else {
+        Style::new().fg(Color::DarkGray)
+    };
+    Block::bordered()
+        .border_style(style)
+        .title(title.style(Style::new().add_modifier(Modifier::BOLD)))
+}

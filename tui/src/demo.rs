@@ -1,0 +1,89 @@
+//! `arca demo`: a manager and four servers on loopback, a files folder
+//! seeded with samples, and the dashboard on top; quitting removes it all.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use arca_daemon::cluster::{ClusterOptions, LocalCluster};
+
+use crate::client::{ClientError, Settings};
+use crate::dashboard::{self, app::Effect};
+
+/// The samples in `assets/sample-files`, built into the binary so the demo
+/// works from any folder.
+const SAMPLES: &[(&str, &[u8])] = &[
+    (
+        "notes.txt",
+        include_bytes!("../../assets/sample-files/notes.txt"),
+    ),
+    (
+        "docs/report.md",
+        include_bytes!("../../assets/sample-files/docs/report.md"),
+    ),
+    (
+        "data/measurements.csv",
+        include_bytes!("../../assets/sample-files/data/measurements.csv"),
+    ),
+    (
+        "data/archive.bin",
+        include_bytes!("../../assets/sample-files/data/archive.bin"),
+    ),
+];
+
+/// A large generated file, so uploads take long enough to watch.
+const MOVIE: (&str, u64) = ("media/holiday.mov", 48 << 20);
+
+pub async fn run() -> Result<(), ClientError> {
+    let local = |what: &str, e: std::io::Error| ClientError::local(what, e);
+    let dir = tempfile::Builder::new()
+        .prefix("arca-demo-")
+        .tempdir()
+        .map_err(|e| local("cannot create the demo folder", e))?;
+    let options = ClusterOptions {
+        servers: 4,
+        dead_after: Duration::from_secs(3),
+        capacities: [2u64, 1, 4, 2].iter().map(|gib| Some(gib << 30)).collect(),
+        ..ClusterOptions::default()
+    };
+    let cluster = LocalCluster::start(&dir.path().join("cluster"), options)
+        .await
+        .map_err(|e| local("cannot start the demo cluster", e))?;
+    let files = dir.path().join("files");
+    seed(&files).map_err(|e| local("cannot write the sample files", e))?;
+    let settings = Settings {
+        manager: cluster.manager_addr.clone(),
+        client: "demo".into(),
+        key: cluster.key.clone(),
+        files: files.clone(),
+    };
+    // Something to watch at once; the rest is left for the user to back up.
+    let first = Effect::Upload(vec![files.join("notes.txt"), files.join("docs")]);
+    let result = dashboard::run(settings, vec![first]).await;
+    cluster.shutdown().await;
+    result.map_err(|e| local("terminal error", e))
+}
+
+fn seed(files: &Path) -> std::io::Result<()> {
+    for (name, bytes) in SAMPLES {
+        let path = files.join(name);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, bytes)?;
+    }
+    let path = files.join(MOVIE.0);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut stream = blake3::Hasher::new()
+        .update(b"arca demo movie")
+        .finalize_xof();
+    let mut chunk = vec![0u8; 1 << 20];
+    for _ in 0..MOVIE.1 >> 20 {
+        stream.fill(&mut chunk);
+        out.write_all(&chunk)?;
+    }
+    out.flush()
+}

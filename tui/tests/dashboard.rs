@@ -1,0 +1,451 @@
+//! The dashboard without a terminal: drawing is a pure function of state
+//! (insta snapshots at 120x40 and 40x12), and keys and messages change
+//! state as a user expects.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use arca_shared::BlobHash;
+use arca_shared::protocol::{ClusterStatus, FileEntry, ServerStatus};
+use arca_tui::client::{Phase, TransferProgress};
+use arca_tui::dashboard::app::{App, Effect, Kind, Mode, Tab};
+use arca_tui::dashboard::net::{Link, LocalEntry, Msg};
+use arca_tui::dashboard::ui;
+use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+const T0: u64 = 1_795_800_000_000;
+
+fn server(id: u64, alive: bool, latency_ms: f64, stored: u64, score: Option<f64>) -> ServerStatus {
+    ServerStatus {
+        id,
+        addr: format!("127.0.0.1:900{id}"),
+        alive,
+        silent_ms: if alive { 200 } else { 12_400 },
+        latency_ms,
+        latency_history_ms: (0..12)
+            .map(|i| latency_ms * (1.0 + (i % 4) as f64 / 4.0))
+            .collect(),
+        stored_bytes: stored,
+        capacity_bytes: 1 << 30,
+        free_bytes: (1 << 30) - stored,
+        blobs: stored / 1000,
+        score,
+    }
+}
+
+fn entry(name: &str, version: u32, content: &[u8], replicas: u32) -> FileEntry {
+    FileEntry {
+        name: name.into(),
+        version,
+        size: content.len() as u64,
+        hash: BlobHash::of(content),
+        replicas,
+        created_ms: T0 + u64::from(version) * 60_000,
+    }
+}
+
+fn local(name: &str, content: Option<&[u8]>) -> LocalEntry {
+    LocalEntry {
+        name: name.into(),
+        is_dir: content.is_none(),
+        size: content.map_or(4096, |c| c.len() as u64),
+        modified_ms: T0,
+        hash: content.map(BlobHash::of),
+    }
+}
+
+fn transfer(
+    app: &mut App,
+    id: u64,
+    name: &str,
+    kind: Kind,
+    progress: TransferProgress,
+    t: Instant,
+) {
+    app.on_msg(
+        Msg::Queued {
+            id,
+            name: name.into(),
+            kind,
+        },
+        t,
+    );
+    app.on_msg(
+        Msg::Progress {
+            id,
+            progress: TransferProgress {
+                sent: 1,
+                ..TransferProgress::default()
+            },
+        },
+        t,
+    );
+    app.on_msg(Msg::Progress { id, progress }, t + Duration::from_secs(2));
+}
+
+/// A dashboard in the middle of its work, the same on every run.
+fn busy_app() -> App {
+    let mut app = App::new(
+        "10.0.0.5:9000".into(),
+        "laptop".into(),
+        PathBuf::from("/home/me/files"),
+    );
+    let t = Instant::now();
+    app.on_msg(
+        Msg::Cluster(ClusterStatus {
+            replicas: 2,
+            servers: vec![
+                server(1, true, 0.4, 650_000_000, Some(0.42)),
+                server(2, true, 0.2, 190_000_000, Some(0.05)),
+                server(3, false, 0.0, 0, None),
+                server(4, true, 0.5, 430_000_000, Some(0.33)),
+            ],
+        }),
+        t,
+    );
+    app.on_msg(
+        Msg::Catalog(vec![
+            entry("budget.ods", 2, b"old budget", 1),
+            entry("notes.txt", 3, b"notes", 2),
+            entry("report.pdf", 1, b"report", 2),
+        ]),
+        t,
+    );
+    app.on_msg(
+        Msg::Dir(
+            String::new(),
+            vec![
+                local("docs", None),
+                local("photos", None),
+                local("budget.ods", Some(b"new budget")),
+                local("new-idea.md", Some(b"idea")),
+                local("notes.txt", Some(b"notes")),
+                local("report.pdf", Some(b"report")),
+            ],
+        ),
+        t,
+    );
+    let total = 40_000_000;
+    transfer(
+        &mut app,
+        1,
+        "report.pdf",
+        Kind::Upload,
+        TransferProgress {
+            phase: Phase::Committed { version: 1 },
+            total,
+            sent: total,
+            replicas: vec![total, total],
+        },
+        t,
+    );
+    transfer(
+        &mut app,
+        2,
+        "budget.ods",
+        Kind::Upload,
+        TransferProgress {
+            phase: Phase::Replicating,
+            total,
+            sent: total,
+            replicas: vec![total * 7 / 10, total * 6 / 10],
+        },
+        t,
+    );
+    transfer(
+        &mut app,
+        3,
+        "archive.tar",
+        Kind::Upload,
+        TransferProgress {
+            phase: Phase::Failed("not enough live servers: 2 needed, 1 of 1 alive".into()),
+            total,
+            sent: 0,
+            replicas: vec![],
+        },
+        t,
+    );
+    transfer(
+        &mut app,
+        4,
+        "old/photo.jpg",
+        Kind::Restore,
+        TransferProgress {
+            phase: Phase::Restoring,
+            total,
+            sent: total / 4,
+            replicas: vec![],
+        },
+        t,
+    );
+    app.on_key(key(KeyCode::Down));
+    app.on_key(key(KeyCode::Down));
+    app.on_key(key(KeyCode::Char(' ')));
+    app.on_key(key(KeyCode::Char(' ')));
+    app
+}
+
+fn key(code: KeyCode) -> KeyEvent {
+    KeyEvent::new(code, KeyModifiers::NONE)
+}
+
+fn render(app: &App, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|frame| ui::draw(frame, app)).unwrap();
+    terminal.backend().to_string()
+}
+
+fn snapshot_both(name: &str, app: &App) {
+    insta::assert_snapshot!(format!("{name}_120x40"), render(app, 120, 40));
+    insta::assert_snapshot!(format!("{name}_40x12"), render(app, 40, 12));
+}
+
+#[test]
+fn files_screen() {
+    snapshot_both("files", &busy_app());
+}
+
+#[test]
+fn backups_screen_with_versions() {
+    let mut app = busy_app();
+    app.on_key(key(KeyCode::Tab));
+    app.on_key(key(KeyCode::Down));
+    let effects = app.on_key(key(KeyCode::Enter));
+    assert_eq!(effects, [Effect::Versions("notes.txt".into())]);
+    app.on_msg(
+        Msg::Versions(
+            "notes.txt".into(),
+            (1..=3)
+                .map(|v| entry("notes.txt", v, format!("v{v}").as_bytes(), 2))
+                .collect(),
+        ),
+        Instant::now(),
+    );
+    snapshot_both("backups", &app);
+}
+
+#[test]
+fn help_screen() {
+    let mut app = busy_app();
+    app.on_key(key(KeyCode::Char('?')));
+    assert_eq!(app.mode, Mode::Help);
+    snapshot_both("help", &app);
+    app.on_key(key(KeyCode::Char('x')));
+    assert_eq!(app.mode, Mode::Normal);
+}
+
+#[test]
+fn confirm_screen() {
+    let mut app = busy_app();
+    app.on_key(key(KeyCode::Tab));
+    app.on_key(key(KeyCode::Char('d')));
+    snapshot_both("confirm_delete", &app);
+}
+
+#[test]
+fn filter_screen() {
+    let mut app = busy_app();
+    for c in "/not".chars() {
+        app.on_key(key(KeyCode::Char(c)));
+    }
+    assert_eq!(app.mode, Mode::Filter);
+    snapshot_both("filter", &app);
+}
+
+#[test]
+fn disconnected_screen() {
+    let mut app = App::new(
+        "10.0.0.5:9000".into(),
+        "laptop".into(),
+        PathBuf::from("/home/me/files"),
+    );
+    app.on_msg(
+        Msg::Link(Link::Down("cannot reach the manager".into())),
+        Instant::now(),
+    );
+    snapshot_both("disconnected", &app);
+}
+
+#[test]
+fn keys_select_and_upload_the_selection() {
+    let mut app = busy_app();
+    // busy_app selected budget.ods and new-idea.md.
+    assert_eq!(app.browser.selected.len(), 2);
+    let effects = app.on_key(key(KeyCode::Char('u')));
+    assert_eq!(
+        effects,
+        [Effect::Upload(vec![
+            PathBuf::from("/home/me/files/budget.ods"),
+            PathBuf::from("/home/me/files/new-idea.md"),
+        ])]
+    );
+    assert!(app.browser.selected.is_empty());
+    // With nothing selected, u uploads what is under the cursor.
+    app.on_key(key(KeyCode::Home));
+    assert_eq!(
+        app.on_key(key(KeyCode::Char('u'))),
+        [Effect::Upload(vec![PathBuf::from("/home/me/files/docs")])]
+    );
+}
+
+#[test]
+fn folders_open_and_close() {
+    let mut app = busy_app();
+    app.on_key(key(KeyCode::Home));
+    assert_eq!(
+        app.on_key(key(KeyCode::Enter)),
+        [Effect::ListDir("docs".into())]
+    );
+    assert_eq!(app.browser.dir, "docs");
+    // A late listing of the old folder is ignored.
+    app.on_msg(
+        Msg::Dir(String::new(), vec![local("stale", None)]),
+        Instant::now(),
+    );
+    assert!(app.browser.entries.is_empty());
+    app.on_msg(
+        Msg::Dir("docs".into(), vec![local("a.txt", Some(b"a"))]),
+        Instant::now(),
+    );
+    assert_eq!(app.browser.entries.len(), 1);
+    assert_eq!(
+        app.on_key(key(KeyCode::Backspace)),
+        [Effect::ListDir(String::new())]
+    );
+    assert_eq!(app.browser.dir, "");
+}
+
+#[test]
+fn restore_and_delete_ask_first() {
+    let mut app = busy_app();
+    app.on_key(key(KeyCode::Tab));
+    assert_eq!(app.tab, Tab::Backups);
+    assert!(app.on_key(key(KeyCode::Char('r'))).is_empty());
+    assert!(matches!(app.mode, Mode::Confirm { .. }));
+    assert!(app.on_key(key(KeyCode::Char('n'))).is_empty());
+    assert_eq!(app.mode, Mode::Normal);
+    app.on_key(key(KeyCode::Char('r')));
+    assert_eq!(
+        app.on_key(key(KeyCode::Char('y'))),
+        [Effect::Restore {
+            name: "budget.ods".into(),
+            version: None
+        }]
+    );
+    app.on_key(key(KeyCode::Char('d')));
+    assert_eq!(
+        app.on_key(key(KeyCode::Enter)),
+        [Effect::Delete {
+            name: "budget.ods".into(),
+            version: None
+        }]
+    );
+}
+
+#[test]
+fn filter_narrows_and_escape_clears() {
+    let mut app = busy_app();
+    for c in "/REP".chars() {
+        app.on_key(key(KeyCode::Char(c)));
+    }
+    let names: Vec<_> = app
+        .browser
+        .visible()
+        .iter()
+        .map(|e| e.name.clone())
+        .collect();
+    assert_eq!(names, ["report.pdf"]);
+    app.on_key(key(KeyCode::Esc));
+    assert_eq!(app.browser.visible().len(), 6);
+}
+
+#[test]
+fn quit_on_q_and_ctrl_c() {
+    let mut app = busy_app();
+    app.on_key(key(KeyCode::Char('q')));
+    assert!(app.quit);
+    let mut app = busy_app();
+    app.on_event(&Event::Key(KeyEvent::new(
+        KeyCode::Char('c'),
+        KeyModifiers::CONTROL,
+    )));
+    assert!(app.quit);
+}
+
+#[test]
+fn progress_never_passes_a_hundred_percent() {
+    let mut app = App::new("m".into(), "c".into(), PathBuf::from("/f"));
+    let t = Instant::now();
+    app.on_msg(
+        Msg::Queued {
+            id: 1,
+            name: "x".into(),
+            kind: Kind::Upload,
+        },
+        t,
+    );
+    app.on_msg(
+        Msg::Progress {
+            id: 1,
+            progress: TransferProgress {
+                phase: Phase::Replicating,
+                total: 100,
+                sent: 100,
+                replicas: vec![100, 100],
+            },
+        },
+        t,
+    );
+    let screen = render(&app, 120, 40);
+    assert!(screen.contains("100%"));
+    assert!(!screen.contains("101%"));
+    assert_eq!(app.transfers[0].durable(), 100);
+}
+
+#[test]
+fn a_finished_transfer_refreshes_the_folder_and_failures_are_shown() {
+    let mut app = App::new("m".into(), "c".into(), PathBuf::from("/f"));
+    let t = Instant::now();
+    app.on_msg(
+        Msg::Queued {
+            id: 1,
+            name: "x".into(),
+            kind: Kind::Upload,
+        },
+        t,
+    );
+    let failed = TransferProgress {
+        phase: Phase::Failed("disk full".into()),
+        ..TransferProgress::default()
+    };
+    let effects = app.on_msg(
+        Msg::Progress {
+            id: 1,
+            progress: failed,
+        },
+        t,
+    );
+    assert_eq!(effects, [Effect::ListDir(String::new())]);
+    assert_eq!(app.flash.as_deref(), Some("x failed: disk full"));
+    app.on_key(key(KeyCode::Char('c')));
+    assert!(app.transfers.is_empty());
+}
+
+#[test]
+fn the_link_state_follows_the_poller() {
+    let mut app = App::new("m".into(), "c".into(), PathBuf::from("/f"));
+    assert_eq!(app.link, Link::Connecting);
+    app.on_msg(Msg::Link(Link::Down("gone".into())), Instant::now());
+    assert!(render(&app, 120, 40).contains("disconnected"));
+    app.on_msg(
+        Msg::Cluster(ClusterStatus {
+            replicas: 2,
+            servers: vec![],
+        }),
+        Instant::now(),
+    );
+    assert_eq!(app.link, Link::Connected);
+}
