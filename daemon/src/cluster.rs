@@ -23,6 +23,10 @@ pub struct ClusterOptions {
     /// Capacity of each server, by index; missing entries mean "the disk".
     pub capacities: Vec<Option<u64>>,
     pub weights: Weights,
+    pub heal_after: Duration,
+    pub scrub_every: Duration,
+    /// How old an unreferenced blob must be before it is removed.
+    pub orphan_grace: Duration,
 }
 
 impl Default for ClusterOptions {
@@ -33,6 +37,9 @@ impl Default for ClusterOptions {
             dead_after: Duration::from_millis(1500),
             capacities: Vec::new(),
             weights: Weights::default(),
+            heal_after: Duration::from_secs(3),
+            scrub_every: Duration::from_secs(3600),
+            orphan_grace: Duration::from_secs(600),
         }
     }
 }
@@ -80,14 +87,15 @@ impl LocalCluster {
         for i in 0..cluster.options.servers {
             let listener = TcpListener::bind("127.0.0.1:0").await?;
             let addr = listener.local_addr()?.to_string();
-            let config = ServerConfig {
-                data: root.join(format!("server-{}", i + 1)),
-                manager: cluster.manager_addr.clone(),
-                advertise: addr.clone(),
-                capacity: cluster.options.capacities.get(i).copied().flatten(),
-                key: cluster.key.clone(),
-                heartbeat_every: cluster.options.dead_after / 5,
-            };
+            let mut config = ServerConfig::new(
+                root.join(format!("server-{}", i + 1)),
+                cluster.manager_addr.clone(),
+                addr.clone(),
+                cluster.key.clone(),
+            );
+            config.capacity = cluster.options.capacities.get(i).copied().flatten();
+            config.heartbeat_every = cluster.options.dead_after / 5;
+            config.scrub_every = cluster.options.scrub_every;
             let daemon = spawn_server(listener, config.clone());
             cluster.servers.push((addr, config, Some(daemon)));
         }
@@ -110,6 +118,8 @@ impl LocalCluster {
         config.replicas = self.options.replicas;
         config.dead_after = self.options.dead_after;
         config.weights = self.options.weights;
+        config.heal_after = self.options.heal_after;
+        config.orphan_grace = self.options.orphan_grace;
         config.ping_every = Duration::from_millis(100);
         let stop = CancellationToken::new();
         let token = stop.clone();

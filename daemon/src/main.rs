@@ -51,6 +51,15 @@ struct Cli {
     /// Manager: silence after which a server counts as dead (e.g. 3s, 500ms).
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     dead_after: Duration,
+    /// Manager: how long a server may be dead before its data is copied again.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    heal_after: Duration,
+    /// Manager: how old a blob no catalog entry uses must be before it is removed.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    orphan_grace: Duration,
+    /// Server: pause between two scrubs (re-hashing every stored blob).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    scrub_every: Duration,
     /// Manager: weight of latency in server choice.
     #[arg(long, default_value_t = 0.5)]
     latency_weight: f64,
@@ -118,6 +127,8 @@ async fn manager(cli: &Cli, secret_path: &Path, shutdown: CancellationToken) -> 
     );
     config.replicas = cli.replicas;
     config.dead_after = cli.dead_after;
+    config.heal_after = cli.heal_after;
+    config.orphan_grace = cli.orphan_grace;
     config.weights = Weights {
         latency: cli.latency_weight,
         load: cli.load_weight,
@@ -143,17 +154,14 @@ async fn server(cli: &Cli, secret_path: &Path, shutdown: CancellationToken) -> R
             bound.to_string()
         }
     });
-    let config = ServerConfig {
-        data: cli
-            .data
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("arca-server-{}", bound.port()))),
-        manager: cli.manager.clone(),
-        advertise,
-        capacity: cli.capacity,
-        key,
-        heartbeat_every: (cli.dead_after / 4).max(Duration::from_millis(50)),
-    };
+    let data = cli
+        .data
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("arca-server-{}", bound.port())));
+    let mut config = ServerConfig::new(data, cli.manager.clone(), advertise, key);
+    config.capacity = cli.capacity;
+    config.heartbeat_every = (cli.dead_after / 4).max(Duration::from_millis(50));
+    config.scrub_every = cli.scrub_every;
     tracing::info!(%listen, advertise = %config.advertise, data = %config.data.display(), "server running");
     run_server(listener, config, shutdown)
         .await
@@ -226,7 +234,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => number / 1000.0,
         "" | "s" => number,
         "m" => number * 60.0,
-        _ => return Err(format!("unknown unit in {text:?}; use ms, s or m")),
+        "h" => number * 3600.0,
+        _ => return Err(format!("unknown unit in {text:?}; use ms, s, m or h")),
     };
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
 }

@@ -49,6 +49,10 @@ pub enum Message {
     Heartbeat {
         stats: ServerStats,
     },
+    /// A scrub found this blob damaged; the server already dropped it.
+    Corrupt {
+        hash: BlobHash,
+    },
 
     // Manager → server.
     Ping,
@@ -61,6 +65,23 @@ pub enum Message {
     DeleteBlob {
         hash: BlobHash,
     },
+    /// Healing: send this blob, server to server, to `target`.
+    Replicate {
+        hash: BlobHash,
+        target: ReplicaTarget,
+    },
+    /// Hash a blob in place; answered with `Checked`.
+    Check {
+        hash: BlobHash,
+    },
+    Checked {
+        ok: bool,
+    },
+    /// List every blob held; answered with `Blobs` pages, then `End`.
+    Inventory,
+    Blobs {
+        blobs: Vec<BlobInfo>,
+    },
 
     // Primary → manager, on the connection that carried `Prepare`.
     UploadProgress {
@@ -69,16 +90,20 @@ pub enum Message {
     UploadDone {
         holders: Vec<ServerId>,
     },
+    /// `suspects` are servers the primary saw fail.
     UploadFailed {
         reason: String,
+        suspects: Vec<ServerId>,
     },
 
     // Client → manager.
+    /// `exclude` lists servers that failed this client's earlier attempts.
     PutBegin {
         client: String,
         name: String,
         size: u64,
         hash: BlobHash,
+        exclude: Vec<ServerId>,
     },
     PutTicket {
         primary: String,
@@ -124,6 +149,14 @@ pub enum Message {
     Cluster {
         status: ClusterStatus,
     },
+    /// Have every holder hash its copy in place; `Verified` pages, then `End`.
+    Verify {
+        client: String,
+        name: Option<String>,
+    },
+    Verified {
+        copies: Vec<CopyCheck>,
+    },
 
     // Client → primary, primary → replica, client → holder.
     Upload {
@@ -167,6 +200,14 @@ impl Message {
             Message::Register { .. } => "Register",
             Message::Registered { .. } => "Registered",
             Message::Heartbeat { .. } => "Heartbeat",
+            Message::Corrupt { .. } => "Corrupt",
+            Message::Replicate { .. } => "Replicate",
+            Message::Check { .. } => "Check",
+            Message::Checked { .. } => "Checked",
+            Message::Inventory => "Inventory",
+            Message::Blobs { .. } => "Blobs",
+            Message::Verify { .. } => "Verify",
+            Message::Verified { .. } => "Verified",
             Message::Ping => "Ping",
             Message::Pong => "Pong",
             Message::Prepare { .. } => "Prepare",
@@ -240,6 +281,29 @@ pub struct FileEntry {
 pub struct ClusterStatus {
     pub replicas: u32,
     pub servers: Vec<ServerStatus>,
+    /// Stored contents with fewer live copies than `replicas`.
+    pub under_replicated: u64,
+    /// Copies being made right now to heal them.
+    pub healing: u64,
+}
+
+/// One blob a server holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobInfo {
+    pub hash: BlobHash,
+    pub size: u64,
+    /// Seconds since the blob was written.
+    pub age_secs: u64,
+}
+
+/// The outcome of hashing one copy in place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyCheck {
+    pub name: String,
+    pub version: u32,
+    /// The copy's number among the file's copies, from 1.
+    pub copy: u32,
+    pub ok: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -62,6 +62,8 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Have the servers hash every copy in place (no download) and report.
+    Verify { name: Option<String> },
     /// Show the cluster as the manager sees it.
     Status {
         #[arg(long)]

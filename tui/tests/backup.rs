@@ -166,10 +166,20 @@ async fn four_clients_backing_up_at_once_all_commit() {
     t.cluster.shutdown().await;
 }
 
-/// Starts a large upload, waits until the replicas are writing, then kills
-/// the servers `pick` chooses; the upload must fail and leave nothing.
-async fn kill_mid_upload(pick: impl Fn(&TestCluster) -> Vec<usize>) {
-    let mut t = TestCluster::with_servers(4).await;
+/// Starts a large upload on `servers` servers, waits until the replicas are
+/// writing, then kills the servers `pick` chooses. Returns how the upload
+/// ended, with the cluster and a session to inspect it.
+async fn kill_mid_upload(
+    servers: usize,
+    pick: impl Fn(&TestCluster) -> Vec<usize>,
+) -> (
+    Result<Uploaded, ClientError>,
+    TestCluster,
+    arca_tui::client::Session,
+    Vec<usize>,
+    Vec<u8>,
+) {
+    let mut t = TestCluster::with_servers(servers).await;
     let data = content(9, 96 << 20);
     let path = t.write("huge.bin", &data);
     let mut session = t.session("laptop").await;
@@ -195,33 +205,83 @@ async fn kill_mid_upload(pick: impl Fn(&TestCluster) -> Vec<usize>) {
     for i in &victims {
         t.cluster.kill_server(*i).await;
     }
-    let (result, mut session) = tokio::time::timeout(Duration::from_secs(60), upload)
+    let (result, session) = tokio::time::timeout(Duration::from_secs(90), upload)
         .await
         .unwrap()
         .unwrap();
-    assert!(
-        result.is_err(),
-        "upload survived killing {victims:?}: {result:?}"
+    (result, t, session, victims, data)
+}
+
+/// The servers writing a temp file: the replicas.
+fn writing(t: &TestCluster) -> Vec<usize> {
+    (0..t.cluster.server_count())
+        .filter(|i| t.temp_files(*i) > 0)
+        .collect()
+}
+
+async fn assert_no_partial_files(t: &TestCluster, victims: &[usize]) {
+    eventually(Duration::from_secs(10), "temp files to be cleaned", || {
+        (0..t.cluster.server_count())
+            .filter(|i| !victims.contains(i))
+            .all(|i| t.temp_files(i) == 0)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_mid_upload_is_replaced_and_the_upload_retried() {
+    let (result, t, mut session, victims, data) =
+        kill_mid_upload(4, |t| writing(t)[..1].to_vec()).await;
+    assert_eq!(
+        result.unwrap(),
+        Uploaded::Committed {
+            version: 1,
+            replicas: 2
+        }
     );
+    let holders = t.holders(&BlobHash::of(&data));
+    assert_eq!(holders.len(), 2);
+    assert!(
+        holders.iter().all(|h| !victims.contains(h)),
+        "{holders:?} {victims:?}"
+    );
+    assert_eq!(session.list(None).await.unwrap().len(), 1);
+    assert_no_partial_files(&t, &victims).await;
+    t.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_primary_killed_mid_upload_is_replaced_and_the_upload_retried() {
+    // The replicas are writing temp files; the primary (and the idle server) are not.
+    let (result, t, _session, victims, data) =
+        kill_mid_upload(4, |t| (0..4).filter(|i| t.temp_files(*i) == 0).collect()).await;
+    assert_eq!(
+        result.unwrap(),
+        Uploaded::Committed {
+            version: 1,
+            replicas: 2
+        }
+    );
+    let holders = t.holders(&BlobHash::of(&data));
+    assert!(
+        holders.iter().all(|h| !victims.contains(h)),
+        "{holders:?} {victims:?}"
+    );
+    assert_no_partial_files(&t, &victims).await;
+    t.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_that_cannot_recover_leaves_no_entry_and_no_partial_file() {
+    // Three servers; both replicas die: too few remain for any retry.
+    let (result, t, mut session, victims, _) = kill_mid_upload(3, writing).await;
+    let err = result.unwrap_err();
+    assert!(err.to_string().contains("not enough live servers"), "{err}");
     assert!(
         session.list(None).await.unwrap().is_empty(),
         "something was committed"
     );
     assert_eq!(t.visible_blobs(), 0);
-    eventually(Duration::from_secs(10), "temp files to be cleaned", || {
-        (0..4).all(|i| t.temp_files(i) == 0)
-    })
-    .await;
+    assert_no_partial_files(&t, &victims).await;
     t.cluster.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replica_killed_mid_upload_leaves_no_entry_and_no_partial_file() {
-    kill_mid_upload(|t| (0..4).filter(|i| t.temp_files(*i) > 0).take(1).collect()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_primary_killed_mid_upload_leaves_no_entry_and_no_partial_file() {
-    // The replicas are writing temp files; the primary (and the idle server) are not.
-    kill_mid_upload(|t| (0..4).filter(|i| t.temp_files(*i) == 0).collect()).await;
 }

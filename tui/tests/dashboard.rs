@@ -103,6 +103,8 @@ fn busy_app() -> App {
                 server(3, false, 0.0, 0, None),
                 server(4, true, 0.5, 430_000_000, Some(0.33)),
             ],
+            under_replicated: 1,
+            healing: 1,
         }),
         t,
     );
@@ -444,6 +446,8 @@ fn the_link_state_follows_the_poller() {
         Msg::Cluster(ClusterStatus {
             replicas: 2,
             servers: vec![],
+            under_replicated: 0,
+            healing: 0,
         }),
         Instant::now(),
     );

@@ -174,6 +174,45 @@ impl Catalog {
         rows.collect()
     }
 
+    pub fn add_holder(&mut self, hash: &BlobHash, server: ServerId) -> rusqlite::Result<()> {
+        self.db.execute(
+            "INSERT OR IGNORE INTO holders (hash, server) VALUES (?1, ?2)",
+            params![hash.0, server],
+        )?;
+        Ok(())
+    }
+
+    /// Every blob the catalog records on one server.
+    pub fn held_by(&self, server: ServerId) -> rusqlite::Result<Vec<BlobHash>> {
+        let mut stmt = self
+            .db
+            .prepare("SELECT hash FROM holders WHERE server = ?1")?;
+        let rows = stmt.query_map(params![server], |row| hash_column(row, 0))?;
+        rows.collect()
+    }
+
+    /// Every content some version references: its size and its holders.
+    pub fn referenced(&self) -> rusqlite::Result<Vec<(BlobHash, u64, Vec<ServerId>)>> {
+        let mut stmt = self.db.prepare(
+            "SELECT f.hash, f.size, h.server FROM
+                 (SELECT hash, MAX(size) AS size FROM files GROUP BY hash) f
+             LEFT JOIN holders h ON h.hash = f.hash
+             ORDER BY f.hash",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut out: Vec<(BlobHash, u64, Vec<ServerId>)> = Vec::new();
+        while let Some(row) = rows.next()? {
+            let hash = hash_column(row, 0)?;
+            let size = row.get::<_, i64>(1)? as u64;
+            let server: Option<ServerId> = row.get(2)?;
+            match out.last_mut() {
+                Some(last) if last.0 == hash => last.2.extend(server),
+                _ => out.push((hash, size, server.into_iter().collect())),
+            }
+        }
+        Ok(out)
+    }
+
     pub fn remove_holder(&mut self, hash: &BlobHash, server: ServerId) -> rusqlite::Result<()> {
         self.db.execute(
             "DELETE FROM holders WHERE hash = ?1 AND server = ?2",
@@ -272,6 +311,22 @@ mod tests {
         let got: Vec<_> = rows.iter().map(|r| (r.name.as_str(), r.version)).collect();
         assert_eq!(got, [("photos/a", 2), ("photos/b", 1)]);
         assert_eq!(c.latest("me", "").unwrap().len(), 3);
+    }
+
+    #[test]
+    fn referenced_blobs_list_their_holders() {
+        let (_dir, mut c) = catalog();
+        let (a, b) = (BlobHash::of(b"a"), BlobHash::of(b"b"));
+        c.commit("me", "one", 1, &a, &[1, 2]).unwrap();
+        c.commit("me", "two", 1, &a, &[3]).unwrap();
+        c.commit("me", "three", 1, &b, &[]).unwrap();
+        let mut got = c.referenced().unwrap();
+        got.sort();
+        let mut want = vec![(a, 1, vec![1, 2, 3]), (b, 1, vec![])];
+        want.sort();
+        assert_eq!(got, want);
+        c.add_holder(&b, 2).unwrap();
+        assert_eq!(c.held_by(2).unwrap().len(), 2);
     }
 
     #[test]

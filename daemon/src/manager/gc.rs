@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arca_shared::protocol::ServerId;
-use arca_shared::{BlobHash, Connection, FrameError, Message, auth};
+use arca_shared::{BlobHash, FrameError, Message};
 
 use super::Manager;
 
@@ -32,14 +32,10 @@ async fn collect(manager: &Manager) -> Result<(), FrameError> {
         by_server.entry(server).or_default().push(hash);
     }
     for (server, hashes) in by_server {
-        let addr = {
-            let members = manager.members();
-            match members.get(server) {
-                Some(m) if members.is_alive(server) => m.addr.clone(),
-                _ => continue,
-            }
+        let Some(addr) = manager.live_addr(server) else {
+            continue;
         };
-        let mut conn = open(manager, &addr).await?;
+        let mut conn = manager.connect(&addr).await?;
         for hash in hashes {
             let _guard = manager.hash_locks.lock(hash).await;
             // Re-check under the lock: an upload may have referenced it again.
@@ -56,19 +52,13 @@ async fn collect(manager: &Manager) -> Result<(), FrameError> {
     Ok(())
 }
 
-async fn open(manager: &Manager, addr: &str) -> Result<Connection, FrameError> {
-    let mut conn = Connection::connect(addr).await?;
-    auth::initiate(&mut conn, &manager.config.key).await?;
-    Ok(conn)
-}
-
 /// Tells the server at `addr` to delete these blobs.
 pub(crate) async fn delete_blobs(
     manager: &Manager,
     addr: &str,
     hashes: &[BlobHash],
 ) -> Result<(), FrameError> {
-    let mut conn = open(manager, addr).await?;
+    let mut conn = manager.connect(addr).await?;
     for hash in hashes {
         match conn.call(&Message::DeleteBlob { hash: *hash }).await? {
             Message::Ok => {}

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use arca_shared::choice::{self, Candidate, Weights};
 use arca_shared::protocol::{ServerId, ServerStats, ServerStatus};
-use arca_shared::{Connection, FrameError, Message, auth};
+use arca_shared::{FrameError, Message};
 use tokio_util::sync::CancellationToken;
 
 use super::Manager;
@@ -24,12 +24,16 @@ pub struct Member {
     pub last_seen: Option<Instant>,
     pub latency_ms: Option<f64>,
     pub history: VecDeque<f64>,
+    /// Not chosen for uploads until then: a primary saw it fail.
+    suspect_until: Option<Instant>,
     pinging: bool,
 }
 
 pub struct Members {
     servers: BTreeMap<ServerId, Member>,
     dead_after: Duration,
+    /// When this manager started: servers not seen since count as dead from then.
+    started: Instant,
 }
 
 impl Members {
@@ -37,6 +41,7 @@ impl Members {
         Self {
             servers: BTreeMap::new(),
             dead_after,
+            started: Instant::now(),
         }
     }
 
@@ -48,6 +53,7 @@ impl Members {
             last_seen: None,
             latency_ms: None,
             history: VecDeque::new(),
+            suspect_until: None,
             pinging: false,
         });
     }
@@ -90,6 +96,40 @@ impl Members {
         member
             .last_seen
             .is_some_and(|seen| seen.elapsed() < self.dead_after)
+    }
+
+    /// How long a server has been dead; `None` while it is alive.
+    pub fn dead_for(&self, id: ServerId) -> Option<Duration> {
+        let member = self.servers.get(&id)?;
+        if self.alive(member) {
+            return None;
+        }
+        let since = member
+            .last_seen
+            .map_or(self.started, |seen| seen + self.dead_after);
+        Some(since.elapsed())
+    }
+
+    /// Keeps a server out of upload choices for a while.
+    pub fn suspect(&mut self, id: ServerId) {
+        let until = Instant::now() + self.dead_after;
+        if let Some(member) = self.servers.get_mut(&id) {
+            member.suspect_until = Some(until);
+        }
+    }
+
+    /// Live servers fit to take a new upload: not suspected, not excluded.
+    pub fn upload_candidates(&self, exclude: &[ServerId]) -> Vec<Candidate> {
+        let now = Instant::now();
+        self.candidates(exclude)
+            .into_iter()
+            .filter(|c| {
+                self.servers
+                    .get(&c.id)
+                    .and_then(|m| m.suspect_until)
+                    .is_none_or(|until| until < now)
+            })
+            .collect()
     }
 
     pub fn alive_count(&self) -> usize {
@@ -171,8 +211,7 @@ pub async fn ping(manager: Arc<Manager>, id: ServerId, shutdown: CancellationTok
 }
 
 async fn ping_session(manager: &Manager, id: ServerId, addr: &str) -> Result<(), FrameError> {
-    let mut conn = Connection::connect(addr).await?;
-    auth::initiate(&mut conn, &manager.config.key).await?;
+    let mut conn = manager.connect(addr).await?;
     loop {
         let start = Instant::now();
         match conn.call(&Message::Ping).await? {

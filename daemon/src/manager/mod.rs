@@ -5,7 +5,9 @@ mod catalog;
 mod cmd;
 mod gc;
 mod hash_locks;
+mod heal;
 mod membership;
+mod reconcile;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +16,7 @@ use std::time::Duration;
 
 use arca_shared::auth::ClusterKey;
 use arca_shared::choice::Weights;
-use arca_shared::protocol::FileEntry;
+use arca_shared::protocol::{FileEntry, ServerId};
 use arca_shared::{Connection, FrameError, Message};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -35,6 +37,10 @@ pub struct ManagerConfig {
     pub dead_after: Duration,
     pub ping_every: Duration,
     pub weights: Weights,
+    /// How long a server may be dead before its blobs are copied elsewhere.
+    pub heal_after: Duration,
+    /// How old an unreferenced blob must be before it is removed.
+    pub orphan_grace: Duration,
 }
 
 impl ManagerConfig {
@@ -46,6 +52,8 @@ impl ManagerConfig {
             dead_after: Duration::from_secs(3),
             ping_every: Duration::from_millis(500),
             weights: Weights::default(),
+            heal_after: Duration::from_secs(30),
+            orphan_grace: Duration::from_secs(600),
         }
     }
 }
@@ -58,6 +66,9 @@ pub(crate) struct Manager {
     next_op: AtomicU64,
     /// Wakes the garbage collector after a removal.
     collect: Notify,
+    /// Last count of contents below their replica count, and copies in flight.
+    under_replicated: AtomicU64,
+    healing: AtomicU64,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -90,11 +101,15 @@ pub async fn run_manager(
         hash_locks: HashLocks::default(),
         next_op: AtomicU64::new(seed_op()),
         collect: Notify::new(),
+        under_replicated: AtomicU64::new(0),
+        healing: AtomicU64::new(0),
         tasks: tasks.clone(),
         shutdown: shutdown.clone(),
         config,
     });
     tasks.spawn(gc::run(manager.clone()));
+    tasks.spawn(heal::run(manager.clone()));
+    tasks.spawn(reconcile::run(manager.clone()));
     let key = manager.config.key.clone();
     let handler = manager.clone();
     crate::listener::serve(listener, key, shutdown, tasks, move |conn| {
@@ -127,7 +142,11 @@ async fn handle(manager: Arc<Manager>, mut conn: Connection) {
                 name,
                 size,
                 hash,
-            } => cmd::put::run(&manager, &mut conn, client, name, size, hash).await,
+                exclude,
+            } => cmd::put::run(&manager, &mut conn, client, name, size, hash, exclude).await,
+            Message::Verify { client, name } => {
+                cmd::verify::run(&manager, &mut conn, client, name).await
+            }
             Message::GetBegin {
                 client,
                 name,
@@ -173,6 +192,22 @@ async fn handle(manager: Arc<Manager>, mut conn: Connection) {
 impl Manager {
     fn members(&self) -> MutexGuard<'_, Members> {
         self.members.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Opens an authenticated connection to a server.
+    async fn connect(&self, addr: &str) -> Result<Connection, FrameError> {
+        let mut conn = Connection::connect(addr).await?;
+        arca_shared::auth::initiate(&mut conn, &self.config.key).await?;
+        Ok(conn)
+    }
+
+    /// The address of a live server.
+    fn live_addr(&self, id: ServerId) -> Option<String> {
+        let members = self.members();
+        members
+            .is_alive(id)
+            .then(|| members.get(id).map(|m| m.addr.clone()))
+            .flatten()
     }
 
     fn next_op(&self) -> u64 {

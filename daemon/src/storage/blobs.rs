@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arca_shared::BlobHash;
 use arca_shared::auth::Nonce;
-use arca_shared::protocol::ServerStats;
+use arca_shared::protocol::{BlobInfo, ServerStats};
 use tokio::fs::File;
 use tokio::io::AsyncWriteExt;
 
@@ -56,25 +56,48 @@ impl BlobStore {
             stored: AtomicU64::new(0),
             blobs: AtomicU64::new(0),
         };
-        for (_, size) in store.list()? {
-            store.stored.fetch_add(size, Ordering::Relaxed);
+        for blob in store.list()? {
+            store.stored.fetch_add(blob.size, Ordering::Relaxed);
             store.blobs.fetch_add(1, Ordering::Relaxed);
         }
         Ok(store)
     }
 
-    /// Every complete blob and its size.
-    pub fn list(&self) -> io::Result<Vec<(BlobHash, u64)>> {
+    /// Every complete blob, with its size and age.
+    pub fn list(&self) -> io::Result<Vec<BlobInfo>> {
         let mut found = Vec::new();
         for shard in std::fs::read_dir(self.root.join("blobs"))? {
             for entry in std::fs::read_dir(shard?.path())? {
                 let entry = entry?;
                 if let Some(hash) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
-                    found.push((hash, entry.metadata()?.len()));
+                    let meta = entry.metadata()?;
+                    let age_secs = meta
+                        .modified()
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .map_or(0, |d| d.as_secs());
+                    found.push(BlobInfo {
+                        hash,
+                        size: meta.len(),
+                        age_secs,
+                    });
                 }
             }
         }
         Ok(found)
+    }
+
+    /// Hashes a stored blob in place: true if it still matches its name.
+    pub async fn verify(&self, hash: &BlobHash) -> io::Result<bool> {
+        let path = self.path(hash);
+        let expected = *hash;
+        tokio::task::spawn_blocking(move || {
+            let mut hasher = blake3::Hasher::new();
+            hasher.update_reader(std::fs::File::open(path)?)?;
+            Ok(BlobHash::from(hasher.finalize()) == expected)
+        })
+        .await
+        .map_err(io::Error::other)?
     }
 
     pub fn path(&self, hash: &BlobHash) -> PathBuf {

@@ -5,13 +5,19 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use arca_shared::BlobHash;
 use arca_shared::auth;
 use arca_shared::{Connection, FrameError, Message};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Server;
 
-pub(crate) async fn run(server: Arc<Server>, shutdown: CancellationToken) {
+pub(crate) async fn run(
+    server: Arc<Server>,
+    mut corrupt: mpsc::UnboundedReceiver<BlobHash>,
+    shutdown: CancellationToken,
+) {
     let uuid = match server_uuid(&server) {
         Ok(uuid) => uuid,
         Err(e) => {
@@ -23,7 +29,7 @@ pub(crate) async fn run(server: Arc<Server>, shutdown: CancellationToken) {
     loop {
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => return,
-            outcome = session(&server, &uuid) => outcome,
+            outcome = session(&server, &uuid, &mut corrupt) => outcome,
         };
         if let Err(e) = outcome {
             if !warned {
@@ -38,7 +44,11 @@ pub(crate) async fn run(server: Arc<Server>, shutdown: CancellationToken) {
     }
 }
 
-async fn session(server: &Server, uuid: &str) -> Result<(), FrameError> {
+async fn session(
+    server: &Server,
+    uuid: &str,
+    corrupt: &mut mpsc::UnboundedReceiver<BlobHash>,
+) -> Result<(), FrameError> {
     let mut conn = Connection::connect(&server.config.manager).await?;
     auth::initiate(&mut conn, &server.config.key).await?;
     let reply = conn
@@ -53,12 +63,13 @@ async fn session(server: &Server, uuid: &str) -> Result<(), FrameError> {
     };
     server.id.store(id, Ordering::Relaxed);
     tracing::info!(id, manager = %server.config.manager, "registered with the manager");
+    let mut beat = tokio::time::interval(server.config.heartbeat_every);
     loop {
-        tokio::time::sleep(server.config.heartbeat_every).await;
-        conn.send(&Message::Heartbeat {
-            stats: server.store.stats(),
-        })
-        .await?;
+        let message = tokio::select! {
+            _ = beat.tick() => Message::Heartbeat { stats: server.store.stats() },
+            Some(hash) = corrupt.recv() => Message::Corrupt { hash },
+        };
+        conn.send(&message).await?;
     }
 }
 

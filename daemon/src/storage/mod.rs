@@ -4,6 +4,7 @@
 mod blobs;
 mod cmd;
 mod membership;
+mod scrub;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -12,9 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arca_shared::auth::ClusterKey;
+use arca_shared::connection::FrameWriter;
+use arca_shared::limits::CHUNK_SIZE;
 use arca_shared::protocol::{ReplicaTarget, ServerId};
 use arca_shared::ticket::{Ticket, TicketError, TicketKind};
-use arca_shared::{Connection, FrameError, Message};
+use arca_shared::{BlobHash, Connection, FrameError, Message};
+use serde_bytes::ByteBuf;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +38,25 @@ pub struct ServerConfig {
     pub capacity: Option<u64>,
     pub key: ClusterKey,
     pub heartbeat_every: Duration,
+    /// Pause between two scrubs of every blob.
+    pub scrub_every: Duration,
+    /// Most bytes per second a scrub reads.
+    pub scrub_rate: u64,
+}
+
+impl ServerConfig {
+    pub fn new(data: PathBuf, manager: String, advertise: String, key: ClusterKey) -> Self {
+        Self {
+            data,
+            manager,
+            advertise,
+            capacity: None,
+            key,
+            heartbeat_every: Duration::from_millis(750),
+            scrub_every: Duration::from_secs(3600),
+            scrub_rate: 64 << 20,
+        }
+    }
 }
 
 /// What the primary tells the connection that carried `Prepare`, which
@@ -40,7 +64,10 @@ pub struct ServerConfig {
 pub(crate) enum Report {
     Progress(u64),
     Done(Vec<ServerId>),
-    Failed(String),
+    Failed {
+        reason: String,
+        suspects: Vec<ServerId>,
+    },
 }
 
 /// An upload the manager announced and its client has not yet started.
@@ -57,6 +84,8 @@ pub(crate) struct Server {
     plans: Mutex<HashMap<u64, Plan>>,
     /// Store tickets already used, so each one stores at most once.
     used: Mutex<HashMap<u64, Instant>>,
+    /// Blobs a scrub found damaged, for the manager.
+    corrupt: mpsc::UnboundedSender<BlobHash>,
 }
 
 /// Runs a storage server on `listener` until `shutdown` fires.
@@ -66,15 +95,18 @@ pub async fn run_server(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let store = BlobStore::open(&config.data, config.capacity)?;
+    let (corrupt, found) = mpsc::unbounded_channel();
     let server = Arc::new(Server {
         config,
         store,
         id: AtomicU64::new(0),
         plans: Mutex::default(),
         used: Mutex::default(),
+        corrupt,
     });
     let tasks = TaskTracker::new();
-    tasks.spawn(membership::run(server.clone(), shutdown.clone()));
+    tasks.spawn(membership::run(server.clone(), found, shutdown.clone()));
+    tasks.spawn(scrub::run(server.clone(), shutdown.clone()));
     let key = server.config.key.clone();
     let handler = server.clone();
     crate::listener::serve(listener, key, shutdown, tasks, move |conn| {
@@ -105,6 +137,14 @@ async fn handle(server: Arc<Server>, mut conn: Connection) {
                 cmd::fetch::run(&server, &mut conn, ticket, offset).await
             }
             Message::DeleteBlob { hash } => cmd::delete::run(&server, &mut conn, hash).await,
+            Message::Replicate { hash, target } => {
+                cmd::replicate::run(&server, &mut conn, hash, target).await
+            }
+            Message::Check { hash } => {
+                let ok = server.store.verify(&hash).await.unwrap_or(false);
+                conn.send(&Message::Checked { ok }).await
+            }
+            Message::Inventory => cmd::inventory::run(&server, &mut conn).await,
             other => Err(FrameError::unexpected(&other, "a request")),
         };
         if let Err(e) = result {
@@ -117,6 +157,44 @@ async fn handle(server: Arc<Server>, mut conn: Connection) {
 }
 
 impl Server {
+    /// Connects to a replica and presents its Store ticket.
+    pub(crate) async fn open_store(
+        &self,
+        target: &ReplicaTarget,
+    ) -> Result<Connection, FrameError> {
+        let mut conn = Connection::connect(&target.addr).await?;
+        arca_shared::auth::initiate(&mut conn, &self.config.key).await?;
+        match conn
+            .call(&Message::Store {
+                ticket: target.ticket.clone(),
+            })
+            .await?
+        {
+            Message::Accepted => Ok(conn),
+            other => Err(FrameError::unexpected(&other, "Accepted")),
+        }
+    }
+
+    /// Streams `len` bytes of a blob file as chunks, then `End`.
+    pub(crate) async fn send_blob(
+        writer: &mut FrameWriter,
+        mut file: tokio::fs::File,
+        len: u64,
+    ) -> Result<(), FrameError> {
+        let mut left = len;
+        while left > 0 {
+            let mut buf = vec![0u8; CHUNK_SIZE.min(left as usize)];
+            file.read_exact(&mut buf).await?;
+            left -= buf.len() as u64;
+            writer
+                .send(&Message::Chunk {
+                    data: ByteBuf::from(buf),
+                })
+                .await?;
+        }
+        writer.send(&Message::End).await
+    }
+
     pub(crate) fn id(&self) -> ServerId {
         self.id.load(Ordering::Relaxed)
     }

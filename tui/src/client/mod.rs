@@ -9,12 +9,15 @@ use std::path::PathBuf;
 
 use arca_shared::auth::{self, ClusterKey};
 use arca_shared::limits::IDLE_TIMEOUT;
-use arca_shared::protocol::{ClusterStatus, FileEntry};
+use arca_shared::protocol::{ClusterStatus, CopyCheck, FileEntry};
 use arca_shared::{Connection, FrameError, Message};
 
 pub use progress::{Phase, Progress, TransferProgress};
 pub use restore::Restored;
 pub use upload::Uploaded;
+
+/// How long a client waits for a restarting manager before giving up.
+const RECONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Who this client is and where its cluster is.
 #[derive(Clone)]
@@ -68,10 +71,20 @@ impl Session {
         Ok(Self { settings, conn })
     }
 
-    /// Replaces the connection to the manager with a fresh one.
-    async fn reconnect(&mut self) -> Result<(), ClientError> {
-        self.conn = Self::connect(self.settings.clone()).await?.conn;
-        Ok(())
+    /// Replaces the connection to the manager with a fresh one, waiting
+    /// a while for a restarting manager to come back.
+    async fn reconnect_patiently(&mut self) -> Result<(), ClientError> {
+        let deadline = tokio::time::Instant::now() + RECONNECT_PATIENCE;
+        loop {
+            match Self::connect(self.settings.clone()).await {
+                Ok(fresh) => {
+                    self.conn = fresh.conn;
+                    return Ok(());
+                }
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+            }
+        }
     }
 
     /// Sends a request and reads the reply, turning the manager's refusals
@@ -111,6 +124,24 @@ impl Session {
                 Message::Listing { files: page } => files.extend(page),
                 Message::End => return Ok(files),
                 other => return Err(FrameError::unexpected(&other, "Listing").into()),
+            }
+        }
+    }
+
+    /// Has every live holder hash its copy in place; names as for [`Session::list`].
+    pub async fn verify(&mut self, name: Option<&str>) -> Result<Vec<CopyCheck>, ClientError> {
+        self.conn
+            .send(&Message::Verify {
+                client: self.settings.client.clone(),
+                name: name.map(str::to_owned),
+            })
+            .await?;
+        let mut copies = Vec::new();
+        loop {
+            match self.reply().await? {
+                Message::Verified { copies: page } => copies.extend(page),
+                Message::End => return Ok(copies),
+                other => return Err(FrameError::unexpected(&other, "Verified").into()),
             }
         }
     }

@@ -16,6 +16,11 @@ pub enum Phase {
     Unchanged {
         version: u32,
     },
+    /// An attempt failed; the next one starts soon.
+    Retrying {
+        attempt: u32,
+        reason: String,
+    },
     Restoring,
     Restored {
         version: u32,

@@ -2,10 +2,12 @@
 //! while following every replica's progress, then hear the commit.
 
 use std::path::Path;
+use std::time::Duration;
 
 use arca_shared::auth::ClusterKey;
 use arca_shared::connection::{FrameReader, FrameWriter};
 use arca_shared::limits::CHUNK_SIZE;
+use arca_shared::protocol::ServerId;
 use arca_shared::ticket::Ticket;
 use arca_shared::{BlobHash, Connection, FrameError, Message, name};
 use serde_bytes::ByteBuf;
@@ -27,15 +29,44 @@ pub enum Uploaded {
     },
 }
 
+/// Attempts per file before giving up.
+const ATTEMPTS: u32 = 4;
+
+/// Why one attempt failed, and whether another may succeed.
+enum Attempt {
+    /// Try again, avoiding `suspect` if known; `reconnect` if the manager
+    /// connection is no longer usable.
+    Retry {
+        reason: String,
+        suspect: Option<ServerId>,
+        reconnect: bool,
+    },
+    Final(ClientError),
+}
+
+impl From<ClientError> for Attempt {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Protocol(e) => Attempt::Retry {
+                reason: format!("lost the manager: {e}"),
+                suspect: None,
+                reconnect: true,
+            },
+            other => Attempt::Final(other),
+        }
+    }
+}
+
 impl Session {
-    /// Backs up the file at `local` under catalog name `name`.
+    /// Backs up the file at `local` under catalog name `name`, retrying by
+    /// itself when a server or the manager fails on the way.
     pub async fn put(
         &mut self,
         local: &Path,
         name: &str,
         progress: &Progress,
     ) -> Result<Uploaded, ClientError> {
-        let result = self.try_put(local, name, progress).await;
+        let result = self.put_with_retries(local, name, progress).await;
         set_phase(
             progress,
             match &result {
@@ -47,7 +78,7 @@ impl Session {
         result
     }
 
-    async fn try_put(
+    async fn put_with_retries(
         &mut self,
         local: &Path,
         name: &str,
@@ -63,11 +94,63 @@ impl Session {
             p.phase = Phase::Hashing;
         });
         let hash = hash_file(local).await?;
+        let mut exclude = Vec::new();
+        let mut reasons = Vec::new();
+        let mut reconnected = false;
+        for attempt in 1..=ATTEMPTS {
+            let reason = match self
+                .put_once(local, name, size, hash, &exclude, progress)
+                .await
+            {
+                Ok(done) => return Ok(done),
+                // Just after a manager restart, servers are still re-registering.
+                Err(Attempt::Final(ClientError::Refused(reason))) if reconnected => reason,
+                Err(Attempt::Final(e)) => return Err(e),
+                Err(Attempt::Retry {
+                    reason,
+                    suspect,
+                    reconnect,
+                }) => {
+                    exclude.extend(suspect);
+                    reconnected = reconnect;
+                    if reconnect {
+                        self.reconnect_patiently().await?;
+                    }
+                    reason
+                }
+            };
+            tracing::warn!(name, attempt, "backup attempt failed: {reason}");
+            reasons.push(reason.clone());
+            if attempt < ATTEMPTS {
+                set_phase(progress, Phase::Retrying { attempt, reason });
+                tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
+            }
+        }
+        Err(ClientError::Refused(format!(
+            "gave up after {ATTEMPTS} attempts: {}",
+            reasons.join("; ")
+        )))
+    }
+
+    async fn put_once(
+        &mut self,
+        local: &Path,
+        name: &str,
+        size: u64,
+        hash: BlobHash,
+        exclude: &[ServerId],
+        progress: &Progress,
+    ) -> Result<Uploaded, Attempt> {
+        progress.send_modify(|p| {
+            p.sent = 0;
+            p.replicas.clear();
+        });
         let request = Message::PutBegin {
             client: self.settings.client.clone(),
             name: name.to_owned(),
             size,
             hash,
+            exclude: exclude.to_vec(),
         };
         let (primary, ticket) = match self.call(&request).await? {
             Message::Unchanged { version } => return Ok(Uploaded::Unchanged { version }),
@@ -75,15 +158,21 @@ impl Session {
                 return Ok(Uploaded::Committed { version, replicas });
             }
             Message::PutTicket { primary, ticket } => (primary, ticket),
-            other => return Err(FrameError::unexpected(&other, "PutTicket").into()),
+            other => {
+                return Err(ClientError::from(FrameError::unexpected(&other, "PutTicket")).into());
+            }
         };
+        let primary_id = ticket.server;
         set_phase(progress, Phase::Uploading);
         let conn = match open_upload(&self.settings.key, &primary, ticket).await {
             Ok(conn) => conn,
+            // The manager would wait for the ticket to expire: start afresh.
             Err(e) => {
-                // The manager would wait for the ticket to expire: start afresh.
-                self.reconnect().await?;
-                return Err(e);
+                return Err(Attempt::Retry {
+                    reason: format!("the primary refused the upload: {e}"),
+                    suspect: Some(primary_id),
+                    reconnect: true,
+                });
             }
         };
         let transfer = send(conn, local, size, progress).await;
@@ -93,9 +182,41 @@ impl Session {
             (_, Ok(Message::Committed { version, replicas })) => {
                 Ok(Uploaded::Committed { version, replicas })
             }
-            (Err(local), Err(ClientError::Refused(_))) => Err(local),
-            (_, Ok(other)) => Err(FrameError::unexpected(&other, "Committed").into()),
-            (_, Err(e)) => Err(e),
+            (Err(Transfer::Local(e)), _) => Err(Attempt::Final(e)),
+            (Err(Transfer::Primary { reason, lost }), Err(ClientError::Refused(_))) => {
+                Err(Attempt::Retry {
+                    reason,
+                    suspect: lost.then_some(primary_id),
+                    reconnect: false,
+                })
+            }
+            (_, Err(ClientError::Refused(reason))) => Err(Attempt::Retry {
+                reason,
+                suspect: None,
+                reconnect: false,
+            }),
+            (_, Ok(other)) => {
+                Err(ClientError::from(FrameError::unexpected(&other, "Committed")).into())
+            }
+            (_, Err(e)) => Err(e.into()),
+        }
+    }
+}
+
+/// How streaming to the primary failed.
+enum Transfer {
+    /// This machine's side: the file could not be read.
+    Local(ClientError),
+    /// The primary said why, or (`lost`) the connection to it broke.
+    Primary { reason: String, lost: bool },
+}
+
+impl Transfer {
+    fn primary(e: FrameError) -> Self {
+        let lost = !matches!(e, FrameError::Remote(_));
+        Transfer::Primary {
+            reason: format!("upload to the primary failed: {e}"),
+            lost,
         }
     }
 }
@@ -118,13 +239,11 @@ async fn open_upload(
     key: &ClusterKey,
     primary: &str,
     ticket: Ticket,
-) -> Result<Connection, ClientError> {
-    let transfer = |e: FrameError| ClientError::Local(format!("upload to the primary failed: {e}"));
-    let mut conn = open_server(primary, key).await.map_err(transfer)?;
-    match conn.call(&Message::Upload { ticket }).await {
-        Ok(Message::Accepted) => Ok(conn),
-        Ok(other) => Err(transfer(FrameError::unexpected(&other, "Accepted"))),
-        Err(e) => Err(transfer(e)),
+) -> Result<Connection, FrameError> {
+    let mut conn = open_server(primary, key).await?;
+    match conn.call(&Message::Upload { ticket }).await? {
+        Message::Accepted => Ok(conn),
+        other => Err(FrameError::unexpected(&other, "Accepted")),
     }
 }
 
@@ -133,10 +252,10 @@ async fn send(
     local: &Path,
     size: u64,
     progress: &Progress,
-) -> Result<(), ClientError> {
+) -> Result<(), Transfer> {
     let file = tokio::fs::File::open(local)
         .await
-        .map_err(|e| ClientError::local(local.display(), e))?;
+        .map_err(|e| Transfer::Local(ClientError::local(local.display(), e)))?;
     tokio::try_join!(
         stream_file(&mut conn.writer, file, size, progress),
         follow_replicas(&mut conn.reader, progress),
@@ -149,52 +268,50 @@ async fn stream_file(
     mut file: tokio::fs::File,
     size: u64,
     progress: &Progress,
-) -> Result<(), ClientError> {
+) -> Result<(), Transfer> {
     let mut sent = 0u64;
     while sent < size {
         let mut chunk = vec![0u8; CHUNK_SIZE.min((size - sent) as usize)];
-        let n = file
-            .read_exact(&mut chunk)
-            .await
-            .map_err(|e| ClientError::local("the file shrank while it was being backed up", e))?;
+        let n = file.read_exact(&mut chunk).await.map_err(|e| {
+            Transfer::Local(ClientError::local(
+                "the file shrank while it was being backed up",
+                e,
+            ))
+        })?;
         primary
             .send(&Message::Chunk {
                 data: ByteBuf::from(chunk),
             })
             .await
-            .map_err(|e| ClientError::Local(format!("the primary stopped receiving: {e}")))?;
+            .map_err(Transfer::primary)?;
         sent += n as u64;
         progress.send_modify(|p| p.sent = sent);
     }
     primary
         .send(&Message::End)
         .await
-        .map_err(|e| ClientError::Local(format!("the primary stopped receiving: {e}")))?;
+        .map_err(Transfer::primary)?;
     set_phase(progress, Phase::Replicating);
     Ok(())
 }
 
-async fn follow_replicas(
-    primary: &mut FrameReader,
-    progress: &Progress,
-) -> Result<(), ClientError> {
+async fn follow_replicas(primary: &mut FrameReader, progress: &Progress) -> Result<(), Transfer> {
     loop {
-        match primary.recv().await {
-            Ok(Message::ReplicaProgress { replica, bytes }) => progress.send_modify(|p| {
+        match primary.recv().await.map_err(Transfer::primary)? {
+            Message::ReplicaProgress { replica, bytes } => progress.send_modify(|p| {
                 let i = usize::from(replica);
                 if p.replicas.len() <= i {
                     p.replicas.resize(i + 1, 0);
                 }
                 p.replicas[i] = bytes.min(p.total);
             }),
-            Ok(Message::Stored) => return Ok(()),
-            Ok(other) => {
-                return Err(ClientError::Local(format!(
-                    "upload failed: {}",
-                    FrameError::unexpected(&other, "ReplicaProgress")
+            Message::Stored => return Ok(()),
+            other => {
+                return Err(Transfer::primary(FrameError::unexpected(
+                    &other,
+                    "ReplicaProgress",
                 )));
             }
-            Err(e) => return Err(ClientError::Local(format!("upload failed: {e}"))),
         }
     }
 }

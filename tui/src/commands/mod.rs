@@ -5,6 +5,7 @@ mod ls;
 mod put;
 mod rm;
 mod status;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -36,6 +37,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         Some(Command::Ls { name, json }) => ls::run(settings()?, name.as_deref(), json).await,
         Some(Command::Rm { name, version, all }) => rm::run(settings()?, &name, version, all).await,
         Some(Command::Status { json }) => status::run(settings()?, json).await,
+        Some(Command::Verify { name }) => verify::run(settings()?, name.as_deref()).await,
     }
 }
 

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
 
-use crate::client::{ClientError, Session, Settings, TransferProgress, Uploaded};
+use crate::client::{ClientError, Phase, Session, Settings, TransferProgress, Uploaded};
 use crate::names;
 
 pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, ClientError> {
@@ -38,7 +38,7 @@ pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, Clie
             bar.set_message(format!("[{}/{}] {name}", i + 1, jobs.len()));
         }
         let before = bar.as_ref().map_or(0, ProgressBar::position);
-        match put_one(&mut session, file, name, bar.as_ref()).await {
+        match put_one(&mut session, file, name, bar.as_ref(), &say).await {
             Ok(Uploaded::Committed { version, replicas }) => {
                 say(format!(
                     "committed  {name}  v{version}  {replicas} replicas"
@@ -70,6 +70,7 @@ async fn put_one(
     file: &Path,
     name: &str,
     bar: Option<&ProgressBar>,
+    say: &impl Fn(String),
 ) -> Result<Uploaded, ClientError> {
     let (progress, mut updates) = watch::channel(TransferProgress::default());
     let start = bar.map_or(0, ProgressBar::position);
@@ -79,8 +80,12 @@ async fn put_one(
         tokio::select! {
             result = &mut put => return result,
             Ok(()) = updates.changed() => {
+                let progress = updates.borrow_and_update();
                 if let Some(bar) = bar {
-                    bar.set_position(start + updates.borrow().sent);
+                    bar.set_position(start + progress.sent);
+                }
+                if let Phase::Retrying { attempt, reason } = &progress.phase {
+                    say(format!("retrying   {name} (attempt {attempt} failed: {reason})"));
                 }
             }
         }

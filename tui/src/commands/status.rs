@@ -40,6 +40,10 @@ pub async fn run(settings: Settings, json: bool) -> Result<ExitCode, ClientError
         status.replicas
     );
     println!(
+        "{} stored contents under-replicated, {} copies being made",
+        status.under_replicated, status.healing
+    );
+    println!(
         "{:<4} {:<22} {:<6} {:>10} {:>10} {:>10} {:>6} {:>6}",
         "ID", "ADDRESS", "STATE", "LATENCY", "STORED", "CAPACITY", "BLOBS", "SCORE"
     );

@@ -18,8 +18,7 @@ pub(crate) async fn run(
     let (hash, server) = (ticket.hash, ticket.server);
     tracing::warn!(server, hash = %hash.short(), "client reported a corrupt copy");
     manager.db(move |c| c.remove_holder(&hash, server)).await?;
-    let addr = manager.members().get(server).map(|m| m.addr.clone());
-    if let Some(addr) = addr
+    if let Some(addr) = manager.live_addr(server)
         && let Err(e) = gc::delete_blobs(manager, &addr, &[hash]).await
     {
         tracing::warn!(server, "could not drop the corrupt copy: {e}");

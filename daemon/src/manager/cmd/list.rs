@@ -4,7 +4,7 @@
 use arca_shared::{Connection, FrameError, Message};
 
 use super::{check_client, check_name};
-use crate::manager::Manager;
+use crate::manager::{FileRow, Manager};
 
 /// Entries per page: a page of the longest names stays under the control cap.
 const PAGE: usize = 32;
@@ -15,22 +15,8 @@ pub(crate) async fn run(
     client: String,
     name: Option<String>,
 ) -> Result<(), FrameError> {
-    check_client(&client)?;
-    let rows = match name {
-        Some(name) if !name.ends_with('/') => {
-            check_name(&name)?;
-            manager.db(move |c| c.versions(&client, &name)).await?
-        }
-        prefix => {
-            if let Some(prefix) = &prefix {
-                check_name(prefix.trim_end_matches('/'))?;
-            }
-            let prefix = prefix.unwrap_or_default();
-            manager.db(move |c| c.latest(&client, &prefix)).await?
-        }
-    };
     let mut page = Vec::with_capacity(PAGE);
-    for row in rows {
+    for row in rows(manager, client, name).await? {
         page.push(manager.entry(row).await?);
         if page.len() == PAGE {
             conn.send(&Message::Listing {
@@ -43,4 +29,28 @@ pub(crate) async fn run(
         conn.send(&Message::Listing { files: page }).await?;
     }
     conn.send(&Message::End).await
+}
+
+/// The catalog rows a name selects: every version of a name; the newest
+/// version of every name under a prefix ending in '/'; or, with no name, the
+/// newest version of everything.
+pub(crate) async fn rows(
+    manager: &Manager,
+    client: String,
+    name: Option<String>,
+) -> Result<Vec<FileRow>, FrameError> {
+    check_client(&client)?;
+    match name {
+        Some(name) if !name.ends_with('/') => {
+            check_name(&name)?;
+            manager.db(move |c| c.versions(&client, &name)).await
+        }
+        prefix => {
+            if let Some(prefix) = &prefix {
+                check_name(prefix.trim_end_matches('/'))?;
+            }
+            let prefix = prefix.unwrap_or_default();
+            manager.db(move |c| c.latest(&client, &prefix)).await
+        }
+    }
 }

@@ -7,6 +7,7 @@ pub(crate) mod put;
 pub(crate) mod register;
 pub(crate) mod remove;
 pub(crate) mod status;
+pub(crate) mod verify;
 
 use arca_shared::FrameError;
 use arca_shared::name;

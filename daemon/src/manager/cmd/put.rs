@@ -9,7 +9,7 @@ use arca_shared::choice;
 use arca_shared::limits::IDLE_TIMEOUT;
 use arca_shared::protocol::{ReplicaTarget, ServerId};
 use arca_shared::ticket::{Ticket, TicketKind};
-use arca_shared::{BlobHash, Connection, FrameError, Message, auth};
+use arca_shared::{BlobHash, Connection, FrameError, Message};
 
 use super::{check_client, check_name};
 use crate::manager::{Manager, refuse};
@@ -21,6 +21,7 @@ pub(crate) async fn run(
     name: String,
     size: u64,
     hash: BlobHash,
+    exclude: Vec<ServerId>,
 ) -> Result<(), FrameError> {
     check_client(&client)?;
     check_name(&name)?;
@@ -53,39 +54,33 @@ pub(crate) async fn run(
         return commit(manager, conn, client, name, size, hash, live_holders).await;
     }
 
-    let (primary, replicas) = choose(manager, size)?;
     let op = manager.next_op();
     let key = &manager.config.key;
-    let targets: Vec<ReplicaTarget> = replicas
-        .iter()
-        .map(|(id, addr)| ReplicaTarget {
-            addr: addr.clone(),
-            ticket: Ticket::issue(key, TicketKind::Store, op, *id, hash, size),
-        })
-        .collect();
-    let mut primary_conn = Connection::connect(&primary.1).await.or_else(|e| {
-        refuse(format!(
-            "the chosen primary is unreachable ({e}); try again"
-        ))
-    })?;
-    auth::initiate(&mut primary_conn, key).await?;
-    match primary_conn
-        .call(&Message::Prepare {
-            upload_id: op,
-            replicas: targets,
-        })
-        .await?
-    {
-        Message::Ok => {}
-        other => return Err(FrameError::unexpected(&other, "Ok")),
-    }
+    // Each primary that cannot be reached is suspected, so this ends.
+    let (primary, replicas, mut primary_conn) = loop {
+        let (primary, replicas) = choose(manager, size, &exclude)?;
+        let targets: Vec<ReplicaTarget> = replicas
+            .iter()
+            .map(|(id, addr)| ReplicaTarget {
+                addr: addr.clone(),
+                ticket: Ticket::issue(key, TicketKind::Store, op, *id, hash, size),
+            })
+            .collect();
+        match prepare(manager, &primary.1, op, targets).await {
+            Ok(primary_conn) => break (primary, replicas, primary_conn),
+            Err(e) => {
+                tracing::warn!(server = primary.0, "chosen primary failed: {e}");
+                manager.members().suspect(primary.0);
+            }
+        }
+    };
     conn.send(&Message::PutTicket {
         primary: primary.1.clone(),
         ticket: Ticket::issue(key, TicketKind::Upload, op, primary.0, hash, size),
     })
     .await?;
 
-    let holders = await_outcome(&mut primary_conn).await?;
+    let holders = await_outcome(manager, &mut primary_conn, primary.0).await?;
     let planned: Vec<ServerId> = replicas.iter().map(|(id, _)| *id).collect();
     if holders != planned {
         return refuse("the primary reported copies on servers it was not given");
@@ -94,14 +89,43 @@ pub(crate) async fn run(
     primary_conn.send(&Message::Ok).await
 }
 
+/// Step 3: tells the primary where to forward upload `op`.
+async fn prepare(
+    manager: &Manager,
+    primary: &str,
+    op: u64,
+    replicas: Vec<ReplicaTarget>,
+) -> Result<Connection, FrameError> {
+    let mut conn = manager.connect(primary).await?;
+    match conn
+        .call(&Message::Prepare {
+            upload_id: op,
+            replicas,
+        })
+        .await?
+    {
+        Message::Ok => Ok(conn),
+        other => Err(FrameError::unexpected(&other, "Ok")),
+    }
+}
+
 /// A chosen server: its id and address.
 type Pick = (ServerId, String);
 
 /// The primary and the replicas for a file of `size` bytes.
-fn choose(manager: &Manager, size: u64) -> Result<(Pick, Vec<Pick>), FrameError> {
+/// Servers that failed recently are avoided while enough others remain.
+fn choose(
+    manager: &Manager,
+    size: u64,
+    exclude: &[ServerId],
+) -> Result<(Pick, Vec<Pick>), FrameError> {
     let wanted = manager.config.replicas as usize;
     let members = manager.members();
-    let ranked = choice::rank(&members.candidates(&[]), size, manager.config.weights);
+    let weights = manager.config.weights;
+    let mut ranked = choice::rank(&members.upload_candidates(exclude), size, weights);
+    if ranked.len() < wanted {
+        ranked = choice::rank(&members.upload_candidates(&[]), size, weights);
+    }
     if ranked.len() < wanted {
         let alive = members.alive_count();
         return refuse(format!(
@@ -122,17 +146,28 @@ fn choose(manager: &Manager, size: u64) -> Result<(Pick, Vec<Pick>), FrameError>
 }
 
 /// Reads the primary's reports until it says how the upload ended.
-async fn await_outcome(primary: &mut Connection) -> Result<Vec<ServerId>, FrameError> {
+async fn await_outcome(
+    manager: &Manager,
+    primary: &mut Connection,
+    primary_id: ServerId,
+) -> Result<Vec<ServerId>, FrameError> {
     primary.set_timeout(arca_shared::limits::TICKET_TTL.max(IDLE_TIMEOUT));
     loop {
         match primary.recv().await {
             Ok(Message::UploadProgress { .. }) => continue,
             Ok(Message::UploadDone { holders }) => return Ok(holders),
-            Ok(Message::UploadFailed { reason }) => {
+            Ok(Message::UploadFailed { reason, suspects }) => {
+                let mut members = manager.members();
+                for id in suspects {
+                    members.suspect(id);
+                }
                 return refuse(format!("upload failed: {reason}"));
             }
             Ok(other) => return Err(FrameError::unexpected(&other, "an upload report")),
-            Err(e) => return refuse(format!("upload failed: the primary went away ({e})")),
+            Err(e) => {
+                manager.members().suspect(primary_id);
+                return refuse(format!("upload failed: the primary went away ({e})"));
+            }
         }
     }
 }

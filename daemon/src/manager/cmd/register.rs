@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arca_shared::protocol::ServerStats;
 use arca_shared::{Connection, FrameError, Message};
 
-use crate::manager::{Manager, membership};
+use crate::manager::{Manager, membership, reconcile};
 
 pub(crate) async fn run(
     manager: &Arc<Manager>,
@@ -39,6 +39,13 @@ async fn session(
         .await?;
     conn.send(&Message::Registered { id }).await?;
     tracing::info!(id, %addr, "server registered");
+    // A returning server may hold copies the catalog forgot, or lack some.
+    let reconciling = manager.clone();
+    manager.tasks.spawn(async move {
+        if let Err(e) = reconcile::server(&reconciling, id).await {
+            tracing::warn!(id, "reconciling the server failed: {e}");
+        }
+    });
     let mut stats = stats;
     loop {
         let start_pinging = manager.members().heartbeat(id, &addr, stats);
@@ -49,9 +56,18 @@ async fn session(
                 manager.shutdown.clone(),
             ));
         }
-        stats = match conn.recv().await? {
-            Message::Heartbeat { stats } => stats,
-            other => return Err(FrameError::unexpected(&other, "Heartbeat")),
-        };
+        loop {
+            match conn.recv().await? {
+                Message::Heartbeat { stats: fresh } => {
+                    stats = fresh;
+                    break;
+                }
+                Message::Corrupt { hash } => {
+                    tracing::warn!(id, hash = %hash.short(), "server found a corrupt copy; healing it");
+                    manager.db(move |c| c.remove_holder(&hash, id)).await?;
+                }
+                other => return Err(FrameError::unexpected(&other, "Heartbeat")),
+            }
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! `Status`: the cluster as the manager sees it.
 
+use std::sync::atomic::Ordering;
+
 use arca_shared::protocol::ClusterStatus;
 use arca_shared::{Connection, FrameError, Message};
 
@@ -9,6 +11,8 @@ pub(crate) async fn run(manager: &Manager, conn: &mut Connection) -> Result<(), 
     let status = ClusterStatus {
         replicas: manager.config.replicas,
         servers: manager.members().status(manager.config.weights),
+        under_replicated: manager.under_replicated.load(Ordering::Relaxed),
+        healing: manager.healing.load(Ordering::Relaxed),
     };
     conn.send(&Message::Cluster { status }).await
 }

@@ -2,11 +2,9 @@
 
 use std::io::SeekFrom;
 
-use arca_shared::limits::CHUNK_SIZE;
 use arca_shared::ticket::{Ticket, TicketKind};
 use arca_shared::{Connection, FrameError, Message};
-use serde_bytes::ByteBuf;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncSeekExt;
 
 use crate::storage::Server;
 
@@ -34,15 +32,5 @@ pub(crate) async fn run(
     }
     file.seek(SeekFrom::Start(offset)).await?;
     conn.send(&Message::Accepted).await?;
-    let mut left = len - offset;
-    while left > 0 {
-        let mut buf = vec![0u8; CHUNK_SIZE.min(left as usize)];
-        file.read_exact(&mut buf).await?;
-        left -= buf.len() as u64;
-        conn.send(&Message::Chunk {
-            data: ByteBuf::from(buf),
-        })
-        .await?;
-    }
-    conn.send(&Message::End).await
+    Server::send_blob(&mut conn.writer, file, len - offset).await
 }

@@ -2,6 +2,8 @@
 
 pub(crate) mod delete;
 pub(crate) mod fetch;
+pub(crate) mod inventory;
 pub(crate) mod prepare;
+pub(crate) mod replicate;
 pub(crate) mod store;
 pub(crate) mod upload;

@@ -35,7 +35,10 @@ pub(crate) async fn run(
     loop {
         let report = match tokio::time::timeout(wait, rx.recv()).await {
             Ok(Some(report)) => report,
-            Ok(None) => Report::Failed("the upload ended without a result".into()),
+            Ok(None) => Report::Failed {
+                reason: "the upload ended without a result".into(),
+                suspects: Vec::new(),
+            },
             Err(_) => {
                 let never_started = server
                     .plans
@@ -43,11 +46,15 @@ pub(crate) async fn run(
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&upload_id)
                     .is_some();
-                Report::Failed(if never_started {
+                let reason = if never_started {
                     "the client never started the upload".into()
                 } else {
                     format!("the upload made no progress for {wait:?}")
-                })
+                };
+                Report::Failed {
+                    reason,
+                    suspects: Vec::new(),
+                }
             }
         };
         wait = IDLE_TIMEOUT;
@@ -60,8 +67,8 @@ pub(crate) async fn run(
                     other => Err(FrameError::unexpected(&other, "Ok")),
                 };
             }
-            Report::Failed(reason) => {
-                return conn.send(&Message::UploadFailed { reason }).await;
+            Report::Failed { reason, suspects } => {
+                return conn.send(&Message::UploadFailed { reason, suspects }).await;
             }
         }
     }

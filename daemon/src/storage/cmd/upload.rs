@@ -2,9 +2,9 @@
 //! every replica as they arrive, verifies the hash on the way, relays each
 //! replica's progress to the client, and keeps no copy itself.
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use arca_shared::auth;
 use arca_shared::connection::{FrameReader, FrameWriter, encode};
 use arca_shared::limits::IDLE_TIMEOUT;
 use arca_shared::protocol::{ReplicaTarget, ServerId};
@@ -18,6 +18,24 @@ use crate::storage::{Report, Server};
 enum Event {
     Written(usize, u64),
     Stored(usize),
+}
+
+/// Remembers the first replica that failed, so the manager can avoid it.
+#[derive(Default)]
+struct Blame(Mutex<Option<usize>>);
+
+impl Blame {
+    fn replica(&self, i: usize, what: &str, e: FrameError) -> FrameError {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(i);
+        FrameError::Remote(format!("replica {} {what}: {e}", i + 1))
+    }
+
+    fn suspect(&self) -> Option<usize> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 pub(crate) async fn run(
@@ -35,13 +53,16 @@ pub(crate) async fn run(
             FrameError::Remote("no upload is prepared for this ticket (used or expired)".into())
         })?;
     let holders: Vec<ServerId> = plan.replicas.iter().map(|r| r.ticket.server).collect();
-    match pipeline(server, conn, &ticket, &plan.replicas, &plan.reports).await {
+    let blame = Blame::default();
+    match pipeline(server, conn, &ticket, &plan.replicas, &plan.reports, &blame).await {
         Ok(()) => {
             let _ = plan.reports.send(Report::Done(holders)).await;
             Ok(())
         }
         Err(e) => {
-            let _ = plan.reports.send(Report::Failed(e.to_string())).await;
+            let suspects = blame.suspect().map(|i| holders[i]).into_iter().collect();
+            let reason = e.to_string();
+            let _ = plan.reports.send(Report::Failed { reason, suspects }).await;
             Err(e)
         }
     }
@@ -53,13 +74,15 @@ async fn pipeline(
     ticket: &Ticket,
     replicas: &[ReplicaTarget],
     reports: &mpsc::Sender<Report>,
+    blame: &Blame,
 ) -> Result<(), FrameError> {
     let mut readers = Vec::new();
     let mut writers = Vec::new();
     for (i, target) in replicas.iter().enumerate() {
-        let conn = open_replica(server, target).await.map_err(|e| {
-            FrameError::Remote(format!("replica {} refused the upload: {e}", i + 1))
-        })?;
+        let conn = server
+            .open_store(target)
+            .await
+            .map_err(|e| blame.replica(i, "refused the upload", e))?;
         readers.push(conn.reader);
         writers.push(conn.writer);
     }
@@ -69,29 +92,15 @@ async fn pipeline(
     let watch_replicas: Vec<_> = readers
         .iter_mut()
         .enumerate()
-        .map(|(i, reader)| watch_replica(i, reader, events.clone()))
+        .map(|(i, reader)| watch_replica(i, reader, events.clone(), blame))
         .collect();
     drop(events);
     tokio::try_join!(
-        forward(&mut client.reader, &mut writers, ticket),
+        forward(&mut client.reader, &mut writers, ticket, blame),
         relay(&mut client.writer, rx, replicas.len(), reports),
         try_join_all(watch_replicas),
     )?;
     Ok(())
-}
-
-async fn open_replica(server: &Server, target: &ReplicaTarget) -> Result<Connection, FrameError> {
-    let mut conn = Connection::connect(&target.addr).await?;
-    auth::initiate(&mut conn, &server.config.key).await?;
-    match conn
-        .call(&Message::Store {
-            ticket: target.ticket.clone(),
-        })
-        .await?
-    {
-        Message::Accepted => Ok(conn),
-        other => Err(FrameError::unexpected(&other, "Accepted")),
-    }
 }
 
 /// Client → replicas: each chunk is checked, hashed and sent on at once.
@@ -99,6 +108,7 @@ async fn forward(
     client: &mut FrameReader,
     replicas: &mut [FrameWriter],
     ticket: &Ticket,
+    blame: &Blame,
 ) -> Result<(), FrameError> {
     let mut hasher = blake3::Hasher::new();
     let mut received = 0u64;
@@ -132,9 +142,10 @@ async fn forward(
         }
         let body = encode(&message)?;
         for (i, replica) in replicas.iter_mut().enumerate() {
-            replica.send_encoded(&body).await.map_err(|e| {
-                FrameError::Remote(format!("replica {} stopped receiving: {e}", i + 1))
-            })?;
+            replica
+                .send_encoded(&body)
+                .await
+                .map_err(|e| blame.replica(i, "stopped receiving", e))?;
         }
         if message == Message::End {
             return Ok(());
@@ -147,13 +158,17 @@ async fn watch_replica(
     i: usize,
     replica: &mut FrameReader,
     events: mpsc::Sender<Event>,
+    blame: &Blame,
 ) -> Result<(), FrameError> {
     loop {
         let event = match replica.recv().await {
             Ok(Message::Written { bytes }) => Event::Written(i, bytes),
             Ok(Message::Stored) => Event::Stored(i),
-            Ok(other) => return Err(FrameError::unexpected(&other, "Written or Stored")),
-            Err(e) => return Err(FrameError::Remote(format!("replica {} failed: {e}", i + 1))),
+            Ok(other) => {
+                let e = FrameError::unexpected(&other, "Written or Stored");
+                return Err(blame.replica(i, "failed", e));
+            }
+            Err(e) => return Err(blame.replica(i, "failed", e)),
         };
         let done = matches!(event, Event::Stored(_));
         // The relay only stops early when the upload is failing anyway.

@@ -1,0 +1,177 @@
+//! Healing: every content below its replica count gets new copies, server
+//! to server, on servers chosen by the same score as uploads; contents above
+//! it (a dead server came back) lose their extra copies.
+//!
+//! A holder counts while alive or dead for less than `heal_after`, so a
+//! short restart causes no copying.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arca_shared::choice;
+use arca_shared::protocol::{ReplicaTarget, ServerId};
+use arca_shared::ticket::{Ticket, TicketKind};
+use arca_shared::{BlobHash, FrameError, Message};
+use tokio::sync::Semaphore;
+
+use super::Manager;
+
+const EVERY: Duration = Duration::from_secs(1);
+/// Copies made at once, so healing does not starve uploads.
+const PARALLEL: usize = 2;
+
+pub(crate) async fn run(manager: Arc<Manager>) {
+    let slots = Arc::new(Semaphore::new(PARALLEL));
+    let in_flight: Arc<Mutex<HashSet<BlobHash>>> = Arc::default();
+    loop {
+        tokio::select! {
+            _ = manager.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(EVERY) => {}
+        }
+        if let Err(e) = pass(&manager, &slots, &in_flight).await {
+            tracing::warn!("healing pass: {e}");
+        }
+    }
+}
+
+async fn pass(
+    manager: &Arc<Manager>,
+    slots: &Arc<Semaphore>,
+    in_flight: &Arc<Mutex<HashSet<BlobHash>>>,
+) -> Result<(), FrameError> {
+    let wanted = manager.config.replicas as usize;
+    let mut under = 0;
+    for (hash, size, holders) in manager.db(|c| c.referenced()).await? {
+        let (live, kept) = {
+            let members = manager.members();
+            let live: Vec<ServerId> = holders
+                .iter()
+                .copied()
+                .filter(|id| members.is_alive(*id))
+                .collect();
+            let kept = holders
+                .iter()
+                .filter(|id| {
+                    members
+                        .dead_for(**id)
+                        .is_none_or(|d| d < manager.config.heal_after)
+                })
+                .count();
+            (live, kept)
+        };
+        if live.len() < wanted {
+            under += 1;
+        }
+        if live.len() > wanted {
+            trim(manager, hash).await?;
+        } else if kept < wanted && !live.is_empty() {
+            let mut busy = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            if busy.contains(&hash) {
+                continue;
+            }
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                continue;
+            };
+            busy.insert(hash);
+            let (manager, in_flight) = (manager.clone(), in_flight.clone());
+            manager.clone().tasks.spawn(async move {
+                manager.healing.fetch_add(1, Ordering::Relaxed);
+                if let Err(e) = copy(&manager, hash, size).await {
+                    tracing::warn!(hash = %hash.short(), "healing copy failed: {e}");
+                }
+                manager.healing.fetch_sub(1, Ordering::Relaxed);
+                in_flight
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&hash);
+                drop(permit);
+            });
+        }
+    }
+    manager.under_replicated.store(under, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Makes one more copy of `hash` from its best live holder.
+async fn copy(manager: &Manager, hash: BlobHash, size: u64) -> Result<(), FrameError> {
+    let _guard = manager.hash_locks.lock(hash).await;
+    let holders = manager.db(move |c| c.holders(&hash)).await?;
+    let weights = manager.config.weights;
+    let (source, target) = {
+        let members = manager.members();
+        let sources: Vec<_> = members
+            .candidates(&[])
+            .into_iter()
+            .filter(|c| holders.contains(&c.id))
+            .collect();
+        let source = choice::rank(&sources, 0, weights).first().map(|s| s.id);
+        let target = choice::rank(&members.upload_candidates(&holders), size, weights)
+            .first()
+            .map(|s| s.id);
+        let addr = |id: ServerId| members.get(id).map(|m| m.addr.clone());
+        match (
+            source.and_then(addr),
+            target.and_then(|t| addr(t).map(|a| (t, a))),
+        ) {
+            (Some(source), Some(target)) => (source, target),
+            _ => {
+                return Err(FrameError::Remote(
+                    "no live holder or no server with room".into(),
+                ));
+            }
+        }
+    };
+    let (target_id, target_addr) = target;
+    let ticket = Ticket::issue(
+        &manager.config.key,
+        TicketKind::Store,
+        manager.next_op(),
+        target_id,
+        hash,
+        size,
+    );
+    let mut conn = manager.connect(&source).await?;
+    conn.set_timeout(Duration::from_secs(120));
+    let request = Message::Replicate {
+        hash,
+        target: ReplicaTarget {
+            addr: target_addr,
+            ticket,
+        },
+    };
+    match conn.call(&request).await? {
+        Message::Ok => {}
+        other => return Err(FrameError::unexpected(&other, "Ok")),
+    }
+    manager.db(move |c| c.add_holder(&hash, target_id)).await?;
+    tracing::info!(hash = %hash.short(), target = target_id, "healed: copied to another server");
+    Ok(())
+}
+
+/// Drops live copies beyond the replica count, from the worst-scored servers.
+async fn trim(manager: &Manager, hash: BlobHash) -> Result<(), FrameError> {
+    let _guard = manager.hash_locks.lock(hash).await;
+    let holders = manager.db(move |c| c.holders(&hash)).await?;
+    let extra: Vec<(ServerId, String)> = {
+        let members = manager.members();
+        let live: Vec<_> = members
+            .candidates(&[])
+            .into_iter()
+            .filter(|c| holders.contains(&c.id))
+            .collect();
+        let ranked = choice::rank(&live, 0, manager.config.weights);
+        ranked
+            .iter()
+            .skip(manager.config.replicas as usize)
+            .filter_map(|s| members.get(s.id).map(|m| (s.id, m.addr.clone())))
+            .collect()
+    };
+    for (server, addr) in extra {
+        manager.db(move |c| c.remove_holder(&hash, server)).await?;
+        super::gc::delete_blobs(manager, &addr, &[hash]).await?;
+        tracing::info!(hash = %hash.short(), server, "dropped an extra copy");
+    }
+    Ok(())
+}

@@ -1,0 +1,34 @@
+//! `Replicate`: healing. This server sends one of its blobs straight to
+//! another server, which verifies and stores it as it would an upload.
+
+use arca_shared::protocol::ReplicaTarget;
+use arca_shared::{BlobHash, Connection, FrameError, Message};
+
+use crate::storage::Server;
+
+pub(crate) async fn run(
+    server: &Server,
+    conn: &mut Connection,
+    hash: BlobHash,
+    target: ReplicaTarget,
+) -> Result<(), FrameError> {
+    let file = tokio::fs::File::open(server.store.path(&hash))
+        .await
+        .map_err(|e| FrameError::Remote(format!("this server cannot read the blob: {e}")))?;
+    let len = file.metadata().await?.len();
+    if len != target.ticket.size {
+        return Err(FrameError::Remote(format!(
+            "stored copy has {len} bytes, the catalog says {}",
+            target.ticket.size
+        )));
+    }
+    let mut dest = server.open_store(&target).await?;
+    Server::send_blob(&mut dest.writer, file, len).await?;
+    loop {
+        match dest.recv().await? {
+            Message::Written { .. } => {}
+            Message::Stored => return conn.send(&Message::Ok).await,
+            other => return Err(FrameError::unexpected(&other, "Stored")),
+        }
+    }
+}
