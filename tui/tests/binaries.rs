@@ -3,93 +3,12 @@
 //! with SIGKILL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Kills every process it started when the test ends, pass or fail.
-struct Processes(Vec<Child>);
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn daemon_binary() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_arca")).with_file_name("daemon")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Env {
-    dir: tempfile::TempDir,
-    manager: String,
-}
-
-impl Env {
-    fn secret(&self) -> PathBuf {
-        self.dir.path().join("secret")
-    }
-
-    fn arca(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_arca"))
-            .args(args)
-            .env("ARCA_MANAGER", &self.manager)
-            .env("ARCA_SECRET_FILE", self.secret())
-            .env("ARCA_CLIENT", "tester")
-            .env("ARCA_FILES", self.dir.path().join("files"))
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    fn spawn_daemon(&self, args: &[&str]) -> Child {
-        Command::new(daemon_binary())
-            .args(args)
-            .env("ARCA_SECRET_FILE", self.secret())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    }
-
-    fn status(&self) -> serde_json::Value {
-        let out = self.arca(&["status", "--json"]);
-        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-    }
-
-    fn wait_for_alive(&self, count: usize) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let status = self.status();
-            let alive = status["servers"]
-                .as_array()
-                .map_or(0, |s| s.iter().filter(|s| s["alive"] == true).count());
-            if alive == count {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "never saw {count} servers alive: {status}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use common::real::{Env, Processes, daemon_binary, free_port, text};
 
 #[test]
 fn real_daemons_and_client_back_up_restore_and_survive_a_killed_server() {

@@ -29,7 +29,12 @@ pub async fn run(settings: Settings, json: bool) -> Result<ExitCode, ClientError
             .collect();
         println!(
             "{}",
-            json!({ "replicas": status.replicas, "servers": servers })
+            json!({
+                "replicas": status.replicas,
+                "under_replicated": status.under_replicated,
+                "healing": status.healing,
+                "servers": servers,
+            })
         );
         return Ok(ExitCode::SUCCESS);
     }

@@ -2,6 +2,8 @@
 //! what the servers hold on disk.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod real;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,96 @@
+//! The real binaries, started as a person would start them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Kills every process it started when the test ends, pass or fail.
+pub struct Processes(pub Vec<Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn daemon_binary() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_arca")).with_file_name("daemon")
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub manager: String,
+}
+
+impl Env {
+    pub fn secret(&self) -> PathBuf {
+        self.dir.path().join("secret")
+    }
+
+    pub fn arca(&self, args: &[&str]) -> Output {
+        self.arca_command("tester", &self.dir.path().join("files"), args)
+            .output()
+            .unwrap()
+    }
+
+    /// `arca` as client `client` with files folder `files`, not yet started.
+    pub fn arca_command(&self, client: &str, files: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_arca"));
+        command
+            .args(args)
+            .env("ARCA_MANAGER", &self.manager)
+            .env("ARCA_SECRET_FILE", self.secret())
+            .env("ARCA_CLIENT", client)
+            .env("ARCA_FILES", files)
+            .stdin(Stdio::null());
+        command
+    }
+
+    pub fn spawn_daemon(&self, args: &[&str]) -> Child {
+        Command::new(daemon_binary())
+            .args(args)
+            .env("ARCA_SECRET_FILE", self.secret())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        let out = self.arca(&["status", "--json"]);
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn wait_for_alive(&self, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = self.status();
+            let alive = status["servers"]
+                .as_array()
+                .map_or(0, |s| s.iter().filter(|s| s["alive"] == true).count());
+            if alive == count {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never saw {count} servers alive: {status}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
