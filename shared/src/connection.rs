@@ -95,6 +95,16 @@ impl Connection {
         self.peer
     }
 
+    /// The TCP stream underneath, for speaking raw bytes (tests of hostile
+    /// input do). Bytes already buffered for reading are dropped.
+    pub fn into_stream(self) -> std::io::Result<TcpStream> {
+        self.reader
+            .inner
+            .into_inner()
+            .reunite(self.writer.inner.into_inner())
+            .map_err(std::io::Error::other)
+    }
+
     /// Sets how long reads and writes may wait before failing.
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.reader.timeout = timeout;
@@ -138,10 +148,7 @@ impl FrameReader {
         let frame = tokio::time::timeout(timeout, self.read_frame(max))
             .await
             .map_err(|_| FrameError::Timeout(timeout))??;
-        match rmp_serde::from_slice(frame)? {
-            Message::Error { message } => Err(FrameError::Remote(message)),
-            message => Ok(message),
-        }
+        decode(frame)
     }
 
     async fn read_frame(&mut self, max: usize) -> Result<&[u8], FrameError> {
@@ -152,9 +159,7 @@ impl FrameReader {
             }
             Err(e) => return Err(e.into()),
         };
-        if len > max {
-            return Err(FrameError::TooLarge { len, max });
-        }
+        check_len(len, max)?;
         self.buf.resize(len, 0);
         match self.inner.read_exact(&mut self.buf).await {
             Ok(_) => Ok(&self.buf),
@@ -195,7 +200,66 @@ impl FrameWriter {
     }
 }
 
+/// Checks a frame's announced length before anything is allocated for it.
+pub fn check_len(len: usize, max: usize) -> Result<(), FrameError> {
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    Ok(())
+}
+
+/// Decodes a frame body; a peer's `Error` message becomes [`FrameError::Remote`].
+pub fn decode(frame: &[u8]) -> Result<Message, FrameError> {
+    match rmp_serde::from_slice(frame)? {
+        Message::Error { message } => Err(FrameError::Remote(message)),
+        message => Ok(message),
+    }
+}
+
 /// Encodes a message body (MessagePack with field names).
 pub fn encode(message: &Message) -> Result<Vec<u8>, FrameError> {
     Ok(rmp_serde::to_vec_named(message)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::{CONTROL_FRAME_MAX, DATA_FRAME_MAX};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn random_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+            let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn mutated_messages_never_panic_the_decoder(flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {
+            let mut bytes = encode(&Message::List { client: "c".into(), name: Some("a/b".into()) }).unwrap();
+            for (at, value) in flips {
+                let i = at % bytes.len();
+                bytes[i] = value;
+            }
+            let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn every_length_over_the_cap_is_refused(len in (DATA_FRAME_MAX + 1)..=u32::MAX as usize) {
+            prop_assert!(check_len(len, DATA_FRAME_MAX).is_err());
+            prop_assert!(check_len(len, CONTROL_FRAME_MAX).is_err());
+        }
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        let message = Message::Chunk {
+            data: serde_bytes::ByteBuf::from(vec![1, 2, 3]),
+        };
+        assert_eq!(decode(&encode(&message).unwrap()).unwrap(), message);
+        assert!(
+            matches!(decode(&encode(&Message::error("no")).unwrap()), Err(FrameError::Remote(m)) if m == "no")
+        );
+    }
 }

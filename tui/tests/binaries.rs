@@ -123,3 +123,21 @@ fn real_daemons_and_client_back_up_restore_and_survive_a_killed_server() {
     );
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[test]
+fn a_client_without_the_secret_says_where_to_get_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_arca"))
+        .args(["ls"])
+        .env_remove("ARCA_SECRET_FILE")
+        .env("XDG_CONFIG_HOME", dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("no cluster secret") && stderr.contains("copy the secret file"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}

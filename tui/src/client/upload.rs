@@ -105,7 +105,13 @@ impl Session {
                 Ok(done) => return Ok(done),
                 // Just after a manager restart, servers are still re-registering.
                 Err(Attempt::Final(ClientError::Refused(reason))) if reconnected => reason,
-                Err(Attempt::Final(e)) => return Err(e),
+                Err(Attempt::Final(e)) if reasons.is_empty() => return Err(e),
+                Err(Attempt::Final(e)) => {
+                    return Err(ClientError::Refused(format!(
+                        "{e} (earlier: {})",
+                        reasons.join("; ")
+                    )));
+                }
                 Err(Attempt::Retry {
                     reason,
                     suspect,

@@ -1,0 +1,152 @@
+//! A server whose disk fills up: uploads to it fail with a clear error that
+//! names its condition, nothing partial remains, and the manager stops
+//! choosing it until it has room again. The disk is a real 4 MiB tmpfs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use arca_daemon::cluster::{ClusterOptions, LocalCluster};
+use arca_shared::{BlobHash, Connection, FrameError, Message, auth};
+use serde_bytes::ByteBuf;
+
+/// A tmpfs mounted for the test's lifetime.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(path: &Path) -> Option<Self> {
+        std::fs::create_dir_all(path).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Self(path.to_owned()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+async fn put(cluster: &LocalCluster, name: &str, content: &[u8]) -> Result<Message, FrameError> {
+    let mut manager = Connection::connect(&cluster.manager_addr).await?;
+    auth::initiate(&mut manager, &cluster.key).await?;
+    let request = Message::PutBegin {
+        client: "me".into(),
+        name: name.into(),
+        size: content.len() as u64,
+        hash: BlobHash::of(content),
+        exclude: vec![],
+    };
+    let Message::PutTicket { primary, ticket } = manager.call(&request).await? else {
+        panic!("no ticket");
+    };
+    let mut upload = Connection::connect(&primary).await?;
+    auth::initiate(&mut upload, &cluster.key).await?;
+    if upload.call(&Message::Upload { ticket }).await? == Message::Accepted {
+        for part in content.chunks(256 * 1024) {
+            let chunk = Message::Chunk {
+                data: ByteBuf::from(part.to_vec()),
+            };
+            if upload.send(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = upload.send(&Message::End).await;
+    }
+    manager.recv().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_clearly_leaves_nothing_and_is_avoided_until_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&dir.path().join("server-1")) else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let cluster = LocalCluster::start(
+        dir.path(),
+        ClusterOptions {
+            servers: 2,
+            ..ClusterOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let content: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
+
+    // Fill the disk behind the server's back; the manager still thinks it has room.
+    let filler = disk.0.join("filler");
+    std::fs::write(&filler, vec![1u8; 3_500_000]).unwrap();
+    let verdict = put(&cluster, "big", &content).await;
+    let Err(FrameError::Remote(reason)) = verdict else {
+        panic!("the upload to a full disk succeeded: {verdict:?}");
+    };
+    assert!(
+        reason.contains("is full") && reason.contains("bytes free"),
+        "{reason}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(disk.0.join("tmp")).unwrap().collect();
+    assert!(leftovers.is_empty(), "partial files: {leftovers:?}");
+
+    // Once its heartbeat says so, the manager does not choose it at all.
+    cluster
+        .wait_until(Duration::from_secs(10), |s| {
+            s.servers
+                .iter()
+                .any(|s| s.free_bytes < content.len() as u64)
+        })
+        .await
+        .unwrap();
+    let refused = put_begin_refusal(&cluster, &content).await;
+    assert!(refused.contains("not enough live servers"), "{refused}");
+
+    // Room again: it is chosen again and the upload succeeds.
+    std::fs::remove_file(&filler).unwrap();
+    cluster
+        .wait_until(Duration::from_secs(10), |s| {
+            s.servers
+                .iter()
+                .all(|s| s.free_bytes > content.len() as u64)
+        })
+        .await
+        .unwrap();
+    // (A server that just failed an upload sits out a short suspicion first.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let verdict = loop {
+        match put(&cluster, "big", &content).await {
+            Ok(verdict) => break verdict,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("not yet: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("never chosen again: {e}"),
+        }
+    };
+    assert!(
+        matches!(verdict, Message::Committed { replicas: 2, .. }),
+        "{verdict:?}"
+    );
+    cluster.shutdown().await;
+    drop(disk);
+}
+
+async fn put_begin_refusal(cluster: &LocalCluster, content: &[u8]) -> String {
+    let mut manager = Connection::connect(&cluster.manager_addr).await.unwrap();
+    auth::initiate(&mut manager, &cluster.key).await.unwrap();
+    let request = Message::PutBegin {
+        client: "me".into(),
+        name: "big".into(),
+        size: content.len() as u64,
+        hash: BlobHash::of(content),
+        exclude: vec![],
+    };
+    match manager.call(&request).await {
+        Err(FrameError::Remote(reason)) => reason,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}

@@ -1,0 +1,335 @@
+//! Hostile and broken input against real daemons on loopback: each attack
+//! closes only its own connection, allocates nothing large, and everyone
+//! else is served as before.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use arca_daemon::cluster::{ClusterOptions, LocalCluster};
+use arca_shared::auth::{self, ClusterKey};
+use arca_shared::connection::encode;
+use arca_shared::limits::{CONTROL_FRAME_MAX, HANDSHAKE_TIMEOUT};
+use arca_shared::ticket::{Ticket, TicketKind};
+use arca_shared::{BlobHash, Connection, FrameError, Message};
+use serde_bytes::ByteBuf;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn cluster(servers: usize) -> (tempfile::TempDir, LocalCluster) {
+    let dir = tempfile::tempdir().unwrap();
+    let options = ClusterOptions {
+        servers,
+        ..ClusterOptions::default()
+    };
+    let cluster = LocalCluster::start(dir.path(), options).await.unwrap();
+    (dir, cluster)
+}
+
+async fn authenticated(addr: &str, key: &ClusterKey) -> Connection {
+    let mut conn = Connection::connect(addr).await.unwrap();
+    auth::initiate(&mut conn, key).await.unwrap();
+    conn
+}
+
+/// Waits until the peer closes the stream, failing after `within`.
+async fn closed_within(stream: &mut TcpStream, within: Duration) {
+    let mut buf = [0u8; 1024];
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("the daemon kept the connection open"),
+        }
+    }
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// The manager still answers, and promptly.
+async fn still_serving(cluster: &LocalCluster) {
+    let started = Instant::now();
+    let status = cluster.status().await.unwrap();
+    assert!(!status.servers.is_empty());
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_frames_close_only_their_connection() {
+    let (_dir, cluster) = cluster(2).await;
+    let targets = [
+        cluster.manager_addr.clone(),
+        cluster.server_addr(0).to_owned(),
+    ];
+    let before = rss_kib();
+    for addr in &targets {
+        // Before authentication: a huge length is refused at once.
+        let mut raw = TcpStream::connect(addr).await.unwrap();
+        raw.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+        closed_within(&mut raw, Duration::from_secs(2)).await;
+
+        // After authentication: over the cap, truncated, not MessagePack,
+        // out of order, unknown type.
+        let attacks: Vec<Vec<u8>> = vec![
+            ((CONTROL_FRAME_MAX as u32) + 1).to_be_bytes().to_vec(),
+            [&100u32.to_be_bytes()[..], b"short"].concat(),
+            [&4u32.to_be_bytes()[..], &[0xc1, 0xc1, 0xc1, 0xc1]].concat(),
+            frame(&encode(&Message::Welcome).unwrap()),
+            frame(&rmp_serde::to_vec_named(&("NoSuchMessage", 1)).unwrap()),
+        ];
+        for attack in attacks {
+            let truncated = attack.len() == 4 + 5;
+            let mut raw = authenticated(addr, &cluster.key)
+                .await
+                .into_stream()
+                .unwrap();
+            raw.write_all(&attack).await.unwrap();
+            if truncated {
+                // A truncated frame is a silent peer: it is timed out, not waited on forever.
+                raw.shutdown().await.unwrap();
+            }
+            closed_within(&mut raw, Duration::from_secs(35)).await;
+            still_serving(&cluster).await;
+        }
+    }
+    assert!(
+        rss_kib() < before + 64 * 1024,
+        "memory grew from {before} KiB to {} KiB",
+        rss_kib()
+    );
+    cluster.shutdown().await;
+}
+
+fn frame(body: &[u8]) -> Vec<u8> {
+    [&(body.len() as u32).to_be_bytes()[..], body].concat()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wrong_secret_is_refused_before_anything_else() {
+    let (_dir, cluster) = cluster(1).await;
+    let (stranger, _) = ClusterKey::random();
+    for addr in [cluster.manager_addr.as_str(), cluster.server_addr(0)] {
+        let mut conn = Connection::connect(addr).await.unwrap();
+        let refused = auth::initiate(&mut conn, &stranger).await;
+        assert!(matches!(refused, Err(FrameError::Auth(_))), "{refused:?}");
+        // Requests without a handshake are not answered either.
+        let mut conn = Connection::connect(addr).await.unwrap();
+        let answer = conn.call(&Message::Status).await;
+        assert!(answer.is_err(), "{answer:?}");
+    }
+    still_serving(&cluster).await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_peers_are_timed_out_and_do_not_block_others() {
+    let (_dir, cluster) = cluster(1).await;
+    let mut silent = Vec::new();
+    for _ in 0..200 {
+        silent.push(TcpStream::connect(&cluster.manager_addr).await.unwrap());
+    }
+    // A trickler: one byte at a time, never a whole frame.
+    let mut trickler = TcpStream::connect(&cluster.manager_addr).await.unwrap();
+    trickler.write_all(&[0]).await.unwrap();
+    still_serving(&cluster).await;
+    let started = Instant::now();
+    for stream in &mut silent {
+        closed_within(stream, HANDSHAKE_TIMEOUT + Duration::from_secs(3)).await;
+    }
+    trickler.write_all(&[0]).await.ok();
+    closed_within(&mut trickler, Duration::from_secs(3)).await;
+    assert!(started.elapsed() < HANDSHAKE_TIMEOUT + Duration::from_secs(3));
+    still_serving(&cluster).await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_accept_no_bytes_and_serve_no_blob_without_a_valid_ticket() {
+    let (_dir, cluster) = cluster(2).await;
+    let status = cluster.status().await.unwrap();
+    let server = status
+        .servers
+        .iter()
+        .find(|s| s.addr == cluster.server_addr(0))
+        .unwrap()
+        .id;
+    let hash = BlobHash::of(b"x");
+    let (stranger, _) = ClusterKey::random();
+    let cases = [
+        Message::Store {
+            ticket: Ticket::issue(&stranger, TicketKind::Store, 1, server, hash, 1),
+        },
+        Message::Store {
+            ticket: Ticket::issue(&cluster.key, TicketKind::Fetch, 2, server, hash, 1),
+        },
+        Message::Store {
+            ticket: Ticket::issue(&cluster.key, TicketKind::Store, 3, server + 1, hash, 1),
+        },
+        Message::Fetch {
+            ticket: Ticket::issue(&stranger, TicketKind::Fetch, 4, server, hash, 1),
+            offset: 0,
+        },
+        Message::Upload {
+            ticket: Ticket::issue(&cluster.key, TicketKind::Upload, 5, server, hash, 1),
+        },
+    ];
+    for request in cases {
+        let mut conn = authenticated(cluster.server_addr(0), &cluster.key).await;
+        let answer = conn.call(&request).await;
+        assert!(
+            matches!(answer, Err(FrameError::Remote(_))),
+            "{request:?}: {answer:?}"
+        );
+    }
+    // A valid store ticket works once only.
+    let ticket = Ticket::issue(&cluster.key, TicketKind::Store, 6, server, hash, 1);
+    let mut conn = authenticated(cluster.server_addr(0), &cluster.key).await;
+    assert_eq!(
+        conn.call(&Message::Store {
+            ticket: ticket.clone()
+        })
+        .await
+        .unwrap(),
+        Message::Accepted
+    );
+    let mut again = authenticated(cluster.server_addr(0), &cluster.key).await;
+    assert!(again.call(&Message::Store { ticket }).await.is_err());
+    cluster.shutdown().await;
+}
+
+/// Asks the manager for an upload ticket and presents it to the primary.
+async fn start_upload(
+    cluster: &LocalCluster,
+    name: &str,
+    size: u64,
+    hash: BlobHash,
+) -> (Connection, Connection) {
+    let mut manager = authenticated(&cluster.manager_addr, &cluster.key).await;
+    let request = Message::PutBegin {
+        client: "mallory".into(),
+        name: name.into(),
+        size,
+        hash,
+        exclude: vec![],
+    };
+    let Message::PutTicket { primary, ticket } = manager.call(&request).await.unwrap() else {
+        panic!("no ticket");
+    };
+    let mut upload = authenticated(&primary, &cluster.key).await;
+    assert_eq!(
+        upload.call(&Message::Upload { ticket }).await.unwrap(),
+        Message::Accepted
+    );
+    (manager, upload)
+}
+
+fn chunk(bytes: &[u8]) -> Message {
+    Message::Chunk {
+        data: ByteBuf::from(bytes.to_vec()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sizes_and_hashes_that_lie_are_rejected_and_nothing_is_kept() {
+    let (dir, cluster) = cluster(3).await;
+    let content = b"the real content".to_vec();
+    let hash = BlobHash::of(&content);
+    let size = content.len() as u64;
+    let lies: [(&str, Vec<Message>); 3] = [
+        ("fewer", vec![chunk(&content[..5]), Message::End]),
+        ("more", vec![chunk(&content), chunk(b"extra")]),
+        ("other", vec![chunk(b"not the content!"), Message::End]),
+    ];
+    for (name, frames) in lies {
+        let (mut manager, mut upload) = start_upload(&cluster, name, size, hash).await;
+        for frame in frames {
+            if upload.send(&frame).await.is_err() {
+                break;
+            }
+        }
+        let verdict = manager.recv().await;
+        assert!(
+            matches!(verdict, Err(FrameError::Remote(_))),
+            "{name}: {verdict:?}"
+        );
+    }
+    // Nothing was committed, and no copy of anything is visible.
+    let mut manager = authenticated(&cluster.manager_addr, &cluster.key).await;
+    manager
+        .send(&Message::List {
+            client: "mallory".into(),
+            name: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(manager.recv().await.unwrap(), Message::End);
+    let visible = walk(dir.path())
+        .into_iter()
+        .filter(|p| p.contains("/blobs/"))
+        .count();
+    assert_eq!(visible, 0);
+    cluster.shutdown().await;
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path.display().to_string());
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_that_escape_are_refused_by_the_manager() {
+    let (_dir, cluster) = cluster(2).await;
+    let mut manager = authenticated(&cluster.manager_addr, &cluster.key).await;
+    let long = "x".repeat(1025);
+    for name in [
+        "../etc/passwd",
+        "/abs",
+        "a/../b",
+        "a\\b",
+        "a\0b",
+        "",
+        "a//b",
+        long.as_str(),
+    ] {
+        let request = Message::PutBegin {
+            client: "mallory".into(),
+            name: name.into(),
+            size: 1,
+            hash: BlobHash::of(b"x"),
+            exclude: vec![],
+        };
+        let answer = manager.call(&request).await;
+        assert!(
+            matches!(&answer, Err(FrameError::Remote(reason)) if reason.contains("bad name")),
+            "{name:?}: {answer:?}"
+        );
+        let answer = manager
+            .call(&Message::GetBegin {
+                client: "../mallory".into(),
+                name: "x".into(),
+                version: None,
+                exclude: vec![],
+            })
+            .await;
+        assert!(
+            matches!(&answer, Err(FrameError::Remote(reason)) if reason.contains("bad client"))
+        );
+    }
+    cluster.shutdown().await;
+}
