@@ -4,6 +4,7 @@
 //! Both take a bound listener and a shutdown token (as tokio's mini-redis
 //! does), so tests run whole clusters in one process on port 0.
 
+pub mod cli;
 pub mod cluster;
 pub mod listener;
 pub mod manager;

@@ -71,4 +71,24 @@ pub enum Command {
     },
     /// Start a local cluster and open the dashboard on it.
     Demo,
+    /// Measure backup and restore speed on a local cluster of real processes.
+    Bench {
+        /// Runs per case; medians are reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Size of the big file, in MiB.
+        #[arg(long, default_value_t = 1024)]
+        big_mib: u64,
+        /// Number of 4 KiB files.
+        #[arg(long, default_value_t = 10_000)]
+        small_files: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a daemon, exactly as the `daemon` binary does (see `arca daemon --help`).
+    #[command(disable_help_flag = true)]
+    Daemon {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }

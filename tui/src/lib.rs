@@ -1,6 +1,7 @@
 //! `arca`, Arca's client: a full-screen dashboard by default, headless
 //! subcommands for scripts and cron.
 
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod commands;

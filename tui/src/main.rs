@@ -9,8 +9,12 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let dashboard = matches!(cli.command, None | Some(Command::Demo));
-    if !dashboard {
+    // The dashboard owns the terminal; a daemon sets up its own logging.
+    let quiet = matches!(
+        cli.command,
+        None | Some(Command::Demo | Command::Daemon { .. })
+    );
+    if !quiet {
         tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
             .with_env_filter(

@@ -27,6 +27,27 @@ pub async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
     match cli.command {
         None => dashboard(settings()?).await,
         Some(Command::Demo) => crate::demo::run().await.map(|()| ExitCode::SUCCESS),
+        Some(Command::Bench {
+            runs,
+            big_mib,
+            small_files,
+            json,
+        }) => {
+            let options = crate::bench::Options {
+                runs,
+                big_mib,
+                small_files,
+                json,
+            };
+            crate::bench::run(options).await.map(|()| ExitCode::SUCCESS)
+        }
+        Some(Command::Daemon { args }) => {
+            let args = std::iter::once("daemon".into()).chain(args);
+            arca_daemon::cli::run(args)
+                .await
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(|e| ClientError::Local(format!("{e:#}")))
+        }
         Some(Command::Put { paths }) => put::run(settings()?, &paths).await,
         Some(Command::Get {
             name,

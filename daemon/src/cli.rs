@@ -1,0 +1,266 @@
+//! The daemon's command line: `daemon --role manager`,
+//! `daemon --role server --port P`, `daemon init-secret PATH`. The `daemon`
+//! binary runs it, and so does `arca daemon` (the benchmark starts its
+//! daemons that way, as separate processes).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::{ManagerConfig, ServerConfig, run_manager, run_server};
+use arca_shared::auth::{self, ClusterKey};
+use arca_shared::choice::Weights;
+use clap::{Parser, Subcommand, ValueEnum};
+use color_eyre::eyre::{Result, WrapErr, bail};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Arca's manager and storage server",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Which daemon to run.
+    #[arg(long, value_enum, required = false)]
+    role: Option<Role>,
+    /// A server's port (it listens on 0.0.0.0:PORT).
+    #[arg(long, required_if_eq("role", "server"))]
+    port: Option<u16>,
+    /// Address to listen on [manager: 0.0.0.0:9000, server: 0.0.0.0:PORT].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Data folder [manager: ./arca-manager, server: ./arca-server-PORT].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// The cluster secret [default: ~/.config/arca/secret].
+    #[arg(long, env = "ARCA_SECRET_FILE")]
+    secret_file: Option<PathBuf>,
+    /// Server: the manager to join.
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    manager: String,
+    /// Server: the address others reach it at [default: 127.0.0.1:PORT].
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Server: bytes offered (e.g. 500M, 20G) [default: the disk's free space].
+    #[arg(long, value_parser = parse_bytes)]
+    capacity: Option<u64>,
+    /// Manager: copies kept of every file.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=8))]
+    replicas: u32,
+    /// Manager: silence after which a server counts as dead (e.g. 3s, 500ms).
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    dead_after: Duration,
+    /// Manager: how long a server may be dead before its data is copied again.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    heal_after: Duration,
+    /// Manager: how old a blob no catalog entry uses must be before it is removed.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    orphan_grace: Duration,
+    /// Server: pause between two scrubs (re-hashing every stored blob).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    scrub_every: Duration,
+    /// Manager: weight of latency in server choice.
+    #[arg(long, default_value_t = 0.5)]
+    latency_weight: f64,
+    /// Manager: weight of stored load in server choice.
+    #[arg(long, default_value_t = 0.5)]
+    load_weight: f64,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a fresh random cluster secret to PATH (mode 0600).
+    InitSecret { path: PathBuf },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Role {
+    Manager,
+    Server,
+}
+
+/// Parses `args` (the program name first) and runs what they say until a
+/// signal stops it.
+pub async fn run<I, T>(args: I) -> Result<()>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::parse_from(args);
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .try_init();
+    if let Some(Command::InitSecret { path }) = &cli.command {
+        auth::write_new_secret(path)?;
+        println!("wrote a new cluster secret to {}", path.display());
+        return Ok(());
+    }
+    let secret_path = cli
+        .secret_file
+        .clone()
+        .unwrap_or_else(auth::default_secret_path);
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    match cli.role {
+        Some(Role::Manager) => manager(&cli, &secret_path, shutdown).await,
+        Some(Role::Server) => server(&cli, &secret_path, shutdown).await,
+        None => bail!("say which daemon to run: --role manager or --role server --port PORT"),
+    }
+}
+
+async fn manager(cli: &Cli, secret_path: &Path, shutdown: CancellationToken) -> Result<()> {
+    let (key, created) = ClusterKey::load_or_create(secret_path)?;
+    if created {
+        tracing::info!(
+            "created a new cluster secret at {}; copy it to every server and client machine",
+            secret_path.display()
+        );
+    }
+    let listen = cli
+        .listen
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 9000)));
+    let listener = bind(listen).await?;
+    let mut config = ManagerConfig::new(
+        cli.data
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("arca-manager")),
+        key,
+    );
+    config.replicas = cli.replicas;
+    config.dead_after = cli.dead_after;
+    config.heal_after = cli.heal_after;
+    config.orphan_grace = cli.orphan_grace;
+    config.weights = Weights {
+        latency: cli.latency_weight,
+        load: cli.load_weight,
+    };
+    tracing::info!(%listen, data = %config.data.display(), replicas = config.replicas, "manager running");
+    run_manager(listener, config, shutdown).await?;
+    tracing::info!("manager stopped");
+    Ok(())
+}
+
+async fn server(cli: &Cli, secret_path: &Path, shutdown: CancellationToken) -> Result<()> {
+    let key = ClusterKey::load(secret_path)?;
+    let port = cli.port.unwrap_or(0);
+    let listen = cli
+        .listen
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], port)));
+    let listener = bind(listen).await?;
+    let bound = listener.local_addr()?;
+    let advertise = cli.advertise.clone().unwrap_or_else(|| {
+        if bound.ip().is_unspecified() {
+            format!("127.0.0.1:{}", bound.port())
+        } else {
+            bound.to_string()
+        }
+    });
+    let data = cli
+        .data
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("arca-server-{}", bound.port())));
+    let mut config = ServerConfig::new(data, cli.manager.clone(), advertise, key);
+    config.capacity = cli.capacity;
+    config.heartbeat_every = (cli.dead_after / 4).max(Duration::from_millis(50));
+    config.scrub_every = cli.scrub_every;
+    tracing::info!(%listen, advertise = %config.advertise, data = %config.data.display(), "server running");
+    run_server(listener, config, shutdown)
+        .await
+        .wrap_err("cannot open the data folder")?;
+    tracing::info!("server stopped");
+    Ok(())
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .wrap_err_with(|| format!("cannot listen on {addr} (is another daemon using it?)"))
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::warn!("cannot watch SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return shutdown.cancel();
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}
+
+/// Parses `512`, `64K`, `500M`, `20G` or `1T` (powers of 1024).
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("not a size: {text:?}"))?;
+    let shift = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches(['B', 'I'])
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(format!("unknown unit in {text:?}; use K, M, G or T")),
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// Parses `3s`, `500ms`, `2m` or a plain number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("not a duration: {text:?}"))?;
+    let seconds = match unit {
+        "ms" => number / 1000.0,
+        "" | "s" => number,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return Err(format!("unknown unit in {text:?}; use ms, s, m or h")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations_parse() {
+        assert_eq!(parse_bytes("512"), Ok(512));
+        assert_eq!(parse_bytes("64K"), Ok(64 << 10));
+        assert_eq!(parse_bytes("20GiB"), Ok(20 << 30));
+        assert!(parse_bytes("1X").is_err());
+        assert!(parse_bytes("99999999999T").is_err());
+        assert_eq!(parse_duration("3s"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("soon").is_err());
+    }
+}

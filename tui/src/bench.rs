@@ -1,0 +1,492 @@
+//! `arca bench`: a local cluster of real processes (a manager and four
+//! servers, data on this disk) and the numbers that matter, each a median
+//! over several runs and a ratio to a floor measured in the same run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use arca_shared::auth::ClusterKey;
+use serde_json::json;
+
+use crate::client::{ClientError, Session, Settings};
+
+pub struct Options {
+    pub runs: usize,
+    pub big_mib: u64,
+    pub small_files: usize,
+    pub json: bool,
+}
+
+/// One measured case: seconds per run, and the floor's seconds per run.
+struct Case {
+    name: &'static str,
+    unit: &'static str,
+    /// Work per run, in the unit's numerator (bytes or files).
+    amount: f64,
+    arca: Vec<f64>,
+    floor_name: &'static str,
+    floor: Vec<f64>,
+}
+
+impl Case {
+    fn rate(&self, secs: f64) -> f64 {
+        self.amount / secs
+    }
+
+    fn ratio(&self) -> Option<f64> {
+        (!self.floor.is_empty()).then(|| median(&self.arca) / median(&self.floor))
+    }
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+struct Bench {
+    dir: PathBuf,
+    exe: PathBuf,
+    secret: PathBuf,
+    manager: String,
+    daemons: Vec<(String, Child)>,
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.daemons {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+type BenchResult<T> = Result<T, ClientError>;
+
+fn io(what: &str) -> impl Fn(std::io::Error) -> ClientError + '_ {
+    move |e| ClientError::local(what, e)
+}
+
+pub async fn run(options: Options) -> BenchResult<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("arca-bench-")
+        .tempdir_in(".")
+        .map_err(io("cannot create the bench folder here"))?;
+    let exe = std::env::current_exe().map_err(io("cannot find the arca binary"))?;
+    let mut bench = Bench {
+        dir: dir.path().to_owned(),
+        exe,
+        secret: dir.path().join("secret"),
+        manager: format!("127.0.0.1:{}", free_port()?),
+        daemons: Vec::new(),
+    };
+    arca_shared::auth::write_new_secret(&bench.secret)
+        .map_err(|e| ClientError::Local(e.to_string()))?;
+    bench.start_cluster().await?;
+    eprintln!(
+        "cluster up: a manager and 4 servers; data under {}",
+        bench.dir.display()
+    );
+
+    let mut cases = Vec::new();
+    let big = bench.dir.join("big.bin");
+    let big_bytes = options.big_mib << 20;
+    write_pseudo_random(&big, big_bytes, 0)?;
+    let mut backup = Case {
+        name: "backup, 2 replicas",
+        unit: "MB/s",
+        amount: big_bytes as f64,
+        arca: Vec::new(),
+        floor_name: "cp to 2 folders + fsync",
+        floor: Vec::new(),
+    };
+    let mut restore = Case {
+        name: "restore",
+        unit: "MB/s",
+        amount: big_bytes as f64,
+        arca: Vec::new(),
+        floor_name: "cp + fsync",
+        floor: Vec::new(),
+    };
+    let mut client_rss = 0u64;
+    for run in 0..options.runs {
+        eprintln!("big file, run {}/{}", run + 1, options.runs);
+        stamp(&big, run as u64)?;
+        backup.floor.push(copy_floor(&big, &bench.dir, 2)?);
+        let (secs, rss) = bench.arca(&["put", path_str(&big)?], &bench.dir)?;
+        backup.arca.push(secs);
+        client_rss = client_rss.max(rss);
+        let restored = bench.dir.join("restored.bin");
+        restore.floor.push(copy_floor(&big, &bench.dir, 1)?);
+        let (secs, rss) = bench.arca(
+            &["get", "big.bin", "-o", path_str(&restored)?, "--force"],
+            &bench.dir,
+        )?;
+        restore.arca.push(secs);
+        client_rss = client_rss.max(rss);
+        let _ = std::fs::remove_file(&restored);
+    }
+    let daemon_rss: Vec<(String, u64)> = bench
+        .daemons
+        .iter()
+        .map(|(name, child)| (name.clone(), peak_rss_kib(child.id())))
+        .collect();
+    cases.push(backup);
+    cases.push(restore);
+    let _ = std::fs::remove_file(&big);
+
+    let tree = bench.dir.join("tree");
+    let mut small = Case {
+        name: "small files backup",
+        unit: "files/s",
+        amount: options.small_files as f64,
+        arca: Vec::new(),
+        floor_name: "restic backup",
+        floor: Vec::new(),
+    };
+    let mut again = Case {
+        name: "unchanged re-backup",
+        unit: "files/s",
+        amount: options.small_files as f64,
+        arca: Vec::new(),
+        floor_name: "first backup",
+        floor: Vec::new(),
+    };
+    let restic = restic_repo(&bench.dir);
+    for run in 0..options.runs {
+        eprintln!(
+            "{} small files, run {}/{}",
+            options.small_files,
+            run + 1,
+            options.runs
+        );
+        write_tree(&tree, options.small_files, run as u64 + 1)?;
+        let client = format!("small-{run}");
+        let (first, _) = bench.arca_as(&client, &["put", path_str(&tree)?], &bench.dir)?;
+        small.arca.push(first);
+        let (second, _) = bench.arca_as(&client, &["put", path_str(&tree)?], &bench.dir)?;
+        again.arca.push(second);
+        again.floor.push(first);
+        if let Some(repo) = &restic {
+            small.floor.push(time_restic(repo, &tree)?);
+        }
+    }
+    cases.push(small);
+    cases.push(again);
+    report(&options, &cases, client_rss, &daemon_rss, restic.is_some());
+    Ok(())
+}
+
+impl Bench {
+    async fn start_cluster(&mut self) -> BenchResult<()> {
+        let manager_data = self.dir.join("manager");
+        let manager = self.manager.clone();
+        self.spawn_daemon(
+            "manager",
+            &[
+                "--role",
+                "manager",
+                "--listen",
+                &manager,
+                "--data",
+                path_str(&manager_data)?,
+            ],
+        )?;
+        for i in 1..=4 {
+            let port = free_port()?.to_string();
+            let data = self.dir.join(format!("server-{i}"));
+            self.spawn_daemon(
+                &format!("server {i}"),
+                &[
+                    "--role",
+                    "server",
+                    "--port",
+                    &port,
+                    "--manager",
+                    &manager,
+                    "--data",
+                    path_str(&data)?,
+                ],
+            )?;
+        }
+        let settings = Settings {
+            manager: self.manager.clone(),
+            client: "bench".into(),
+            key: ClusterKey::load(&self.secret).map_err(|e| ClientError::Local(e.to_string()))?,
+            files: self.dir.clone(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(mut session) = Session::connect(settings.clone()).await
+                && let Ok(status) = session.status().await
+                && status
+                    .servers
+                    .iter()
+                    .filter(|s| s.alive && s.latency_ms > 0.0)
+                    .count()
+                    == 4
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(ClientError::Local(
+                    "the bench cluster did not start within 30 s".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn spawn_daemon(&mut self, name: &str, args: &[&str]) -> BenchResult<()> {
+        let child = Command::new(&self.exe)
+            .arg("daemon")
+            .args(args)
+            .env("ARCA_SECRET_FILE", &self.secret)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(io("cannot start a daemon"))?;
+        self.daemons.push((name.to_owned(), child));
+        Ok(())
+    }
+
+    fn arca(&self, args: &[&str], files: &Path) -> BenchResult<(f64, u64)> {
+        self.arca_as("bench", args, files)
+    }
+
+    /// Runs `arca ARGS` as a client; returns its wall time and peak RSS (KiB).
+    fn arca_as(&self, client: &str, args: &[&str], files: &Path) -> BenchResult<(f64, u64)> {
+        let start = Instant::now();
+        let mut child = Command::new(&self.exe)
+            .args(args)
+            .env("ARCA_MANAGER", &self.manager)
+            .env("ARCA_SECRET_FILE", &self.secret)
+            .env("ARCA_CLIENT", client)
+            .env("ARCA_FILES", files)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(io("cannot start arca"))?;
+        let mut peak = 0;
+        let status = loop {
+            if let Some(status) = child.try_wait().map_err(io("arca"))? {
+                break status;
+            }
+            peak = peak.max(peak_rss_kib(child.id()));
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let secs = start.elapsed().as_secs_f64();
+        if !status.success() {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+            }
+            return Err(ClientError::Local(format!(
+                "arca {} failed: {stderr}",
+                args.join(" ")
+            )));
+        }
+        Ok((secs, peak))
+    }
+}
+
+fn path_str(path: &Path) -> BenchResult<&str> {
+    path.to_str()
+        .ok_or_else(|| ClientError::Local(format!("{} is not UTF-8", path.display())))
+}
+
+fn free_port() -> BenchResult<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(io("no free port"))?;
+    Ok(listener.local_addr().map_err(io("no free port"))?.port())
+}
+
+/// The high-water mark of a process's resident memory, in KiB (0 if gone).
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn write_pseudo_random(path: &Path, len: u64, seed: u64) -> BenchResult<()> {
+    use std::io::Write;
+    let mut out =
+        std::io::BufWriter::new(std::fs::File::create(path).map_err(io("cannot write test data"))?);
+    let mut stream = blake3::Hasher::new()
+        .update(&seed.to_le_bytes())
+        .finalize_xof();
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let n = chunk.len().min(left as usize);
+        stream.fill(&mut chunk[..n]);
+        out.write_all(&chunk[..n])
+            .map_err(io("cannot write test data"))?;
+        left -= n as u64;
+    }
+    out.flush().map_err(io("cannot write test data"))
+}
+
+/// Makes each run's big file new content without rewriting it.
+fn stamp(path: &Path, run: u64) -> BenchResult<()> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io("stamp"))?;
+    file.write_all_at(&run.to_le_bytes(), 0)
+        .map_err(io("stamp"))
+}
+
+/// The floor: copies to `copies` folders, each fsynced; returns seconds.
+fn copy_floor(source: &Path, dir: &Path, copies: usize) -> BenchResult<f64> {
+    let start = Instant::now();
+    let mut made = Vec::new();
+    for i in 0..copies {
+        let folder = dir.join(format!("floor-{i}"));
+        std::fs::create_dir_all(&folder).map_err(io("floor"))?;
+        let dest = folder.join("copy.bin");
+        std::fs::copy(source, &dest).map_err(io("floor"))?;
+        std::fs::File::open(&dest)
+            .and_then(|f| f.sync_all())
+            .map_err(io("floor"))?;
+        made.push(dest);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    for path in made {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(secs)
+}
+
+/// `count` files of 4 KiB in 20 folders, different content for each seed.
+fn write_tree(root: &Path, count: usize, seed: u64) -> BenchResult<()> {
+    let _ = std::fs::remove_dir_all(root);
+    let mut stream = blake3::Hasher::new()
+        .update(&seed.to_le_bytes())
+        .finalize_xof();
+    let mut block = vec![0u8; 4096];
+    for i in 0..count {
+        let folder = root.join(format!("folder-{:02}", i % 20));
+        if i < 20 {
+            std::fs::create_dir_all(&folder).map_err(io("tree"))?;
+        }
+        stream.fill(&mut block);
+        std::fs::write(folder.join(format!("file-{i:05}")), &block).map_err(io("tree"))?;
+    }
+    Ok(())
+}
+
+/// The bench's throwaway restic repository needs some password.
+const RESTIC_PASSWORD: &str = "arca-bench";
+
+/// A restic repository for the baseline, if restic is installed.
+fn restic_repo(dir: &Path) -> Option<PathBuf> {
+    let repo = dir.join("restic-repo");
+    let ok = Command::new("restic")
+        .args(["init", "--repo"])
+        .arg(&repo)
+        .env("RESTIC_PASSWORD", RESTIC_PASSWORD)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(repo)
+}
+
+fn time_restic(repo: &Path, tree: &Path) -> BenchResult<f64> {
+    let start = Instant::now();
+    let status = Command::new("restic")
+        .args(["backup", "--quiet", "--repo"])
+        .arg(repo)
+        .env("RESTIC_PASSWORD", RESTIC_PASSWORD)
+        .arg(tree)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(io("restic"))?;
+    if !status.success() {
+        return Err(ClientError::Local("restic backup failed".into()));
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+fn report(
+    options: &Options,
+    cases: &[Case],
+    client_rss: u64,
+    daemons: &[(String, u64)],
+    restic: bool,
+) {
+    if options.json {
+        let cases: Vec<_> = cases
+            .iter()
+            .map(|c| {
+                json!({
+                    "case": c.name,
+                    "median_s": median(&c.arca),
+                    "runs_s": c.arca,
+                    "rate": c.rate(median(&c.arca)),
+                    "unit": c.unit,
+                    "floor": c.floor_name,
+                    "floor_median_s": (!c.floor.is_empty()).then(|| median(&c.floor)),
+                    "ratio_to_floor": c.ratio(),
+                })
+            })
+            .collect();
+        let rss: serde_json::Map<String, serde_json::Value> =
+            std::iter::once(("client".to_owned(), json!(client_rss)))
+                .chain(daemons.iter().map(|(n, r)| (n.clone(), json!(r))))
+                .collect();
+        println!(
+            "{}",
+            json!({ "runs": options.runs, "big_mib": options.big_mib, "small_files": options.small_files,
+                    "cases": cases, "peak_rss_kib": rss })
+        );
+        return;
+    }
+    println!(
+        "Arca bench: {} runs, medians; {} MiB file, {} small files; 4 servers, 2 replicas, loopback",
+        options.runs, options.big_mib, options.small_files
+    );
+    println!(
+        "{:<22} {:>10} {:>14}   {:<26} {:>9} {:>7}",
+        "case", "time (s)", "rate", "floor", "floor (s)", "ratio"
+    );
+    for c in cases {
+        let secs = median(&c.arca);
+        let rate = if c.unit == "MB/s" {
+            format!("{:.0} MB/s", c.rate(secs) / 1e6)
+        } else {
+            format!("{:.0} files/s", c.rate(secs))
+        };
+        let floor = if c.floor.is_empty() {
+            "-".to_owned()
+        } else {
+            format!("{:.3}", median(&c.floor))
+        };
+        let ratio = c.ratio().map_or("-".to_owned(), |r| format!("{r:.2}x"));
+        println!(
+            "{:<22} {:>10.3} {:>14}   {:<26} {:>9} {:>7}",
+            c.name, secs, rate, c.floor_name, floor, ratio
+        );
+    }
+    if !restic {
+        println!("(restic is not installed: no small-files floor; apt-get install restic)");
+    }
+    let daemons: Vec<String> = daemons
+        .iter()
+        .map(|(n, r)| format!("{n} {:.1}", *r as f64 / 1024.0))
+        .collect();
+    println!(
+        "peak RSS (MiB): client {:.1}; {}",
+        client_rss as f64 / 1024.0,
+        daemons.join("; ")
+    );
+}
