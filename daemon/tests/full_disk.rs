@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use arca_daemon::cluster::{ClusterOptions, LocalCluster};
+use arca_shared::protocol::{PutFile, UploadGrant};
 use arca_shared::{BlobHash, Connection, FrameError, Message, auth};
 use serde_bytes::ByteBuf;
 
@@ -32,17 +33,26 @@ impl Drop for SmallDisk {
     }
 }
 
+fn put_begin(name: &str, content: &[u8]) -> Message {
+    Message::PutBegin {
+        client: "me".into(),
+        files: vec![PutFile {
+            name: name.into(),
+            size: content.len() as u64,
+            hash: BlobHash::of(content),
+        }],
+        exclude: vec![],
+    }
+}
+
 async fn put(cluster: &LocalCluster, name: &str, content: &[u8]) -> Result<Message, FrameError> {
     let mut manager = Connection::connect(&cluster.manager_addr).await?;
     auth::initiate(&mut manager, &cluster.key).await?;
-    let request = Message::PutBegin {
-        client: "me".into(),
-        name: name.into(),
-        size: content.len() as u64,
-        hash: BlobHash::of(content),
-        exclude: vec![],
-    };
-    let Message::PutTicket { primary, ticket } = manager.call(&request).await? else {
+    let Message::Planned {
+        upload: Some(UploadGrant { primary, ticket }),
+        ..
+    } = manager.call(&put_begin(name, content)).await?
+    else {
         panic!("no ticket");
     };
     let mut upload = Connection::connect(&primary).await?;
@@ -138,14 +148,7 @@ async fn a_full_disk_fails_clearly_leaves_nothing_and_is_avoided_until_freed() {
 async fn put_begin_refusal(cluster: &LocalCluster, content: &[u8]) -> String {
     let mut manager = Connection::connect(&cluster.manager_addr).await.unwrap();
     auth::initiate(&mut manager, &cluster.key).await.unwrap();
-    let request = Message::PutBegin {
-        client: "me".into(),
-        name: "big".into(),
-        size: content.len() as u64,
-        hash: BlobHash::of(content),
-        exclude: vec![],
-    };
-    match manager.call(&request).await {
+    match manager.call(&put_begin("big", content)).await {
         Err(FrameError::Remote(reason)) => reason,
         other => panic!("expected a refusal, got {other:?}"),
     }

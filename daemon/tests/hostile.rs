@@ -9,6 +9,7 @@ use arca_daemon::cluster::{ClusterOptions, LocalCluster};
 use arca_shared::auth::{self, ClusterKey};
 use arca_shared::connection::encode;
 use arca_shared::limits::{CONTROL_FRAME_MAX, HANDSHAKE_TIMEOUT};
+use arca_shared::protocol::{Item, PutFile, UploadGrant, items_digest};
 use arca_shared::ticket::{Ticket, TicketKind};
 use arca_shared::{BlobHash, Connection, FrameError, Message};
 use serde_bytes::ByteBuf;
@@ -161,18 +162,50 @@ async fn servers_accept_no_bytes_and_serve_no_blob_without_a_valid_ticket() {
         .find(|s| s.addr == cluster.server_addr(0))
         .unwrap()
         .id;
-    let hash = BlobHash::of(b"x");
+    let items = vec![Item {
+        hash: BlobHash::of(b"x"),
+        size: 1,
+    }];
+    let hash = items_digest(&items);
     let (stranger, _) = ClusterKey::random();
+    let store = |ticket| Message::Store {
+        ticket,
+        items: items.clone(),
+    };
     let cases = [
-        Message::Store {
-            ticket: Ticket::issue(&stranger, TicketKind::Store, 1, server, hash, 1),
-        },
-        Message::Store {
-            ticket: Ticket::issue(&cluster.key, TicketKind::Fetch, 2, server, hash, 1),
-        },
-        Message::Store {
-            ticket: Ticket::issue(&cluster.key, TicketKind::Store, 3, server + 1, hash, 1),
-        },
+        store(Ticket::issue(
+            &stranger,
+            TicketKind::Store,
+            1,
+            server,
+            hash,
+            1,
+        )),
+        store(Ticket::issue(
+            &cluster.key,
+            TicketKind::Fetch,
+            2,
+            server,
+            hash,
+            1,
+        )),
+        store(Ticket::issue(
+            &cluster.key,
+            TicketKind::Store,
+            3,
+            server + 1,
+            hash,
+            1,
+        )),
+        // A genuine ticket for other files.
+        store(Ticket::issue(
+            &cluster.key,
+            TicketKind::Store,
+            7,
+            server,
+            BlobHash::of(b"y"),
+            1,
+        )),
         Message::Fetch {
             ticket: Ticket::issue(&stranger, TicketKind::Fetch, 4, server, hash, 1),
             offset: 0,
@@ -193,15 +226,11 @@ async fn servers_accept_no_bytes_and_serve_no_blob_without_a_valid_ticket() {
     let ticket = Ticket::issue(&cluster.key, TicketKind::Store, 6, server, hash, 1);
     let mut conn = authenticated(cluster.server_addr(0), &cluster.key).await;
     assert_eq!(
-        conn.call(&Message::Store {
-            ticket: ticket.clone()
-        })
-        .await
-        .unwrap(),
+        conn.call(&store(ticket.clone())).await.unwrap(),
         Message::Accepted
     );
     let mut again = authenticated(cluster.server_addr(0), &cluster.key).await;
-    assert!(again.call(&Message::Store { ticket }).await.is_err());
+    assert!(again.call(&store(ticket)).await.is_err());
     cluster.shutdown().await;
 }
 
@@ -213,14 +242,11 @@ async fn start_upload(
     hash: BlobHash,
 ) -> (Connection, Connection) {
     let mut manager = authenticated(&cluster.manager_addr, &cluster.key).await;
-    let request = Message::PutBegin {
-        client: "mallory".into(),
-        name: name.into(),
-        size,
-        hash,
-        exclude: vec![],
-    };
-    let Message::PutTicket { primary, ticket } = manager.call(&request).await.unwrap() else {
+    let Message::Planned {
+        upload: Some(UploadGrant { primary, ticket }),
+        ..
+    } = manager.call(&put_begin(name, size, hash)).await.unwrap()
+    else {
         panic!("no ticket");
     };
     let mut upload = authenticated(&primary, &cluster.key).await;
@@ -229,6 +255,18 @@ async fn start_upload(
         Message::Accepted
     );
     (manager, upload)
+}
+
+fn put_begin(name: &str, size: u64, hash: BlobHash) -> Message {
+    Message::PutBegin {
+        client: "mallory".into(),
+        files: vec![PutFile {
+            name: name.into(),
+            size,
+            hash,
+        }],
+        exclude: vec![],
+    }
 }
 
 fn chunk(bytes: &[u8]) -> Message {
@@ -307,14 +345,7 @@ async fn names_that_escape_are_refused_by_the_manager() {
         "a//b",
         long.as_str(),
     ] {
-        let request = Message::PutBegin {
-            client: "mallory".into(),
-            name: name.into(),
-            size: 1,
-            hash: BlobHash::of(b"x"),
-            exclude: vec![],
-        };
-        let answer = manager.call(&request).await;
+        let answer = manager.call(&put_begin(name, 1, BlobHash::of(b"x"))).await;
         assert!(
             matches!(&answer, Err(FrameError::Remote(reason)) if reason.contains("bad name")),
             "{name:?}: {answer:?}"

@@ -58,9 +58,11 @@ pub enum Message {
     Ping,
     Pong,
     /// Step 3 of the backup flow: where the primary forwards upload `upload_id`.
+    /// The files of the upload, in the order they will stream.
     Prepare {
         upload_id: u64,
         replicas: Vec<ReplicaTarget>,
+        items: Vec<Item>,
     },
     DeleteBlob {
         hash: BlobHash,
@@ -97,23 +99,22 @@ pub enum Message {
     },
 
     // Client → manager.
-    /// `exclude` lists servers that failed this client's earlier attempts.
+    /// Back up a batch of files. `exclude` lists servers that failed this
+    /// client's earlier attempts.
     PutBegin {
         client: String,
-        name: String,
-        size: u64,
-        hash: BlobHash,
+        files: Vec<PutFile>,
         exclude: Vec<ServerId>,
     },
-    PutTicket {
-        primary: String,
-        ticket: Ticket,
+    /// What happens to each file of a `PutBegin`, in order; the files marked
+    /// `Send` stream to `upload`'s primary, and `Committed` follows.
+    Planned {
+        results: Vec<PutResult>,
+        upload: Option<UploadGrant>,
     },
-    Unchanged {
-        version: u32,
-    },
+    /// The versions of the files sent, in order.
     Committed {
-        version: u32,
+        versions: Vec<u32>,
         replicas: u32,
     },
     GetBegin {
@@ -162,8 +163,10 @@ pub enum Message {
     Upload {
         ticket: Ticket,
     },
+    /// `ticket.hash` is the digest of `items` (see [`items_digest`]).
     Store {
         ticket: Ticket,
+        items: Vec<Item>,
     },
     Fetch {
         ticket: Ticket,
@@ -216,8 +219,7 @@ impl Message {
             Message::UploadDone { .. } => "UploadDone",
             Message::UploadFailed { .. } => "UploadFailed",
             Message::PutBegin { .. } => "PutBegin",
-            Message::PutTicket { .. } => "PutTicket",
-            Message::Unchanged { .. } => "Unchanged",
+            Message::Planned { .. } => "Planned",
             Message::Committed { .. } => "Committed",
             Message::GetBegin { .. } => "GetBegin",
             Message::GetTicket { .. } => "GetTicket",
@@ -254,6 +256,49 @@ pub struct ServerStats {
     pub capacity_bytes: u64,
     pub free_bytes: u64,
     pub blobs: u64,
+}
+
+/// One file in a `PutBegin`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PutFile {
+    pub name: String,
+    pub size: u64,
+    pub hash: BlobHash,
+}
+
+/// One file of an upload stream: it comes as chunks, then `End`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    pub hash: BlobHash,
+    pub size: u64,
+}
+
+/// The identity of a list of items, which upload and store tickets carry.
+pub fn items_digest(items: &[Item]) -> BlobHash {
+    let mut hasher = blake3::Hasher::new();
+    for item in items {
+        hasher.update(&item.hash.0);
+        hasher.update(&item.size.to_le_bytes());
+    }
+    BlobHash::from(hasher.finalize())
+}
+
+/// The manager's answer for one file of a `PutBegin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PutResult {
+    /// The newest version already has this content; nothing moves.
+    Unchanged { version: u32 },
+    /// The content is already stored on enough servers: committed, nothing moves.
+    Committed { version: u32, replicas: u32 },
+    /// Stream it to the primary.
+    Send,
+}
+
+/// Where to stream the files marked `Send`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadGrant {
+    pub primary: String,
+    pub ticket: Ticket,
 }
 
 /// A replica the primary forwards to, with the ticket it must present there.

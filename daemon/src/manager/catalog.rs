@@ -12,6 +12,15 @@ pub struct Catalog {
     db: Connection,
 }
 
+/// A version to record: its name, content and the servers holding it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewVersion {
+    pub name: String,
+    pub size: u64,
+    pub hash: BlobHash,
+    pub holders: Vec<ServerId>,
+}
+
 /// One version of one name, as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileRow {
@@ -136,34 +145,39 @@ impl Catalog {
         rows.collect()
     }
 
-    /// Records a new version whose blob every one of `holders` has confirmed.
-    pub fn commit(
-        &mut self,
-        client: &str,
-        name: &str,
-        size: u64,
-        hash: &BlobHash,
-        holders: &[ServerId],
-    ) -> rusqlite::Result<u32> {
+    /// Records new versions, each of whose blob every one of its holders
+    /// has confirmed, in one transaction; returns their version numbers.
+    pub fn commit(&mut self, client: &str, versions: &[NewVersion]) -> rusqlite::Result<Vec<u32>> {
         let tx = self.db.transaction()?;
-        let version: u32 = tx.query_row(
-            "SELECT COALESCE(MAX(version), 0) + 1 FROM files WHERE client = ?1 AND name = ?2",
-            params![client, name],
-            |row| row.get(0),
-        )?;
-        tx.execute(
-            "INSERT INTO files (client, name, version, size, hash, created_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![client, name, version, size as i64, hash.0, now_ms() as i64],
-        )?;
-        for server in holders {
-            tx.execute(
-                "INSERT OR IGNORE INTO holders (hash, server) VALUES (?1, ?2)",
-                params![hash.0, server],
+        let mut numbers = Vec::with_capacity(versions.len());
+        for new in versions {
+            let version: u32 = tx.query_row(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM files WHERE client = ?1 AND name = ?2",
+                params![client, new.name],
+                |row| row.get(0),
             )?;
+            tx.execute(
+                "INSERT INTO files (client, name, version, size, hash, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    client,
+                    new.name,
+                    version,
+                    new.size as i64,
+                    new.hash.0,
+                    now_ms() as i64
+                ],
+            )?;
+            for server in &new.holders {
+                tx.execute(
+                    "INSERT OR IGNORE INTO holders (hash, server) VALUES (?1, ?2)",
+                    params![new.hash.0, server],
+                )?;
+            }
+            numbers.push(version);
         }
         tx.commit()?;
-        Ok(version)
+        Ok(numbers)
     }
 
     pub fn holders(&self, hash: &BlobHash) -> rusqlite::Result<Vec<ServerId>> {
@@ -267,6 +281,24 @@ impl Catalog {
 mod tests {
     use super::*;
 
+    /// Commits one version, as a single-file backup does.
+    fn commit(
+        c: &mut Catalog,
+        client: &str,
+        name: &str,
+        size: u64,
+        hash: &BlobHash,
+        holders: &[ServerId],
+    ) -> rusqlite::Result<u32> {
+        let new = NewVersion {
+            name: name.into(),
+            size,
+            hash: *hash,
+            holders: holders.to_vec(),
+        };
+        Ok(c.commit(client, &[new])?[0])
+    }
+
     fn catalog() -> (tempfile::TempDir, Catalog) {
         let dir = tempfile::tempdir().unwrap();
         let catalog = Catalog::open(&dir.path().join("catalog.db")).unwrap();
@@ -277,9 +309,9 @@ mod tests {
     fn versions_count_up_per_client_and_name() {
         let (_dir, mut c) = catalog();
         let (a, b) = (BlobHash::of(b"a"), BlobHash::of(b"b"));
-        assert_eq!(c.commit("laptop", "x", 1, &a, &[1, 2]).unwrap(), 1);
-        assert_eq!(c.commit("laptop", "x", 1, &b, &[2, 3]).unwrap(), 2);
-        assert_eq!(c.commit("desktop", "x", 1, &a, &[1, 2]).unwrap(), 1);
+        assert_eq!(commit(&mut c, "laptop", "x", 1, &a, &[1, 2]).unwrap(), 1);
+        assert_eq!(commit(&mut c, "laptop", "x", 1, &b, &[2, 3]).unwrap(), 2);
+        assert_eq!(commit(&mut c, "desktop", "x", 1, &a, &[1, 2]).unwrap(), 1);
         assert_eq!(c.find("laptop", "x", None).unwrap().unwrap().hash, b);
         assert_eq!(c.find("laptop", "x", Some(1)).unwrap().unwrap().hash, a);
         assert_eq!(c.find("laptop", "x", Some(3)).unwrap(), None);
@@ -291,8 +323,8 @@ mod tests {
     fn removal_leaves_shared_blobs_referenced() {
         let (_dir, mut c) = catalog();
         let a = BlobHash::of(b"a");
-        c.commit("me", "one", 1, &a, &[1, 2]).unwrap();
-        c.commit("me", "two", 1, &a, &[1, 2]).unwrap();
+        commit(&mut c, "me", "one", 1, &a, &[1, 2]).unwrap();
+        commit(&mut c, "me", "two", 1, &a, &[1, 2]).unwrap();
         assert_eq!(c.remove("me", "one", None).unwrap(), [1]);
         assert!(c.unreferenced().unwrap().is_empty());
         assert_eq!(c.remove("me", "two", Some(1)).unwrap(), [1]);
@@ -303,10 +335,10 @@ mod tests {
     fn latest_lists_newest_versions_under_a_prefix() {
         let (_dir, mut c) = catalog();
         let h = BlobHash::of(b"h");
-        c.commit("me", "photos/a", 1, &h, &[1]).unwrap();
-        c.commit("me", "photos/a", 1, &h, &[1]).unwrap();
-        c.commit("me", "photos/b", 1, &h, &[1]).unwrap();
-        c.commit("me", "notes", 1, &h, &[1]).unwrap();
+        commit(&mut c, "me", "photos/a", 1, &h, &[1]).unwrap();
+        commit(&mut c, "me", "photos/a", 1, &h, &[1]).unwrap();
+        commit(&mut c, "me", "photos/b", 1, &h, &[1]).unwrap();
+        commit(&mut c, "me", "notes", 1, &h, &[1]).unwrap();
         let rows = c.latest("me", "photos/").unwrap();
         let got: Vec<_> = rows.iter().map(|r| (r.name.as_str(), r.version)).collect();
         assert_eq!(got, [("photos/a", 2), ("photos/b", 1)]);
@@ -317,9 +349,9 @@ mod tests {
     fn referenced_blobs_list_their_holders() {
         let (_dir, mut c) = catalog();
         let (a, b) = (BlobHash::of(b"a"), BlobHash::of(b"b"));
-        c.commit("me", "one", 1, &a, &[1, 2]).unwrap();
-        c.commit("me", "two", 1, &a, &[3]).unwrap();
-        c.commit("me", "three", 1, &b, &[]).unwrap();
+        commit(&mut c, "me", "one", 1, &a, &[1, 2]).unwrap();
+        commit(&mut c, "me", "two", 1, &a, &[3]).unwrap();
+        commit(&mut c, "me", "three", 1, &b, &[]).unwrap();
         let mut got = c.referenced().unwrap();
         got.sort();
         let mut want = vec![(a, 1, vec![1, 2, 3]), (b, 1, vec![])];

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arca_shared::choice;
-use arca_shared::protocol::{ReplicaTarget, ServerId};
+use arca_shared::protocol::{Item, ReplicaTarget, ServerId, items_digest};
 use arca_shared::ticket::{Ticket, TicketKind};
 use arca_shared::{BlobHash, FrameError, Message};
 use tokio::sync::Semaphore;
@@ -129,7 +129,7 @@ async fn copy(manager: &Manager, hash: BlobHash, size: u64) -> Result<(), FrameE
         TicketKind::Store,
         manager.next_op(),
         target_id,
-        hash,
+        items_digest(&[Item { hash, size }]),
         size,
     );
     let mut conn = manager.connect(&source).await?;

@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use catalog::{Catalog, FileRow};
+pub use catalog::{Catalog, FileRow, NewVersion};
 use hash_locks::HashLocks;
 use membership::Members;
 
@@ -139,11 +139,9 @@ async fn handle(manager: Arc<Manager>, mut conn: Connection) {
             }
             Message::PutBegin {
                 client,
-                name,
-                size,
-                hash,
+                files,
                 exclude,
-            } => cmd::put::run(&manager, &mut conn, client, name, size, hash, exclude).await,
+            } => cmd::put::run(&manager, &mut conn, client, files, exclude).await,
             Message::Verify { client, name } => {
                 cmd::verify::run(&manager, &mut conn, client, name).await
             }

@@ -2,13 +2,15 @@
 //! `<data>/tmp/` so nothing is visible in `blobs/` before it is complete,
 //! verified and fsynced.
 
+use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arca_shared::BlobHash;
 use arca_shared::auth::Nonce;
-use arca_shared::protocol::{BlobInfo, ServerStats};
+use arca_shared::protocol::{BlobInfo, Item, ServerStats};
+use futures::future::try_join_all;
 use tokio::fs::File;
 use tokio::io::AsyncWriteExt;
 
@@ -120,22 +122,37 @@ impl BlobStore {
         })
     }
 
-    /// Makes a verified temp blob durable and visible: fsync, rename, fsync dir.
-    pub async fn commit(&self, mut temp: TempBlob, hash: &BlobHash, size: u64) -> io::Result<()> {
-        temp.file.flush().await?;
-        temp.file.sync_all().await?;
-        let target = self.path(hash);
-        let shard = target.parent().map(Path::to_owned).unwrap_or_default();
-        tokio::fs::create_dir_all(&shard).await?;
-        if tokio::fs::try_exists(&target).await? {
-            // Content-addressed: an identical blob is already here.
-            return Ok(());
+    /// Makes verified temp blobs durable and visible: fsync every file,
+    /// rename each into place, fsync every folder touched. The fsyncs run
+    /// together, so the file system can commit them as one.
+    pub async fn commit(&self, blobs: Vec<(TempBlob, Item)>) -> io::Result<()> {
+        let mut blobs = blobs;
+        try_join_all(blobs.iter_mut().map(|(temp, _)| async {
+            temp.file.flush().await?;
+            temp.file.sync_all().await
+        }))
+        .await?;
+        let mut shards = BTreeSet::new();
+        for (mut temp, item) in blobs {
+            let target = self.path(&item.hash);
+            let shard = target.parent().map(Path::to_owned).unwrap_or_default();
+            tokio::fs::create_dir_all(&shard).await?;
+            if tokio::fs::try_exists(&target).await? {
+                // Content-addressed: an identical blob is already here.
+                continue;
+            }
+            tokio::fs::rename(&temp.path, &target).await?;
+            temp.committed = true;
+            shards.insert(shard);
+            self.stored.fetch_add(item.size, Ordering::Relaxed);
+            self.blobs.fetch_add(1, Ordering::Relaxed);
         }
-        tokio::fs::rename(&temp.path, &target).await?;
-        temp.committed = true;
-        File::open(&shard).await?.sync_all().await?;
-        self.stored.fetch_add(size, Ordering::Relaxed);
-        self.blobs.fetch_add(1, Ordering::Relaxed);
+        try_join_all(
+            shards
+                .iter()
+                .map(|shard| async move { File::open(shard).await?.sync_all().await }),
+        )
+        .await?;
         Ok(())
     }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use arca_shared::auth::ClusterKey;
 use arca_shared::connection::FrameWriter;
 use arca_shared::limits::CHUNK_SIZE;
-use arca_shared::protocol::{ReplicaTarget, ServerId};
+use arca_shared::protocol::{Item, ReplicaTarget, ServerId, items_digest};
 use arca_shared::ticket::{Ticket, TicketError, TicketKind};
 use arca_shared::{BlobHash, Connection, FrameError, Message};
 use serde_bytes::ByteBuf;
@@ -73,6 +73,7 @@ pub(crate) enum Report {
 /// An upload the manager announced and its client has not yet started.
 pub(crate) struct Plan {
     replicas: Vec<ReplicaTarget>,
+    items: Vec<Item>,
     reports: mpsc::Sender<Report>,
 }
 
@@ -130,9 +131,12 @@ async fn handle(server: Arc<Server>, mut conn: Connection) {
             Message::Prepare {
                 upload_id,
                 replicas,
-            } => cmd::prepare::run(&server, &mut conn, upload_id, replicas).await,
+                items,
+            } => cmd::prepare::run(&server, &mut conn, upload_id, replicas, items).await,
             Message::Upload { ticket } => cmd::upload::run(&server, &mut conn, ticket).await,
-            Message::Store { ticket } => cmd::store::run(&server, &mut conn, ticket).await,
+            Message::Store { ticket, items } => {
+                cmd::store::run(&server, &mut conn, ticket, items).await
+            }
             Message::Fetch { ticket, offset } => {
                 cmd::fetch::run(&server, &mut conn, ticket, offset).await
             }
@@ -157,16 +161,18 @@ async fn handle(server: Arc<Server>, mut conn: Connection) {
 }
 
 impl Server {
-    /// Connects to a replica and presents its Store ticket.
+    /// Connects to a replica and presents its Store ticket for `items`.
     pub(crate) async fn open_store(
         &self,
         target: &ReplicaTarget,
+        items: &[Item],
     ) -> Result<Connection, FrameError> {
         let mut conn = Connection::connect(&target.addr).await?;
         arca_shared::auth::initiate(&mut conn, &self.config.key).await?;
         match conn
             .call(&Message::Store {
                 ticket: target.ticket.clone(),
+                items: items.to_vec(),
             })
             .await?
         {
@@ -203,6 +209,21 @@ impl Server {
         ticket
             .verify(&self.config.key, kind, self.id())
             .map_err(|e: TicketError| FrameError::Remote(e.to_string()))
+    }
+
+    /// Checks a ticket for a list of items: the ticket must name exactly them.
+    pub(crate) fn check_items(
+        &self,
+        ticket: &Ticket,
+        kind: TicketKind,
+        items: &[Item],
+    ) -> Result<(), FrameError> {
+        self.check(ticket, kind)?;
+        let total: u64 = items.iter().map(|i| i.size).sum();
+        if items.is_empty() || items_digest(items) != ticket.hash || total != ticket.size {
+            return Err(FrameError::Remote("the ticket is for other files".into()));
+        }
+        Ok(())
     }
 
     /// Marks a Store ticket used; false if it already was.

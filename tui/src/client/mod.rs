@@ -1,6 +1,7 @@
 //! Talking to the cluster: a session with the manager, and the transfers it
 //! hands out to servers. Used by the headless commands and the dashboard.
 
+mod hashes;
 mod progress;
 mod restore;
 mod upload;
@@ -12,9 +13,10 @@ use arca_shared::limits::IDLE_TIMEOUT;
 use arca_shared::protocol::{ClusterStatus, CopyCheck, FileEntry};
 use arca_shared::{Connection, FrameError, Message};
 
+pub use hashes::HashCache;
 pub use progress::{Phase, Progress, TransferProgress};
 pub use restore::Restored;
-pub use upload::Uploaded;
+pub use upload::{LocalFile, Uploaded};
 
 /// How long a client waits for a restarting manager before giving up.
 const RECONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);

@@ -1,18 +1,19 @@
 //! Backing one file up: hash it, ask the manager, stream it to the primary
 //! while following every replica's progress, then hear the commit.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use arca_shared::auth::ClusterKey;
 use arca_shared::connection::{FrameReader, FrameWriter};
 use arca_shared::limits::CHUNK_SIZE;
-use arca_shared::protocol::ServerId;
+use arca_shared::protocol::{PutFile, PutResult, ServerId};
 use arca_shared::ticket::Ticket;
 use arca_shared::{BlobHash, Connection, FrameError, Message, name};
 use serde_bytes::ByteBuf;
 use tokio::io::AsyncReadExt;
 
+use super::hashes::HashCache;
 use super::progress::set_phase;
 use super::{ClientError, Phase, Progress, Session, open_server};
 
@@ -29,7 +30,16 @@ pub enum Uploaded {
     },
 }
 
-/// Attempts per file before giving up.
+/// A local file ready to back up: where it is, its name, size and hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalFile {
+    pub path: PathBuf,
+    pub name: String,
+    pub size: u64,
+    pub hash: BlobHash,
+}
+
+/// Attempts per batch before giving up.
 const ATTEMPTS: u32 = 4;
 
 /// Why one attempt failed, and whether another may succeed.
@@ -66,7 +76,19 @@ impl Session {
         name: &str,
         progress: &Progress,
     ) -> Result<Uploaded, ClientError> {
-        let result = self.put_with_retries(local, name, progress).await;
+        set_phase(progress, Phase::Hashing);
+        let result = match hash_file(local).await {
+            Ok((size, hash)) => {
+                let file = LocalFile {
+                    path: local.to_owned(),
+                    name: name.to_owned(),
+                    size,
+                    hash,
+                };
+                self.put_batch(&[file], progress).await.map(|done| done[0])
+            }
+            Err(e) => Err(e),
+        };
         set_phase(
             progress,
             match &result {
@@ -78,30 +100,23 @@ impl Session {
         result
     }
 
-    async fn put_with_retries(
+    /// Backs up a batch of files with one request, one ticket, one stream
+    /// and one catalog commit; returns each file's outcome, in order.
+    pub async fn put_batch(
         &mut self,
-        local: &Path,
-        name: &str,
+        files: &[LocalFile],
         progress: &Progress,
-    ) -> Result<Uploaded, ClientError> {
-        name::validate(name).map_err(|e| ClientError::local(format!("bad name {name:?}"), e))?;
-        let size = tokio::fs::metadata(local)
-            .await
-            .map_err(|e| ClientError::local(local.display(), e))?
-            .len();
-        progress.send_modify(|p| {
-            p.total = size;
-            p.phase = Phase::Hashing;
-        });
-        let hash = hash_file(local).await?;
+    ) -> Result<Vec<Uploaded>, ClientError> {
+        for file in files {
+            name::validate(&file.name)
+                .map_err(|e| ClientError::local(format!("bad name {:?}", file.name), e))?;
+        }
+        progress.send_modify(|p| p.total = files.iter().map(|f| f.size).sum());
         let mut exclude = Vec::new();
         let mut reasons = Vec::new();
         let mut reconnected = false;
         for attempt in 1..=ATTEMPTS {
-            let reason = match self
-                .put_once(local, name, size, hash, &exclude, progress)
-                .await
-            {
+            let reason = match self.put_once(files, &exclude, progress).await {
                 Ok(done) => return Ok(done),
                 // Just after a manager restart, servers are still re-registering.
                 Err(Attempt::Final(ClientError::Refused(reason))) if reconnected => reason,
@@ -125,7 +140,7 @@ impl Session {
                     reason
                 }
             };
-            tracing::warn!(name, attempt, "backup attempt failed: {reason}");
+            tracing::warn!(attempt, "backup attempt failed: {reason}");
             reasons.push(reason.clone());
             if attempt < ATTEMPTS {
                 set_phase(progress, Phase::Retrying { attempt, reason });
@@ -140,37 +155,46 @@ impl Session {
 
     async fn put_once(
         &mut self,
-        local: &Path,
-        name: &str,
-        size: u64,
-        hash: BlobHash,
+        files: &[LocalFile],
         exclude: &[ServerId],
         progress: &Progress,
-    ) -> Result<Uploaded, Attempt> {
+    ) -> Result<Vec<Uploaded>, Attempt> {
         progress.send_modify(|p| {
             p.sent = 0;
             p.replicas.clear();
         });
         let request = Message::PutBegin {
             client: self.settings.client.clone(),
-            name: name.to_owned(),
-            size,
-            hash,
+            files: files
+                .iter()
+                .map(|f| PutFile {
+                    name: f.name.clone(),
+                    size: f.size,
+                    hash: f.hash,
+                })
+                .collect(),
             exclude: exclude.to_vec(),
         };
-        let (primary, ticket) = match self.call(&request).await? {
-            Message::Unchanged { version } => return Ok(Uploaded::Unchanged { version }),
-            Message::Committed { version, replicas } => {
-                return Ok(Uploaded::Committed { version, replicas });
+        let (results, upload) = match self.call(&request).await? {
+            Message::Planned { results, upload } if results.len() == files.len() => {
+                (results, upload)
             }
-            Message::PutTicket { primary, ticket } => (primary, ticket),
             other => {
-                return Err(ClientError::from(FrameError::unexpected(&other, "PutTicket")).into());
+                return Err(ClientError::from(FrameError::unexpected(&other, "Planned")).into());
             }
         };
-        let primary_id = ticket.server;
+        let Some(upload) = upload else {
+            return Ok(outcomes(&results, Vec::new(), 0));
+        };
+        let to_send: Vec<&LocalFile> = files
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| **r == PutResult::Send)
+            .map(|(f, _)| f)
+            .collect();
+        let primary_id = upload.ticket.server;
         set_phase(progress, Phase::Uploading);
-        let conn = match open_upload(&self.settings.key, &primary, ticket).await {
+        let conn = match open_upload(&self.settings.key, &upload.primary, upload.ticket).await {
             Ok(conn) => conn,
             // The manager would wait for the ticket to expire: start afresh.
             Err(e) => {
@@ -181,12 +205,14 @@ impl Session {
                 });
             }
         };
-        let transfer = send(conn, local, size, progress).await;
+        let transfer = send(conn, &to_send, progress).await;
         // The manager has the last word: it commits, or says why not.
         let verdict = self.reply().await;
         match (transfer, verdict) {
-            (_, Ok(Message::Committed { version, replicas })) => {
-                Ok(Uploaded::Committed { version, replicas })
+            (_, Ok(Message::Committed { versions, replicas }))
+                if versions.len() == to_send.len() =>
+            {
+                Ok(outcomes(&results, versions, replicas))
             }
             (Err(Transfer::Local(e)), _) => Err(Attempt::Final(e)),
             (Err(Transfer::Primary { reason, lost }), Err(ClientError::Refused(_))) => {
@@ -209,6 +235,23 @@ impl Session {
     }
 }
 
+/// Each file's outcome: the manager's verdict, with the versions committed
+/// for the files sent (in order) and their replica count.
+fn outcomes(results: &[PutResult], sent: Vec<u32>, replicas: u32) -> Vec<Uploaded> {
+    let mut sent = sent.into_iter();
+    results
+        .iter()
+        .map(|r| match *r {
+            PutResult::Unchanged { version } => Uploaded::Unchanged { version },
+            PutResult::Committed { version, replicas } => Uploaded::Committed { version, replicas },
+            PutResult::Send => Uploaded::Committed {
+                version: sent.next().unwrap_or(0),
+                replicas,
+            },
+        })
+        .collect()
+}
+
 /// How streaming to the primary failed.
 enum Transfer {
     /// This machine's side: the file could not be read.
@@ -227,17 +270,14 @@ impl Transfer {
     }
 }
 
-async fn hash_file(path: &Path) -> Result<BlobHash, ClientError> {
-    let path = path.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let mut hasher = blake3::Hasher::new();
-        hasher
-            .update_reader(std::fs::File::open(&path)?)
-            .map(|h| BlobHash::from(h.finalize()))
-    })
-    .await
-    .map_err(|e| ClientError::local("hashing task", e))?
-    .map_err(|e| ClientError::local("cannot read file", e))
+/// The size and hash of one file (without a cache: the dashboard's single
+/// uploads are few).
+async fn hash_file(path: &Path) -> Result<(u64, BlobHash), ClientError> {
+    let owned = path.to_owned();
+    tokio::task::spawn_blocking(move || HashCache::default().hash(&owned))
+        .await
+        .map_err(|e| ClientError::local("hashing task", e))?
+        .map_err(|e| ClientError::local(path.display(), e))
 }
 
 /// Connects to the primary and presents the ticket.
@@ -255,48 +295,54 @@ async fn open_upload(
 
 async fn send(
     mut conn: Connection,
-    local: &Path,
-    size: u64,
+    files: &[&LocalFile],
     progress: &Progress,
 ) -> Result<(), Transfer> {
-    let file = tokio::fs::File::open(local)
-        .await
-        .map_err(|e| Transfer::Local(ClientError::local(local.display(), e)))?;
     tokio::try_join!(
-        stream_file(&mut conn.writer, file, size, progress),
+        stream_files(&mut conn.writer, files, progress),
         follow_replicas(&mut conn.reader, progress),
     )?;
     Ok(())
 }
 
-async fn stream_file(
+/// Each file as chunks then `End`, in the order the manager planned.
+async fn stream_files(
     primary: &mut FrameWriter,
-    mut file: tokio::fs::File,
-    size: u64,
+    files: &[&LocalFile],
     progress: &Progress,
 ) -> Result<(), Transfer> {
     let mut sent = 0u64;
-    while sent < size {
-        let mut chunk = vec![0u8; CHUNK_SIZE.min((size - sent) as usize)];
-        let n = file.read_exact(&mut chunk).await.map_err(|e| {
-            Transfer::Local(ClientError::local(
-                "the file shrank while it was being backed up",
-                e,
-            ))
-        })?;
+    for file in files {
+        let mut reader = tokio::fs::File::open(&file.path)
+            .await
+            .map_err(|e| Transfer::Local(ClientError::local(file.path.display(), e)))?;
+        let mut left = file.size;
+        while left > 0 {
+            let mut chunk = vec![0u8; CHUNK_SIZE.min(left as usize)];
+            reader.read_exact(&mut chunk).await.map_err(|e| {
+                Transfer::Local(ClientError::local(
+                    format!(
+                        "{} shrank while it was being backed up",
+                        file.path.display()
+                    ),
+                    e,
+                ))
+            })?;
+            left -= chunk.len() as u64;
+            sent += chunk.len() as u64;
+            primary
+                .send(&Message::Chunk {
+                    data: ByteBuf::from(chunk),
+                })
+                .await
+                .map_err(Transfer::primary)?;
+            progress.send_modify(|p| p.sent = sent);
+        }
         primary
-            .send(&Message::Chunk {
-                data: ByteBuf::from(chunk),
-            })
+            .send(&Message::End)
             .await
             .map_err(Transfer::primary)?;
-        sent += n as u64;
-        progress.send_modify(|p| p.sent = sent);
     }
-    primary
-        .send(&Message::End)
-        .await
-        .map_err(Transfer::primary)?;
     set_phase(progress, Phase::Replicating);
     Ok(())
 }

@@ -1,80 +1,166 @@
 //! `arca put PATH...`: back up files and folders, with a progress bar on a
-//! terminal and one line per file otherwise.
+//! terminal and one line per file otherwise. Small files travel in batches
+//! (one request, one stream, one commit); unchanged files are recognised
+//! from a cache of their size, modification time and inode, unread.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
 
-use crate::client::{ClientError, Phase, Session, Settings, TransferProgress, Uploaded};
+use crate::client::{
+    ClientError, HashCache, LocalFile, Phase, Session, Settings, TransferProgress, Uploaded,
+};
 use crate::names;
+
+/// Files smaller than this share batches.
+const SMALL_FILE: u64 = 1 << 20;
+/// A batch's limits: files, bytes, and name bytes (its request must stay
+/// well under the control frame cap).
+const BATCH_FILES: usize = 256;
+const BATCH_BYTES: u64 = 16 << 20;
+const BATCH_NAME_BYTES: usize = 32 * 1024;
 
 pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, ClientError> {
     // Resolve everything first: a missing path fails before anything moves.
-    let mut jobs: Vec<(PathBuf, String, u64)> = Vec::new();
+    let mut jobs: Vec<(PathBuf, String)> = Vec::new();
     for root in paths {
         let files =
             names::walk(root).map_err(|e| ClientError::Local(format!("cannot back up {e}")))?;
         for file in files {
             let name =
                 names::catalog_name(&settings.files, root, &file).map_err(ClientError::Local)?;
-            let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-            jobs.push((file, name, size));
+            jobs.push((file, name));
         }
     }
+    let total_files = jobs.len();
+    let (files, unreadable, cache) = hash_all(jobs, HashCache::load(&settings.client)).await?;
     let mut session = Session::connect(settings).await?;
     let bar = std::io::stdout()
         .is_terminal()
-        .then(|| progress_bar(jobs.iter().map(|j| j.2).sum()));
+        .then(|| progress_bar(files.iter().map(|f| f.size).sum()));
     let say = |line: String| match &bar {
         Some(bar) => bar.println(line),
         None => println!("{line}"),
     };
-    let mut failed = 0;
-    for (i, (file, name, size)) in jobs.iter().enumerate() {
+    let mut failed = unreadable.len();
+    for line in unreadable {
+        say(line);
+    }
+    for batch in batches(files) {
         if let Some(bar) = &bar {
-            bar.set_message(format!("[{}/{}] {name}", i + 1, jobs.len()));
+            bar.set_message(match batch.as_slice() {
+                [one] => one.name.clone(),
+                many => format!("{} files", many.len()),
+            });
         }
         let before = bar.as_ref().map_or(0, ProgressBar::position);
-        match put_one(&mut session, file, name, bar.as_ref(), &say).await {
-            Ok(Uploaded::Committed { version, replicas }) => {
-                say(format!(
-                    "committed  {name}  v{version}  {replicas} replicas"
-                ));
+        match put_batch(&mut session, &batch, bar.as_ref(), &say).await {
+            Ok(outcomes) => {
+                for (file, outcome) in batch.iter().zip(outcomes) {
+                    say(match outcome {
+                        Uploaded::Committed { version, replicas } => {
+                            format!("committed  {}  v{version}  {replicas} replicas", file.name)
+                        }
+                        Uploaded::Unchanged { version } => {
+                            format!("unchanged  {}  v{version}", file.name)
+                        }
+                    });
+                }
             }
-            Ok(Uploaded::Unchanged { version }) => say(format!("unchanged  {name}  v{version}")),
-            Err(e @ (ClientError::Unreachable { .. } | ClientError::Protocol(_))) => return Err(e),
+            Err(e @ (ClientError::Unreachable { .. } | ClientError::Protocol(_))) => {
+                cache.save();
+                return Err(e);
+            }
             Err(e) => {
-                failed += 1;
-                say(format!("failed     {name}: {e}"));
+                failed += batch.len();
+                for file in &batch {
+                    say(format!("failed     {}: {e}", file.name));
+                }
             }
         }
         if let Some(bar) = &bar {
-            bar.set_position(before + size);
+            bar.set_position(before + batch.iter().map(|f| f.size).sum::<u64>());
         }
     }
+    cache.save();
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
     if failed > 0 {
-        eprintln!("arca: {failed} of {} files failed", jobs.len());
+        eprintln!("arca: {failed} of {total_files} files failed");
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn put_one(
+/// Sizes and hashes for every file, from the cache where it still holds;
+/// files that cannot be read are reported, not fatal.
+async fn hash_all(
+    jobs: Vec<(PathBuf, String)>,
+    mut cache: HashCache,
+) -> Result<(Vec<LocalFile>, Vec<String>, HashCache), ClientError> {
+    tokio::task::spawn_blocking(move || {
+        let mut files = Vec::with_capacity(jobs.len());
+        let mut unreadable = Vec::new();
+        for (path, name) in jobs {
+            match cache.hash(&path) {
+                Ok((size, hash)) => files.push(LocalFile {
+                    path,
+                    name,
+                    size,
+                    hash,
+                }),
+                Err(e) => unreadable.push(format!(
+                    "failed     {name}: cannot read {}: {e}",
+                    path.display()
+                )),
+            }
+        }
+        (files, unreadable, cache)
+    })
+    .await
+    .map_err(|e| ClientError::local("hashing task", e))
+}
+
+/// Large files alone; small ones together, within the batch limits.
+fn batches(files: Vec<LocalFile>) -> Vec<Vec<LocalFile>> {
+    let mut out: Vec<Vec<LocalFile>> = Vec::new();
+    let mut open: Vec<LocalFile> = Vec::new();
+    let (mut bytes, mut name_bytes) = (0u64, 0usize);
+    for file in files {
+        if file.size >= SMALL_FILE {
+            out.push(vec![file]);
+            continue;
+        }
+        if open.len() == BATCH_FILES
+            || bytes + file.size > BATCH_BYTES
+            || name_bytes + file.name.len() > BATCH_NAME_BYTES
+        {
+            out.push(std::mem::take(&mut open));
+            (bytes, name_bytes) = (0, 0);
+        }
+        bytes += file.size;
+        name_bytes += file.name.len();
+        open.push(file);
+    }
+    if !open.is_empty() {
+        out.push(open);
+    }
+    out
+}
+
+async fn put_batch(
     session: &mut Session,
-    file: &Path,
-    name: &str,
+    batch: &[LocalFile],
     bar: Option<&ProgressBar>,
     say: &impl Fn(String),
-) -> Result<Uploaded, ClientError> {
+) -> Result<Vec<Uploaded>, ClientError> {
     let (progress, mut updates) = watch::channel(TransferProgress::default());
     let start = bar.map_or(0, ProgressBar::position);
-    let put = session.put(file, name, &progress);
+    let put = session.put_batch(batch, &progress);
     tokio::pin!(put);
     loop {
         tokio::select! {
@@ -85,7 +171,7 @@ async fn put_one(
                     bar.set_position(start + progress.sent);
                 }
                 if let Phase::Retrying { attempt, reason } = &progress.phase {
-                    say(format!("retrying   {name} (attempt {attempt} failed: {reason})"));
+                    say(format!("retrying   {} file(s) (attempt {attempt} failed: {reason})", batch.len()));
                 }
             }
         }
@@ -100,4 +186,37 @@ fn progress_bar(total: u64) -> ProgressBar {
         bar.set_style(style.progress_chars("=> "));
     }
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arca_shared::BlobHash;
+
+    fn file(name: &str, size: u64) -> LocalFile {
+        LocalFile {
+            path: PathBuf::from(name),
+            name: name.into(),
+            size,
+            hash: BlobHash::of(name.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn small_files_share_batches_within_limits_and_large_ones_go_alone() {
+        let mut files: Vec<LocalFile> = (0..600).map(|i| file(&format!("s{i}"), 4096)).collect();
+        files.insert(10, file("big", 5 << 20));
+        let made = batches(files);
+        let sizes: Vec<usize> = made.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [1, 256, 256, 88]);
+        assert_eq!(made[0][0].name, "big");
+        let long: Vec<LocalFile> = (0..100)
+            .map(|i| file(&format!("{i}{}", "n".repeat(1000)), 1))
+            .collect();
+        assert!(
+            batches(long)
+                .iter()
+                .all(|b| b.iter().map(|f| f.name.len()).sum::<usize>() <= BATCH_NAME_BYTES)
+        );
+    }
 }

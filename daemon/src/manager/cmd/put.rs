@@ -1,72 +1,133 @@
-//! `PutBegin`: the backup flow, from the manager's side.
+//! `PutBegin`: the backup flow, from the manager's side, for a batch of
+//! files (one file is a batch of one).
 //!
-//! Choose the primary and replicas, tell the primary where to forward
-//! (`Prepare`), give the client a ticket for the primary, then wait on the
-//! primary's connection for the outcome and commit the catalog entry only
-//! when every replica has confirmed.
+//! Unchanged files and content already stored on enough servers are settled
+//! at once. For the rest: choose the primary and replicas, tell the primary
+//! where to forward (`Prepare`), give the client one ticket for the whole
+//! batch, then wait on the primary's connection for the outcome and commit
+//! every entry, in one transaction, only when every replica has confirmed.
+
+use std::collections::BTreeSet;
 
 use arca_shared::choice;
-use arca_shared::limits::IDLE_TIMEOUT;
-use arca_shared::protocol::{ReplicaTarget, ServerId};
+use arca_shared::limits::{IDLE_TIMEOUT, LIST_MAX};
+use arca_shared::protocol::{
+    Item, PutFile, PutResult, ReplicaTarget, ServerId, UploadGrant, items_digest,
+};
 use arca_shared::ticket::{Ticket, TicketKind};
 use arca_shared::{BlobHash, Connection, FrameError, Message};
 
 use super::{check_client, check_name};
-use crate::manager::{Manager, refuse};
+use crate::manager::{Manager, NewVersion, refuse};
 
 pub(crate) async fn run(
     manager: &Manager,
     conn: &mut Connection,
     client: String,
-    name: String,
-    size: u64,
-    hash: BlobHash,
+    files: Vec<PutFile>,
     exclude: Vec<ServerId>,
 ) -> Result<(), FrameError> {
     check_client(&client)?;
-    check_name(&name)?;
-    let (c, n) = (client.clone(), name.clone());
-    if let Some(latest) = manager.db(move |cat| cat.find(&c, &n, None)).await?
-        && latest.hash == hash
-        && latest.size == size
+    if files.is_empty() || files.len() > LIST_MAX {
+        return refuse(format!(
+            "a backup carries 1 to {LIST_MAX} files, not {}",
+            files.len()
+        ));
+    }
+    for file in &files {
+        check_name(&file.name)?;
+    }
+    // Held until the catalog records the outcome, so a deletion of the same
+    // content cannot remove the copies this upload relies on. Sorted, so two
+    // batches never wait on each other in a circle.
+    let hashes: BTreeSet<BlobHash> = files.iter().map(|f| f.hash).collect();
+    let mut guards = Vec::with_capacity(hashes.len());
+    for hash in hashes {
+        guards.push(manager.hash_locks.lock(hash).await);
+    }
+
+    let (c, batch) = (client.clone(), files.clone());
+    let known = manager
+        .db(move |cat| {
+            batch
+                .iter()
+                .map(|f| Ok((cat.find(&c, &f.name, None)?, cat.holders(&f.hash)?)))
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .await?;
+    let wanted = manager.config.replicas as usize;
+    let mut results = vec![PutResult::Send; files.len()];
+    let mut stored: Vec<(usize, NewVersion)> = Vec::new();
+    let mut send: Vec<usize> = Vec::new();
     {
+        let members = manager.members();
+        for (i, (file, (latest, holders))) in files.iter().zip(known).enumerate() {
+            match latest {
+                Some(latest) if latest.hash == file.hash && latest.size == file.size => {
+                    results[i] = PutResult::Unchanged {
+                        version: latest.version,
+                    };
+                }
+                _ => {
+                    let live: Vec<ServerId> = holders
+                        .into_iter()
+                        .filter(|id| members.is_alive(*id))
+                        .collect();
+                    if live.len() >= wanted {
+                        // The content is already stored on enough servers: no bytes move.
+                        stored.push((i, new_version(file, live)));
+                    } else {
+                        send.push(i);
+                    }
+                }
+            }
+        }
+    }
+    if !stored.is_empty() {
+        let versions = commit(
+            manager,
+            &client,
+            stored.iter().map(|(_, v)| v.clone()).collect(),
+        )
+        .await?;
+        for ((i, new), version) in stored.iter().zip(versions) {
+            results[*i] = PutResult::Committed {
+                version,
+                replicas: new.holders.len() as u32,
+            };
+        }
+    }
+    if send.is_empty() {
         return conn
-            .send(&Message::Unchanged {
-                version: latest.version,
+            .send(&Message::Planned {
+                results,
+                upload: None,
             })
             .await;
     }
-    // Held until the catalog records the outcome, so a deletion of the same
-    // content cannot remove the copies this upload relies on.
-    let _guard = manager.hash_locks.lock(hash).await;
-    let wanted = manager.config.replicas as usize;
 
-    let holders = manager.db(move |c| c.holders(&hash)).await?;
-    let live_holders: Vec<ServerId> = {
-        let members = manager.members();
-        holders
-            .into_iter()
-            .filter(|id| members.is_alive(*id))
-            .collect()
-    };
-    if live_holders.len() >= wanted {
-        // The content is already stored on enough servers: no bytes move.
-        return commit(manager, conn, client, name, size, hash, live_holders).await;
-    }
-
+    let items: Vec<Item> = send
+        .iter()
+        .map(|i| Item {
+            hash: files[*i].hash,
+            size: files[*i].size,
+        })
+        .collect();
+    let total: u64 = items.iter().map(|i| i.size).sum();
+    let digest = items_digest(&items);
     let op = manager.next_op();
     let key = &manager.config.key;
     // Each primary that cannot be reached is suspected, so this ends.
     let (primary, replicas, mut primary_conn) = loop {
-        let (primary, replicas) = choose(manager, size, &exclude)?;
+        let (primary, replicas) = choose(manager, total, &exclude)?;
         let targets: Vec<ReplicaTarget> = replicas
             .iter()
             .map(|(id, addr)| ReplicaTarget {
                 addr: addr.clone(),
-                ticket: Ticket::issue(key, TicketKind::Store, op, *id, hash, size),
+                ticket: Ticket::issue(key, TicketKind::Store, op, *id, digest, total),
             })
             .collect();
-        match prepare(manager, &primary.1, op, targets).await {
+        match prepare(manager, &primary.1, op, targets, items.clone()).await {
             Ok(primary_conn) => break (primary, replicas, primary_conn),
             Err(e) => {
                 tracing::warn!(server = primary.0, "chosen primary failed: {e}");
@@ -74,9 +135,13 @@ pub(crate) async fn run(
             }
         }
     };
-    conn.send(&Message::PutTicket {
+    let upload = UploadGrant {
         primary: primary.1.clone(),
-        ticket: Ticket::issue(key, TicketKind::Upload, op, primary.0, hash, size),
+        ticket: Ticket::issue(key, TicketKind::Upload, op, primary.0, digest, total),
+    };
+    conn.send(&Message::Planned {
+        results,
+        upload: Some(upload),
     })
     .await?;
 
@@ -85,8 +150,35 @@ pub(crate) async fn run(
     if holders != planned {
         return refuse("the primary reported copies on servers it was not given");
     }
-    commit(manager, conn, client, name, size, hash, holders).await?;
+    let sent = send
+        .iter()
+        .map(|i| new_version(&files[*i], holders.clone()))
+        .collect();
+    let versions = commit(manager, &client, sent).await?;
+    conn.send(&Message::Committed {
+        versions,
+        replicas: holders.len() as u32,
+    })
+    .await?;
     primary_conn.send(&Message::Ok).await
+}
+
+fn new_version(file: &PutFile, holders: Vec<ServerId>) -> NewVersion {
+    NewVersion {
+        name: file.name.clone(),
+        size: file.size,
+        hash: file.hash,
+        holders,
+    }
+}
+
+async fn commit(
+    manager: &Manager,
+    client: &str,
+    versions: Vec<NewVersion>,
+) -> Result<Vec<u32>, FrameError> {
+    let client = client.to_owned();
+    manager.db(move |c| c.commit(&client, &versions)).await
 }
 
 /// Step 3: tells the primary where to forward upload `op`.
@@ -95,12 +187,14 @@ async fn prepare(
     primary: &str,
     op: u64,
     replicas: Vec<ReplicaTarget>,
+    items: Vec<Item>,
 ) -> Result<Connection, FrameError> {
     let mut conn = manager.connect(primary).await?;
     match conn
         .call(&Message::Prepare {
             upload_id: op,
             replicas,
+            items,
         })
         .await?
     {
@@ -112,8 +206,8 @@ async fn prepare(
 /// A chosen server: its id and address.
 type Pick = (ServerId, String);
 
-/// The primary and the replicas for a file of `size` bytes.
-/// Servers that failed recently are avoided while enough others remain.
+/// The primary and the replicas for `size` bytes. Servers that failed
+/// recently are avoided while enough others remain.
 fn choose(
     manager: &Manager,
     size: u64,
@@ -170,20 +264,4 @@ async fn await_outcome(
             }
         }
     }
-}
-
-async fn commit(
-    manager: &Manager,
-    conn: &mut Connection,
-    client: String,
-    name: String,
-    size: u64,
-    hash: BlobHash,
-    holders: Vec<ServerId>,
-) -> Result<(), FrameError> {
-    let replicas = holders.len() as u32;
-    let version = manager
-        .db(move |c| c.commit(&client, &name, size, &hash, &holders))
-        .await?;
-    conn.send(&Message::Committed { version, replicas }).await
 }

@@ -1,8 +1,8 @@
 //! `Prepare`: the manager announces an upload and where it must be forwarded;
 //! this connection then relays the upload's progress and outcome back.
 
-use arca_shared::limits::{IDLE_TIMEOUT, TICKET_TTL};
-use arca_shared::protocol::ReplicaTarget;
+use arca_shared::limits::{IDLE_TIMEOUT, LIST_MAX, TICKET_TTL};
+use arca_shared::protocol::{Item, ReplicaTarget};
 use arca_shared::{Connection, FrameError, Message};
 use tokio::sync::mpsc;
 
@@ -16,6 +16,7 @@ pub(crate) async fn run(
     conn: &mut Connection,
     upload_id: u64,
     replicas: Vec<ReplicaTarget>,
+    items: Vec<Item>,
 ) -> Result<(), FrameError> {
     if replicas.is_empty() || replicas.len() > MAX_REPLICAS {
         return Err(FrameError::Remote(format!(
@@ -23,12 +24,25 @@ pub(crate) async fn run(
             replicas.len()
         )));
     }
+    if items.is_empty() || items.len() > LIST_MAX {
+        return Err(FrameError::Remote(format!(
+            "an upload carries 1 to {LIST_MAX} files, not {}",
+            items.len()
+        )));
+    }
     let (reports, mut rx) = mpsc::channel(64);
     server
         .plans
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(upload_id, Plan { replicas, reports });
+        .insert(
+            upload_id,
+            Plan {
+                replicas,
+                items,
+                reports,
+            },
+        );
     conn.send(&Message::Ok).await?;
 
     let mut wait = TICKET_TTL;

@@ -1,7 +1,7 @@
 //! `Replicate`: healing. This server sends one of its blobs straight to
 //! another server, which verifies and stores it as it would an upload.
 
-use arca_shared::protocol::ReplicaTarget;
+use arca_shared::protocol::{Item, ReplicaTarget};
 use arca_shared::{BlobHash, Connection, FrameError, Message};
 
 use crate::storage::Server;
@@ -22,7 +22,8 @@ pub(crate) async fn run(
             target.ticket.size
         )));
     }
-    let mut dest = server.open_store(&target).await?;
+    let item = Item { hash, size: len };
+    let mut dest = server.open_store(&target, &[item]).await?;
     Server::send_blob(&mut dest.writer, file, len).await?;
     loop {
         match dest.recv().await? {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use arca_shared::connection::{FrameReader, FrameWriter, encode};
 use arca_shared::limits::IDLE_TIMEOUT;
-use arca_shared::protocol::{ReplicaTarget, ServerId};
+use arca_shared::protocol::{Item, ReplicaTarget, ServerId};
 use arca_shared::ticket::{Ticket, TicketKind};
 use arca_shared::{BlobHash, Connection, FrameError, Message};
 use futures::future::try_join_all;
@@ -52,9 +52,19 @@ pub(crate) async fn run(
         .ok_or_else(|| {
             FrameError::Remote("no upload is prepared for this ticket (used or expired)".into())
         })?;
+    server.check_items(&ticket, TicketKind::Upload, &plan.items)?;
     let holders: Vec<ServerId> = plan.replicas.iter().map(|r| r.ticket.server).collect();
     let blame = Blame::default();
-    match pipeline(server, conn, &ticket, &plan.replicas, &plan.reports, &blame).await {
+    match pipeline(
+        server,
+        conn,
+        &plan.items,
+        &plan.replicas,
+        &plan.reports,
+        &blame,
+    )
+    .await
+    {
         Ok(()) => {
             let _ = plan.reports.send(Report::Done(holders)).await;
             Ok(())
@@ -71,7 +81,7 @@ pub(crate) async fn run(
 async fn pipeline(
     server: &Server,
     client: &mut Connection,
-    ticket: &Ticket,
+    items: &[Item],
     replicas: &[ReplicaTarget],
     reports: &mpsc::Sender<Report>,
     blame: &Blame,
@@ -80,7 +90,7 @@ async fn pipeline(
     let mut writers = Vec::new();
     for (i, target) in replicas.iter().enumerate() {
         let conn = server
-            .open_store(target)
+            .open_store(target, items)
             .await
             .map_err(|e| blame.replica(i, "refused the upload", e))?;
         readers.push(conn.reader);
@@ -96,61 +106,65 @@ async fn pipeline(
         .collect();
     drop(events);
     tokio::try_join!(
-        forward(&mut client.reader, &mut writers, ticket, blame),
+        forward(&mut client.reader, &mut writers, items, blame),
         relay(&mut client.writer, rx, replicas.len(), reports),
         try_join_all(watch_replicas),
     )?;
     Ok(())
 }
 
-/// Client → replicas: each chunk is checked, hashed and sent on at once.
+/// Client → replicas: each chunk is checked, hashed and sent on at once;
+/// each file ends with `End` once its size and hash are right.
 async fn forward(
     client: &mut FrameReader,
     replicas: &mut [FrameWriter],
-    ticket: &Ticket,
+    items: &[Item],
     blame: &Blame,
 ) -> Result<(), FrameError> {
-    let mut hasher = blake3::Hasher::new();
-    let mut received = 0u64;
-    loop {
-        let message = client.recv_data().await?;
-        match &message {
-            Message::Chunk { data } => {
-                received += data.len() as u64;
-                if received > ticket.size {
-                    return Err(FrameError::Remote(format!(
-                        "client sent more than the {} bytes it announced",
-                        ticket.size
-                    )));
+    for item in items {
+        let mut hasher = blake3::Hasher::new();
+        let mut received = 0u64;
+        loop {
+            let message = client.recv_data().await?;
+            match &message {
+                Message::Chunk { data } => {
+                    received += data.len() as u64;
+                    if received > item.size {
+                        return Err(FrameError::Remote(format!(
+                            "client sent more than the {} bytes it announced",
+                            item.size
+                        )));
+                    }
+                    hasher.update(data);
                 }
-                hasher.update(data);
+                Message::End => {
+                    if received != item.size {
+                        return Err(FrameError::Remote(format!(
+                            "client sent {received} bytes but announced {}",
+                            item.size
+                        )));
+                    }
+                    if BlobHash::from(hasher.finalize()) != item.hash {
+                        return Err(FrameError::Remote(
+                            "the bytes received do not match the announced hash".into(),
+                        ));
+                    }
+                }
+                other => return Err(FrameError::unexpected(other, "Chunk or End")),
             }
-            Message::End => {
-                if received != ticket.size {
-                    return Err(FrameError::Remote(format!(
-                        "client sent {received} bytes but announced {}",
-                        ticket.size
-                    )));
-                }
-                if BlobHash::from(hasher.finalize()) != ticket.hash {
-                    return Err(FrameError::Remote(
-                        "the bytes received do not match the announced hash".into(),
-                    ));
-                }
+            let body = encode(&message)?;
+            for (i, replica) in replicas.iter_mut().enumerate() {
+                replica
+                    .send_encoded(&body)
+                    .await
+                    .map_err(|e| blame.replica(i, "stopped receiving", e))?;
             }
-            other => return Err(FrameError::unexpected(other, "Chunk or End")),
-        }
-        let body = encode(&message)?;
-        for (i, replica) in replicas.iter_mut().enumerate() {
-            replica
-                .send_encoded(&body)
-                .await
-                .map_err(|e| blame.replica(i, "stopped receiving", e))?;
-        }
-        if message == Message::End {
-            return Ok(());
+            if message == Message::End {
+                break;
+            }
         }
     }
+    Ok(())
 }
 
 /// Replica → events: its progress, then its confirmation.

@@ -1,0 +1,125 @@
+//! Content hashes of local files, remembered by path, size, modification
+//! time and inode, so that backing up an unchanged tree reads no file
+//! contents (as restic does with its parent snapshot). Saved between runs
+//! in the user's cache folder.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use arca_shared::BlobHash;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Stamp {
+    size: u64,
+    mtime_ns: i128,
+    inode: u64,
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        Self {
+            size: meta.len(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            inode: meta.ino(),
+        }
+    }
+}
+
+#[derive(Default, Serialize, Deserialize)]
+pub struct HashCache {
+    entries: HashMap<PathBuf, (Stamp, BlobHash)>,
+    #[serde(skip)]
+    file: Option<PathBuf>,
+    #[serde(skip)]
+    changed: bool,
+}
+
+impl HashCache {
+    /// The cache kept for `client` in `$XDG_CACHE_HOME/arca` (or
+    /// `~/.cache/arca`); empty if there is none yet or it cannot be read.
+    pub fn load(client: &str) -> Self {
+        let file = cache_dir().join(format!("hashes-{client}.msgpack"));
+        let mut cache: Self = std::fs::read(&file)
+            .ok()
+            .and_then(|bytes| rmp_serde::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        cache.file = Some(file);
+        cache
+    }
+
+    /// The size and hash of `path`, hashing it only if it changed.
+    pub fn hash(&mut self, path: &Path) -> std::io::Result<(u64, BlobHash)> {
+        let meta = std::fs::metadata(path)?;
+        let stamp = Stamp::of(&meta);
+        let key = std::fs::canonicalize(path)?;
+        if let Some((known, hash)) = self.entries.get(&key)
+            && *known == stamp
+        {
+            return Ok((stamp.size, *hash));
+        }
+        let mut hasher = blake3::Hasher::new();
+        hasher.update_reader(std::fs::File::open(path)?)?;
+        let hash = BlobHash::from(hasher.finalize());
+        self.entries.insert(key, (stamp, hash));
+        self.changed = true;
+        Ok((stamp.size, hash))
+    }
+
+    /// Writes the cache back if it changed; a failure only costs a re-hash.
+    pub fn save(&self) {
+        let Some(file) = &self.file else {
+            return;
+        };
+        if !self.changed {
+            return;
+        }
+        let written = file
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| rmp_serde::to_vec(self).map_err(std::io::Error::other))
+            .and_then(|bytes| {
+                let temp = file.with_extension("tmp");
+                std::fs::write(&temp, bytes)?;
+                std::fs::rename(&temp, file)
+            });
+        if let Err(e) = written {
+            tracing::warn!("cannot save the hash cache at {}: {e}", file.display());
+        }
+    }
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("arca")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unchanged_files_are_not_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, "one").unwrap();
+        let mut cache = HashCache::default();
+        let (size, first) = cache.hash(&path).unwrap();
+        assert_eq!((size, first), (3, BlobHash::of(b"one")));
+        // Same stamp: the remembered hash comes back even if we lie about it.
+        let key = std::fs::canonicalize(&path).unwrap();
+        let stamp = cache.entries[&key].0;
+        cache
+            .entries
+            .insert(key, (stamp, BlobHash::of(b"remembered")));
+        assert_eq!(cache.hash(&path).unwrap().1, BlobHash::of(b"remembered"));
+        // A changed file is hashed again.
+        std::fs::write(&path, "changed!").unwrap();
+        assert_eq!(cache.hash(&path).unwrap(), (8, BlobHash::of(b"changed!")));
+    }
+}
