@@ -178,20 +178,39 @@ impl FrameWriter {
     /// Sends a body made by [`encode`], so one message can go to several peers
     /// while being encoded once.
     pub async fn send_encoded(&mut self, body: &[u8]) -> Result<(), FrameError> {
+        self.feed_encoded(body).await?;
+        self.flush().await
+    }
+
+    /// Queues a message without flushing: for streams of many small frames,
+    /// which then go out in few writes. Call [`FrameWriter::flush`] after.
+    pub async fn feed(&mut self, message: &Message) -> Result<(), FrameError> {
+        self.feed_encoded(&encode(message)?).await
+    }
+
+    /// Queues an encoded body without flushing.
+    pub async fn feed_encoded(&mut self, body: &[u8]) -> Result<(), FrameError> {
+        let len = u32::try_from(body.len()).map_err(|_| FrameError::TooLarge {
+            len: body.len(),
+            max: u32::MAX as usize,
+        })?;
         let timeout = self.timeout;
         let write = async {
-            let len = u32::try_from(body.len()).map_err(|_| FrameError::TooLarge {
-                len: body.len(),
-                max: u32::MAX as usize,
-            })?;
             self.inner.write_u32(len).await?;
-            self.inner.write_all(body).await?;
-            self.inner.flush().await?;
-            Ok(())
+            self.inner.write_all(body).await
         };
         tokio::time::timeout(timeout, write)
             .await
             .map_err(|_| FrameError::Timeout(timeout))?
+            .map_err(FrameError::from)
+    }
+
+    pub async fn flush(&mut self) -> Result<(), FrameError> {
+        let timeout = self.timeout;
+        tokio::time::timeout(timeout, self.inner.flush())
+            .await
+            .map_err(|_| FrameError::Timeout(timeout))?
+            .map_err(FrameError::from)
     }
 
     /// Closes the write side so the peer sees a clean end.

@@ -4,27 +4,32 @@ use std::path::{Path, PathBuf};
 
 use arca_shared::name;
 
-/// The catalog name of `file`, found while walking the argument `root`:
-/// relative to the files folder when inside it, else relative to the
-/// argument's parent (so `put /tmp/x.txt` is `x.txt`).
-pub fn catalog_name(files: &Path, root: &Path, file: &Path) -> Result<String, String> {
-    let file_abs = absolute(file)?;
+/// Every regular file under the argument `root` (itself, if it is a file),
+/// sorted, with its catalog name: relative to the files folder when inside
+/// it, else relative to the argument's parent (so `put /tmp/x.txt` is
+/// `x.txt`). Paths come back absolute.
+pub fn files_to_back_up(files: &Path, root: &Path) -> Result<Vec<(PathBuf, String)>, String> {
+    let root = absolute(root)?;
     let base = match absolute(files) {
-        Ok(files) if file_abs.starts_with(&files) => files,
-        _ => {
-            let root = absolute(root)?;
-            root.parent().map(Path::to_owned).unwrap_or(root)
-        }
+        Ok(files) if root.starts_with(&files) => files,
+        _ => root
+            .parent()
+            .map(Path::to_owned)
+            .unwrap_or_else(|| root.clone()),
     };
-    let relative = file_abs
-        .strip_prefix(&base)
-        .map_err(|_| format!("{} is outside {}", file.display(), base.display()))?;
-    let parts: Option<Vec<&str>> = relative.iter().map(|p| p.to_str()).collect();
-    let name = parts
-        .ok_or_else(|| format!("{}: the name is not valid UTF-8", file.display()))?
-        .join("/");
-    name::validate(&name).map_err(|e| format!("{}: {e}", file.display()))?;
-    Ok(name)
+    let mut found = Vec::new();
+    for file in walk(&root)? {
+        let relative = file
+            .strip_prefix(&base)
+            .map_err(|_| format!("{} is outside {}", file.display(), base.display()))?;
+        let parts: Option<Vec<&str>> = relative.iter().map(|p| p.to_str()).collect();
+        let name = parts
+            .ok_or_else(|| format!("{}: the name is not valid UTF-8", file.display()))?
+            .join("/");
+        name::validate(&name).map_err(|e| format!("{}: {e}", file.display()))?;
+        found.push((file, name));
+    }
+    Ok(found)
 }
 
 /// Where a catalog name lands under a folder.
@@ -37,22 +42,25 @@ fn absolute(path: &Path) -> Result<PathBuf, String> {
     std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Every regular file under `path` (itself, if it is one), sorted.
-pub fn walk(path: &Path) -> Result<Vec<PathBuf>, String> {
+/// Every regular file under `path` (itself, if it is one), sorted; symbolic
+/// links are not followed.
+fn walk(path: &Path) -> Result<Vec<PathBuf>, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if meta.is_file() {
         return Ok(vec![path.to_owned()]);
     }
-    let mut found = Vec::new();
-    let mut entries: Vec<_> = std::fs::read_dir(path)
+    let mut entries: Vec<(PathBuf, std::fs::FileType)> = std::fs::read_dir(path)
         .map_err(|e| format!("{}: {e}", path.display()))?
         .filter_map(Result::ok)
-        .map(|e| e.path())
+        .filter_map(|e| e.file_type().ok().map(|t| (e.path(), t)))
         .collect();
-    entries.sort();
-    for entry in entries {
-        if entry.is_dir() || entry.is_file() {
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut found = Vec::new();
+    for (entry, kind) in entries {
+        if kind.is_dir() {
             found.extend(walk(&entry)?);
+        } else if kind.is_file() {
+            found.push(entry);
         }
     }
     Ok(found)
@@ -72,18 +80,18 @@ mod tests {
         std::fs::create_dir_all(outside.join("sub")).unwrap();
         std::fs::write(outside.join("sub/c.txt"), "x").unwrap();
 
-        let inside = files.join("docs/a b.txt");
-        assert_eq!(
-            catalog_name(&files, &inside, &inside).unwrap(),
-            "docs/a b.txt"
-        );
-        let c = outside.join("sub/c.txt");
-        assert_eq!(catalog_name(&files, &c, &c).unwrap(), "c.txt");
-        assert_eq!(
-            catalog_name(&files, &outside, &c).unwrap(),
-            "elsewhere/sub/c.txt"
-        );
-        assert_eq!(walk(&files).unwrap(), [inside]);
+        let names = |root: &Path| -> Vec<String> {
+            files_to_back_up(&files, root)
+                .unwrap()
+                .into_iter()
+                .map(|(_, n)| n)
+                .collect()
+        };
+        assert_eq!(names(&files.join("docs/a b.txt")), ["docs/a b.txt"]);
+        assert_eq!(names(&files), ["docs/a b.txt"]);
+        assert_eq!(names(&outside.join("sub/c.txt")), ["c.txt"]);
+        assert_eq!(names(&outside), ["elsewhere/sub/c.txt"]);
+        assert!(files_to_back_up(&files, &dir.path().join("missing")).is_err());
         assert_eq!(local_path(Path::new("/r"), "a/b"), Path::new("/r/a/b"));
     }
 }

@@ -117,7 +117,8 @@ impl Catalog {
              AND (?3 IS NULL OR version = ?3) ORDER BY version DESC LIMIT 1"
         );
         self.db
-            .query_row(&sql, params![client, name, version], file_row)
+            .prepare_cached(&sql)?
+            .query_row(params![client, name, version], file_row)
             .optional()
     }
 
@@ -183,7 +184,7 @@ impl Catalog {
     pub fn holders(&self, hash: &BlobHash) -> rusqlite::Result<Vec<ServerId>> {
         let mut stmt = self
             .db
-            .prepare("SELECT server FROM holders WHERE hash = ?1 ORDER BY server")?;
+            .prepare_cached("SELECT server FROM holders WHERE hash = ?1 ORDER BY server")?;
         let rows = stmt.query_map(params![hash.0], |row| row.get(0))?;
         rows.collect()
     }

@@ -2,7 +2,6 @@
 //! `<data>/tmp/` so nothing is visible in `blobs/` before it is complete,
 //! verified and fsynced.
 
-use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,9 +9,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arca_shared::BlobHash;
 use arca_shared::auth::Nonce;
 use arca_shared::protocol::{BlobInfo, Item, ServerStats};
-use futures::future::try_join_all;
 use tokio::fs::File;
 use tokio::io::AsyncWriteExt;
+
+/// Flushes everything written to the file system holding `root` to disk.
+fn sync(root: &Path) -> io::Result<()> {
+    let dir = std::fs::File::open(root)?;
+    rustix::fs::syncfs(&dir).map_err(io::Error::from)
+}
 
 pub struct BlobStore {
     root: PathBuf,
@@ -21,22 +25,30 @@ pub struct BlobStore {
     blobs: AtomicU64,
 }
 
-/// A blob being received; removed on drop unless committed.
+/// A blob being received; removed on drop unless committed. Small blobs of
+/// a batch wait in memory and reach the disk together at commit.
 pub struct TempBlob {
     path: PathBuf,
-    file: File,
+    file: Option<File>,
+    memory: Vec<u8>,
     committed: bool,
 }
 
 impl TempBlob {
     pub async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.file.write_all(bytes).await
+        match &mut self.file {
+            Some(file) => file.write_all(bytes).await,
+            None => {
+                self.memory.extend_from_slice(bytes);
+                Ok(())
+            }
+        }
     }
 }
 
 impl Drop for TempBlob {
     fn drop(&mut self) {
-        if !self.committed {
+        if !self.committed && self.file.is_some() {
             let _ = std::fs::remove_file(&self.path);
         }
     }
@@ -111,48 +123,80 @@ impl BlobStore {
         self.path(hash).is_file()
     }
 
+    /// A temp blob streamed to a file as it arrives.
     pub async fn temp(&self) -> io::Result<TempBlob> {
-        let name = blake3::Hash::from(Nonce::fresh().0).to_hex();
-        let path = self.root.join("tmp").join(&name[..24]);
+        let path = self.temp_path();
         let file = File::create_new(&path).await?;
         Ok(TempBlob {
             path,
-            file,
+            file: Some(file),
+            memory: Vec::new(),
             committed: false,
         })
     }
 
-    /// Makes verified temp blobs durable and visible: fsync every file,
-    /// rename each into place, fsync every folder touched. The fsyncs run
-    /// together, so the file system can commit them as one.
+    /// A temp blob kept in memory until [`BlobStore::commit`].
+    pub fn temp_in_memory(&self, size: usize) -> TempBlob {
+        TempBlob {
+            path: self.temp_path(),
+            file: None,
+            memory: Vec::with_capacity(size),
+            committed: false,
+        }
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        let name = blake3::Hash::from(Nonce::fresh().0).to_hex();
+        self.root.join("tmp").join(&name[..24])
+    }
+
+    /// Makes verified temp blobs durable and visible, all in one blocking
+    /// task: in-memory blobs are written out, one `syncfs` makes every temp
+    /// file durable, each is renamed into place, and a second `syncfs` makes
+    /// the renames durable. Two syncs per batch, not an fsync per file.
     pub async fn commit(&self, blobs: Vec<(TempBlob, Item)>) -> io::Result<()> {
         let mut blobs = blobs;
-        try_join_all(blobs.iter_mut().map(|(temp, _)| async {
-            temp.file.flush().await?;
-            temp.file.sync_all().await
-        }))
-        .await?;
-        let mut shards = BTreeSet::new();
-        for (mut temp, item) in blobs {
-            let target = self.path(&item.hash);
-            let shard = target.parent().map(Path::to_owned).unwrap_or_default();
-            tokio::fs::create_dir_all(&shard).await?;
-            if tokio::fs::try_exists(&target).await? {
-                // Content-addressed: an identical blob is already here.
-                continue;
+        for (temp, _) in &mut blobs {
+            if let Some(file) = &mut temp.file {
+                file.flush().await?;
             }
-            tokio::fs::rename(&temp.path, &target).await?;
-            temp.committed = true;
-            shards.insert(shard);
-            self.stored.fetch_add(item.size, Ordering::Relaxed);
-            self.blobs.fetch_add(1, Ordering::Relaxed);
         }
-        try_join_all(
-            shards
-                .iter()
-                .map(|shard| async move { File::open(shard).await?.sync_all().await }),
-        )
-        .await?;
+        let root = self.root.clone();
+        let targets: Vec<PathBuf> = blobs
+            .iter()
+            .map(|(_, item)| self.path(&item.hash))
+            .collect();
+        let (bytes, count) = tokio::task::spawn_blocking(move || -> io::Result<(u64, u64)> {
+            for (temp, _) in &mut blobs {
+                if temp.file.is_none() {
+                    std::fs::write(&temp.path, &temp.memory)?;
+                    temp.memory = Vec::new();
+                    // From here the file exists: drop must remove it.
+                    temp.file = Some(File::from_std(std::fs::File::open(&temp.path)?));
+                }
+            }
+            sync(&root)?;
+            let (mut bytes, mut count) = (0, 0);
+            for ((temp, item), target) in blobs.iter_mut().zip(targets) {
+                if let Some(shard) = target.parent() {
+                    std::fs::create_dir_all(shard)?;
+                }
+                if target.exists() {
+                    // Content-addressed: an identical blob is already here.
+                    continue;
+                }
+                std::fs::rename(&temp.path, &target)?;
+                temp.committed = true;
+                bytes += item.size;
+                count += 1;
+            }
+            sync(&root)?;
+            Ok((bytes, count))
+        })
+        .await
+        .map_err(io::Error::other)??;
+        self.stored.fetch_add(bytes, Ordering::Relaxed);
+        self.blobs.fetch_add(count, Ordering::Relaxed);
         Ok(())
     }
 

@@ -331,7 +331,7 @@ async fn stream_files(
             left -= chunk.len() as u64;
             sent += chunk.len() as u64;
             primary
-                .send(&Message::Chunk {
+                .feed(&Message::Chunk {
                     data: ByteBuf::from(chunk),
                 })
                 .await
@@ -339,10 +339,12 @@ async fn stream_files(
             progress.send_modify(|p| p.sent = sent);
         }
         primary
-            .send(&Message::End)
+            .feed(&Message::End)
             .await
             .map_err(Transfer::primary)?;
     }
+    // Many small files went out in few writes; the rest goes now.
+    primary.flush().await.map_err(Transfer::primary)?;
     set_phase(progress, Phase::Replicating);
     Ok(())
 }

@@ -19,7 +19,7 @@ use crate::names;
 const SMALL_FILE: u64 = 1 << 20;
 /// A batch's limits: files, bytes, and name bytes (its request must stay
 /// well under the control frame cap).
-const BATCH_FILES: usize = 256;
+const BATCH_FILES: usize = 512;
 const BATCH_BYTES: u64 = 16 << 20;
 const BATCH_NAME_BYTES: usize = 32 * 1024;
 
@@ -27,13 +27,9 @@ pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, Clie
     // Resolve everything first: a missing path fails before anything moves.
     let mut jobs: Vec<(PathBuf, String)> = Vec::new();
     for root in paths {
-        let files =
-            names::walk(root).map_err(|e| ClientError::Local(format!("cannot back up {e}")))?;
-        for file in files {
-            let name =
-                names::catalog_name(&settings.files, root, &file).map_err(ClientError::Local)?;
-            jobs.push((file, name));
-        }
+        let found = names::files_to_back_up(&settings.files, root)
+            .map_err(|e| ClientError::Local(format!("cannot back up {e}")))?;
+        jobs.extend(found);
     }
     let total_files = jobs.len();
     let (files, unreadable, cache) = hash_all(jobs, HashCache::load(&settings.client)).await?;
@@ -208,7 +204,7 @@ mod tests {
         files.insert(10, file("big", 5 << 20));
         let made = batches(files);
         let sizes: Vec<usize> = made.iter().map(Vec::len).collect();
-        assert_eq!(sizes, [1, 256, 256, 88]);
+        assert_eq!(sizes, [1, 512, 88]);
         assert_eq!(made[0][0].name, "big");
         let long: Vec<LocalFile> = (0..100)
             .map(|i| file(&format!("{i}{}", "n".repeat(1000)), 1))

@@ -125,13 +125,7 @@ impl Tasks {
                     (self.msgs.clone(), self.jobs.clone(), self.next_id.clone());
                 tokio::task::spawn_blocking(move || {
                     for root in paths {
-                        let found = names::walk(&root).and_then(|found| {
-                            found
-                                .into_iter()
-                                .map(|f| names::catalog_name(&files, &root, &f).map(|n| (f, n)))
-                                .collect::<Result<Vec<_>, _>>()
-                        });
-                        match found {
+                        match names::files_to_back_up(&files, &root) {
                             Ok(found) => {
                                 for (path, name) in found {
                                     let id = ids.fetch_add(1, Ordering::Relaxed);

@@ -51,7 +51,19 @@ pub(crate) async fn run(
         .db(move |cat| {
             batch
                 .iter()
-                .map(|f| Ok((cat.find(&c, &f.name, None)?, cat.holders(&f.hash)?)))
+                .map(|f| {
+                    let latest = cat.find(&c, &f.name, None)?;
+                    // Holders matter only for content that changed.
+                    let unchanged = latest
+                        .as_ref()
+                        .is_some_and(|l| l.hash == f.hash && l.size == f.size);
+                    let holders = if unchanged {
+                        Vec::new()
+                    } else {
+                        cat.holders(&f.hash)?
+                    };
+                    Ok((latest, holders))
+                })
                 .collect::<rusqlite::Result<Vec<_>>>()
         })
         .await?;

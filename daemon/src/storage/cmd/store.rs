@@ -2,11 +2,17 @@
 //! temp file and verifies its size and hash; once every file is in, it makes
 //! them all durable together and only then confirms.
 
+use arca_shared::limits::CHUNK_SIZE;
 use arca_shared::protocol::Item;
 use arca_shared::ticket::{Ticket, TicketKind};
 use arca_shared::{BlobHash, Connection, FrameError, Message};
 
 use crate::storage::Server;
+
+/// Files up to this size are kept in memory until the batch is complete…
+const SMALL_BLOB: u64 = 256 * 1024;
+/// …as long as the batch's in-memory files stay under this.
+const BATCH_MEMORY: u64 = 16 << 20;
 
 pub(crate) async fn run(
     server: &Server,
@@ -36,8 +42,16 @@ pub(crate) async fn run(
     conn.send(&Message::Accepted).await?;
     let mut received = Vec::with_capacity(items.len());
     let mut written = 0u64;
+    let mut reported = 0u64;
+    let mut in_memory = 0u64;
     for item in items {
-        let mut temp = server.store.temp().await.map_err(disk_error)?;
+        // Small files wait in memory (within a bound) and reach the disk together.
+        let mut temp = if item.size <= SMALL_BLOB && in_memory + item.size <= BATCH_MEMORY {
+            in_memory += item.size;
+            server.store.temp_in_memory(item.size as usize)
+        } else {
+            server.store.temp().await.map_err(disk_error)?
+        };
         let mut hasher = blake3::Hasher::new();
         let mut size = 0u64;
         loop {
@@ -53,7 +67,11 @@ pub(crate) async fn run(
                     hasher.update(&data);
                     temp.write(&data).await.map_err(disk_error)?;
                     written += data.len() as u64;
-                    conn.send(&Message::Written { bytes: written }).await?;
+                    // Progress about once per chunk's worth, not per small file.
+                    if written - reported >= CHUNK_SIZE as u64 {
+                        reported = written;
+                        conn.send(&Message::Written { bytes: written }).await?;
+                    }
                 }
                 Message::End => break,
                 other => return Err(FrameError::unexpected(&other, "Chunk or End")),
@@ -69,6 +87,9 @@ pub(crate) async fn run(
             return Err(FrameError::Remote("hash mismatch; nothing stored".into()));
         }
         received.push((temp, item));
+    }
+    if reported < written {
+        conn.send(&Message::Written { bytes: written }).await?;
     }
     server.store.commit(received).await.map_err(disk_error)?;
     conn.send(&Message::Stored).await

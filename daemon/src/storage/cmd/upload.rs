@@ -121,7 +121,8 @@ async fn forward(
     items: &[Item],
     blame: &Blame,
 ) -> Result<(), FrameError> {
-    for item in items {
+    for (n, item) in items.iter().enumerate() {
+        let last = n + 1 == items.len();
         let mut hasher = blake3::Hasher::new();
         let mut received = 0u64;
         loop {
@@ -152,14 +153,18 @@ async fn forward(
                 }
                 other => return Err(FrameError::unexpected(other, "Chunk or End")),
             }
+            let end = message == Message::End;
             let body = encode(&message)?;
             for (i, replica) in replicas.iter_mut().enumerate() {
-                replica
-                    .send_encoded(&body)
-                    .await
-                    .map_err(|e| blame.replica(i, "stopped receiving", e))?;
+                // Many small files go out in few writes; the last one flushes.
+                let sent = if end && last {
+                    replica.send_encoded(&body).await
+                } else {
+                    replica.feed_encoded(&body).await
+                };
+                sent.map_err(|e| blame.replica(i, "stopped receiving", e))?;
             }
-            if message == Message::End {
+            if end {
                 break;
             }
         }
