@@ -13,13 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arca_shared::auth::ClusterKey;
-use arca_shared::connection::FrameWriter;
+use arca_shared::connection::{FrameWriter, encode};
 use arca_shared::limits::CHUNK_SIZE;
 use arca_shared::protocol::{Item, ReplicaTarget, ServerId, items_digest};
 use arca_shared::ticket::{Ticket, TicketError, TicketKind};
 use arca_shared::{BlobHash, Connection, FrameError, Message};
 use serde_bytes::ByteBuf;
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -58,6 +57,9 @@ impl ServerConfig {
         }
     }
 }
+
+/// Chunks a blob reader may read ahead of the network.
+const READ_AHEAD: usize = 4;
 
 /// What the primary tells the connection that carried `Prepare`, which
 /// relays it to the manager.
@@ -182,22 +184,42 @@ impl Server {
     }
 
     /// Streams `len` bytes of a blob file as chunks, then `End`.
+    /// A blocking thread reads and encodes ahead (a few chunks, bounded)
+    /// while this task sends, so disk and network work overlap.
     pub(crate) async fn send_blob(
         writer: &mut FrameWriter,
-        mut file: tokio::fs::File,
+        file: tokio::fs::File,
         len: u64,
     ) -> Result<(), FrameError> {
-        let mut left = len;
-        while left > 0 {
-            let mut buf = vec![0u8; CHUNK_SIZE.min(left as usize)];
-            file.read_exact(&mut buf).await?;
-            left -= buf.len() as u64;
-            writer
-                .send(&Message::Chunk {
-                    data: ByteBuf::from(buf),
-                })
-                .await?;
+        let mut file = file.into_std().await;
+        let (frames, mut ready) = mpsc::channel::<Result<Vec<u8>, FrameError>>(READ_AHEAD);
+        let reader = tokio::task::spawn_blocking(move || {
+            let mut left = len;
+            while left > 0 {
+                let mut buf = vec![0u8; CHUNK_SIZE.min(left as usize)];
+                let frame = std::io::Read::read_exact(&mut file, &mut buf)
+                    .map_err(FrameError::from)
+                    .and_then(|()| {
+                        encode(&Message::Chunk {
+                            data: ByteBuf::from(buf),
+                        })
+                    });
+                left = if frame.is_ok() {
+                    left - CHUNK_SIZE.min(left as usize) as u64
+                } else {
+                    0
+                };
+                if frames.blocking_send(frame).is_err() {
+                    return;
+                }
+            }
+        });
+        while let Some(frame) = ready.recv().await {
+            writer.send_encoded(&frame?).await?;
         }
+        reader
+            .await
+            .map_err(|e| FrameError::Remote(format!("reading task failed: {e}")))?;
         writer.send(&Message::End).await
     }
 

@@ -9,9 +9,13 @@ use std::path::Path;
 use arca_shared::protocol::ServerId;
 use arca_shared::ticket::Ticket;
 use arca_shared::{BlobHash, FrameError, Message};
+use serde_bytes::ByteBuf;
 
 use super::progress::set_phase;
 use super::{ClientError, Phase, Progress, Session, open_server};
+
+/// Chunks received ahead of the disk writer.
+const WRITE_AHEAD: usize = 4;
 
 /// Most holders tried before a restore gives up.
 const MAX_ATTEMPTS: usize = 8;
@@ -107,16 +111,15 @@ impl Session {
                     p.phase = Phase::Restoring;
                 });
             }
-            let Some(part) = partial.as_mut() else {
+            let Some(part) = partial.take() else {
                 continue;
             };
-            match download(&holder, &ticket, part, progress, &self.settings.key).await {
+            let (mut part, outcome) =
+                download(&holder, &ticket, part, progress, &self.settings.key).await?;
+            match outcome {
                 Ok(()) if BlobHash::from(part.hasher.finalize()) == ticket.hash => {
                     let size = part.written;
-                    let Some(done) = partial.take() else {
-                        continue;
-                    };
-                    done.finish(dest)?;
+                    part.finish(dest)?;
                     return Ok(Restored::Written {
                         version: found,
                         size,
@@ -138,6 +141,7 @@ impl Session {
                     tracing::warn!(%holder, "restore of {name} interrupted: {e}");
                 }
             }
+            partial = Some(part);
             exclude.push(ticket.server);
         }
         Err(ClientError::Refused(format!(
@@ -225,35 +229,74 @@ async fn same_content(path: &Path, hash: &BlobHash, size: u64) -> bool {
         == Some(*hash)
 }
 
+/// Streams from `holder` into `part` from where it stands. A blocking thread
+/// writes and hashes while this task receives, so network and disk overlap;
+/// the partial file comes back whatever happened, to resume elsewhere.
 async fn download(
     holder: &str,
     ticket: &Ticket,
-    part: &mut Partial,
+    part: Partial,
+    progress: &Progress,
+    key: &arca_shared::auth::ClusterKey,
+) -> Result<(Partial, Result<(), Failure>), ClientError> {
+    let (chunks, mut incoming) = tokio::sync::mpsc::channel::<ByteBuf>(WRITE_AHEAD);
+    let start = part.written;
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut part = part;
+        let mut result = Ok(());
+        while let Some(chunk) = incoming.blocking_recv() {
+            result = part.write(&chunk);
+            if result.is_err() {
+                break;
+            }
+        }
+        (part, result)
+    });
+    let received = receive(holder, ticket, start, chunks, progress, key).await;
+    let (part, written) = writer
+        .await
+        .map_err(|e| ClientError::local("the restore's writing task failed", e))?;
+    Ok(match written {
+        Err(e) => (part, Err(Failure::Local(e))),
+        Ok(()) => (part, received),
+    })
+}
+
+/// Receives the stream from `offset` and hands each chunk to the writer.
+async fn receive(
+    holder: &str,
+    ticket: &Ticket,
+    offset: u64,
+    chunks: tokio::sync::mpsc::Sender<ByteBuf>,
     progress: &Progress,
     key: &arca_shared::auth::ClusterKey,
 ) -> Result<(), Failure> {
     let mut conn = open_server(holder, key).await.map_err(Failure::Holder)?;
     let request = Message::Fetch {
         ticket: ticket.clone(),
-        offset: part.written,
+        offset,
     };
     match conn.call(&request).await.map_err(Failure::Holder)? {
         Message::Accepted => {}
         other => return Err(Failure::Holder(FrameError::unexpected(&other, "Accepted"))),
     }
+    let mut received = offset;
     loop {
         match conn.recv_data().await.map_err(Failure::Holder)? {
             Message::Chunk { data } => {
-                if part.written + data.len() as u64 > ticket.size {
+                received += data.len() as u64;
+                if received > ticket.size {
                     return Err(Failure::Holder(FrameError::Remote(
                         "holder sent more bytes than the file has".into(),
                     )));
                 }
-                part.write(&data).map_err(Failure::Local)?;
-                let written = part.written;
-                progress.send_modify(|p| p.sent = written);
+                // The writer stops only on a local error, which it reports itself.
+                if chunks.send(data).await.is_err() {
+                    return Ok(());
+                }
+                progress.send_modify(|p| p.sent = received);
             }
-            Message::End if part.written == ticket.size => return Ok(()),
+            Message::End if received == ticket.size => return Ok(()),
             Message::End => {
                 return Err(Failure::Holder(FrameError::Remote(
                     "holder ended the stream early".into(),

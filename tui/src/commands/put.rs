@@ -3,6 +3,7 @@
 //! (one request, one stream, one commit); unchanged files are recognised
 //! from a cache of their size, modification time and inode, unread.
 
+use std::cell::{Cell, RefCell};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +23,8 @@ const SMALL_FILE: u64 = 1 << 20;
 const BATCH_FILES: usize = 512;
 const BATCH_BYTES: u64 = 16 << 20;
 const BATCH_NAME_BYTES: usize = 32 * 1024;
+/// Batches in flight at once.
+const PARALLEL: usize = 4;
 
 pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, ClientError> {
     // Resolve everything first: a missing path fails before anything moves.
@@ -33,7 +36,6 @@ pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, Clie
     }
     let total_files = jobs.len();
     let (files, unreadable, cache) = hash_all(jobs, HashCache::load(&settings.client)).await?;
-    let mut session = Session::connect(settings).await?;
     let bar = std::io::stdout()
         .is_terminal()
         .then(|| progress_bar(files.iter().map(|f| f.size).sum()));
@@ -41,47 +43,63 @@ pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, Clie
         Some(bar) => bar.println(line),
         None => println!("{line}"),
     };
-    let mut failed = unreadable.len();
+    let failed = Cell::new(unreadable.len());
     for line in unreadable {
         say(line);
     }
-    for batch in batches(files) {
-        if let Some(bar) = &bar {
-            bar.set_message(match batch.as_slice() {
-                [one] => one.name.clone(),
-                many => format!("{} files", many.len()),
-            });
-        }
-        let before = bar.as_ref().map_or(0, ProgressBar::position);
-        match put_batch(&mut session, &batch, bar.as_ref(), &say).await {
-            Ok(outcomes) => {
-                for (file, outcome) in batch.iter().zip(outcomes) {
-                    say(match outcome {
-                        Uploaded::Committed { version, replicas } => {
-                            format!("committed  {}  v{version}  {replicas} replicas", file.name)
-                        }
-                        Uploaded::Unchanged { version } => {
-                            format!("unchanged  {}  v{version}", file.name)
-                        }
+    // Batches go out on parallel sessions: one batch's transfer overlaps
+    // another's wait for the disks.
+    let queue = RefCell::new(batches(files).into_iter());
+    let mut sessions = Vec::with_capacity(PARALLEL);
+    for _ in 0..PARALLEL {
+        sessions.push(Session::connect(settings.clone()).await?);
+    }
+    let workers = sessions.into_iter().map(|mut session| {
+        let (queue, bar, say, failed) = (&queue, bar.as_ref(), &say, &failed);
+        async move {
+            loop {
+                let Some(batch) = queue.borrow_mut().next() else {
+                    return Ok(());
+                };
+                if let Some(bar) = bar {
+                    bar.set_message(match batch.as_slice() {
+                        [one] => one.name.clone(),
+                        many => format!("{} files", many.len()),
                     });
                 }
-            }
-            Err(e @ (ClientError::Unreachable { .. } | ClientError::Protocol(_))) => {
-                cache.save();
-                return Err(e);
-            }
-            Err(e) => {
-                failed += batch.len();
-                for file in &batch {
-                    say(format!("failed     {}: {e}", file.name));
+                match put_batch(&mut session, &batch, bar, say).await {
+                    Ok(outcomes) => {
+                        for (file, outcome) in batch.iter().zip(outcomes) {
+                            say(match outcome {
+                                Uploaded::Committed { version, replicas } => {
+                                    format!(
+                                        "committed  {}  v{version}  {replicas} replicas",
+                                        file.name
+                                    )
+                                }
+                                Uploaded::Unchanged { version } => {
+                                    format!("unchanged  {}  v{version}", file.name)
+                                }
+                            });
+                        }
+                    }
+                    Err(e @ (ClientError::Unreachable { .. } | ClientError::Protocol(_))) => {
+                        return Err(e);
+                    }
+                    Err(e) => {
+                        failed.set(failed.get() + batch.len());
+                        for file in &batch {
+                            say(format!("failed     {}: {e}", file.name));
+                        }
+                    }
                 }
             }
         }
-        if let Some(bar) = &bar {
-            bar.set_position(before + batch.iter().map(|f| f.size).sum::<u64>());
-        }
-    }
+    });
+    let outcome = futures::future::try_join_all(workers).await;
     cache.save();
+    outcome?;
+    let failed = failed.get();
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
@@ -155,16 +173,23 @@ async fn put_batch(
     say: &impl Fn(String),
 ) -> Result<Vec<Uploaded>, ClientError> {
     let (progress, mut updates) = watch::channel(TransferProgress::default());
-    let start = bar.map_or(0, ProgressBar::position);
+    let mut counted = 0;
     let put = session.put_batch(batch, &progress);
     tokio::pin!(put);
     loop {
         tokio::select! {
-            result = &mut put => return result,
+            result = &mut put => {
+                if let Some(bar) = bar {
+                    bar.inc(batch.iter().map(|f| f.size).sum::<u64>().saturating_sub(counted));
+                }
+                return result;
+            }
             Ok(()) = updates.changed() => {
                 let progress = updates.borrow_and_update();
                 if let Some(bar) = bar {
-                    bar.set_position(start + progress.sent);
+                    // A retry starts the count again: only ever move forward.
+                    bar.inc(progress.sent.saturating_sub(counted));
+                    counted = counted.max(progress.sent);
                 }
                 if let Phase::Retrying { attempt, reason } = &progress.phase {
                     say(format!("retrying   {} file(s) (attempt {attempt} failed: {reason})", batch.len()));
