@@ -219,6 +219,61 @@ impl FrameWriter {
     }
 }
 
+/// Sends a long answer as pages of a few items each, then `End`, so every
+/// frame stays under the control cap.
+pub struct PageWriter<'a, T> {
+    conn: &'a mut Connection,
+    per_page: usize,
+    page: Vec<T>,
+    wrap: fn(Vec<T>) -> Message,
+}
+
+impl<'a, T> PageWriter<'a, T> {
+    pub fn new(conn: &'a mut Connection, per_page: usize, wrap: fn(Vec<T>) -> Message) -> Self {
+        Self {
+            conn,
+            per_page,
+            page: Vec::with_capacity(per_page),
+            wrap,
+        }
+    }
+
+    pub async fn push(&mut self, item: T) -> Result<(), FrameError> {
+        self.page.push(item);
+        if self.page.len() >= self.per_page {
+            let page = std::mem::take(&mut self.page);
+            self.conn.send(&(self.wrap)(page)).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn finish(self) -> Result<(), FrameError> {
+        if !self.page.is_empty() {
+            self.conn.send(&(self.wrap)(self.page)).await?;
+        }
+        self.conn.send(&Message::End).await
+    }
+}
+
+/// Reads pages sent by a [`PageWriter`] until `End`; `unwrap` takes a page's
+/// items out of its message (`None` if it is no page).
+pub async fn recv_pages<T>(
+    conn: &mut Connection,
+    wanted: &'static str,
+    unwrap: impl Fn(Message) -> Option<Vec<T>>,
+) -> Result<Vec<T>, FrameError> {
+    let mut items = Vec::new();
+    loop {
+        match conn.recv().await? {
+            Message::End => return Ok(items),
+            message => {
+                let got = message.kind().to_string();
+                items.extend(unwrap(message).ok_or(FrameError::Unexpected { got, wanted })?);
+            }
+        }
+    }
+}
+
 /// Checks a frame's announced length before anything is allocated for it.
 pub fn check_len(len: usize, max: usize) -> Result<(), FrameError> {
     if len > max {

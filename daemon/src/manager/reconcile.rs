@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use arca_shared::connection::recv_pages;
 use arca_shared::protocol::ServerId;
 use arca_shared::{BlobHash, FrameError, Message};
 
@@ -47,14 +48,11 @@ pub(crate) async fn server(manager: &Manager, id: ServerId) -> Result<(), FrameE
     };
     let mut conn = manager.connect(&addr).await?;
     conn.send(&Message::Inventory).await?;
-    let mut blobs = Vec::new();
-    loop {
-        match conn.recv().await? {
-            Message::Blobs { blobs: page } => blobs.extend(page),
-            Message::End => break,
-            other => return Err(FrameError::unexpected(&other, "Blobs")),
-        }
-    }
+    let blobs = recv_pages(&mut conn, "Blobs", |m| match m {
+        Message::Blobs { blobs } => Some(blobs),
+        _ => None,
+    })
+    .await?;
     for blob in blobs {
         let hash = blob.hash;
         if recorded.remove(&hash) {

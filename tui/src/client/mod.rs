@@ -9,6 +9,7 @@ mod upload;
 use std::path::PathBuf;
 
 use arca_shared::auth::{self, ClusterKey};
+use arca_shared::connection::recv_pages;
 use arca_shared::limits::IDLE_TIMEOUT;
 use arca_shared::protocol::{ClusterStatus, CopyCheck, FileEntry};
 use arca_shared::{Connection, FrameError, Message};
@@ -97,11 +98,7 @@ impl Session {
     }
 
     async fn reply(&mut self) -> Result<Message, ClientError> {
-        match self.conn.recv().await {
-            Ok(message) => Ok(message),
-            Err(FrameError::Remote(reason)) => Err(ClientError::Refused(reason)),
-            Err(e) => Err(e.into()),
-        }
+        self.conn.recv().await.map_err(refusal)
     }
 
     pub async fn status(&mut self) -> Result<ClusterStatus, ClientError> {
@@ -120,14 +117,12 @@ impl Session {
                 name: name.map(str::to_owned),
             })
             .await?;
-        let mut files = Vec::new();
-        loop {
-            match self.reply().await? {
-                Message::Listing { files: page } => files.extend(page),
-                Message::End => return Ok(files),
-                other => return Err(FrameError::unexpected(&other, "Listing").into()),
-            }
-        }
+        recv_pages(&mut self.conn, "Listing", |m| match m {
+            Message::Listing { files } => Some(files),
+            _ => None,
+        })
+        .await
+        .map_err(refusal)
     }
 
     /// Has every live holder hash its copy in place; names as for [`Session::list`].
@@ -138,14 +133,12 @@ impl Session {
                 name: name.map(str::to_owned),
             })
             .await?;
-        let mut copies = Vec::new();
-        loop {
-            match self.reply().await? {
-                Message::Verified { copies: page } => copies.extend(page),
-                Message::End => return Ok(copies),
-                other => return Err(FrameError::unexpected(&other, "Verified").into()),
-            }
-        }
+        recv_pages(&mut self.conn, "Verified", |m| match m {
+            Message::Verified { copies } => Some(copies),
+            _ => None,
+        })
+        .await
+        .map_err(refusal)
     }
 
     /// Removes one version, or every version with `None`; returns those removed.
@@ -163,6 +156,14 @@ impl Session {
             Message::Removed { versions } => Ok(versions),
             other => Err(FrameError::unexpected(&other, "Removed").into()),
         }
+    }
+}
+
+/// The manager's refusals are [`ClientError::Refused`]; the rest is the link.
+fn refusal(e: FrameError) -> ClientError {
+    match e {
+        FrameError::Remote(reason) => ClientError::Refused(reason),
+        other => other.into(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! `List`: the newest version of every name (under a prefix ending in '/'),
 //! or every version of one name. Sent in pages, then `End`.
 
+use arca_shared::connection::PageWriter;
 use arca_shared::{Connection, FrameError, Message};
 
 use super::{check_client, check_name};
@@ -15,20 +16,11 @@ pub(crate) async fn run(
     client: String,
     name: Option<String>,
 ) -> Result<(), FrameError> {
-    let mut page = Vec::with_capacity(PAGE);
+    let mut pages = PageWriter::new(conn, PAGE, |files| Message::Listing { files });
     for row in rows(manager, client, name).await? {
-        page.push(manager.entry(row).await?);
-        if page.len() == PAGE {
-            conn.send(&Message::Listing {
-                files: std::mem::take(&mut page),
-            })
-            .await?;
-        }
+        pages.push(manager.entry(row).await?).await?;
     }
-    if !page.is_empty() {
-        conn.send(&Message::Listing { files: page }).await?;
-    }
-    conn.send(&Message::End).await
+    pages.finish().await
 }
 
 /// The catalog rows a name selects: every version of a name; the newest

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use arca_shared::connection::PageWriter;
 use arca_shared::protocol::{CopyCheck, ServerId};
 use arca_shared::{Connection, FrameError, Message};
 
@@ -20,7 +21,7 @@ pub(crate) async fn run(
 ) -> Result<(), FrameError> {
     let rows = list::rows(manager, client, name).await?;
     let mut servers: HashMap<ServerId, Connection> = HashMap::new();
-    let mut page = Vec::new();
+    let mut pages = PageWriter::new(conn, PAGE, |copies| Message::Verified { copies });
     for row in rows {
         let hash = row.hash;
         let holders = manager.db(move |c| c.holders(&hash)).await?;
@@ -56,24 +57,17 @@ pub(crate) async fn run(
                     tracing::warn!(server, "could not drop the corrupt copy: {e}");
                 }
             }
-            page.push(CopyCheck {
-                name: row.name.clone(),
-                version: row.version,
-                copy,
-                ok,
-            });
-            if page.len() == PAGE {
-                conn.send(&Message::Verified {
-                    copies: std::mem::take(&mut page),
+            pages
+                .push(CopyCheck {
+                    name: row.name.clone(),
+                    version: row.version,
+                    copy,
+                    ok,
                 })
                 .await?;
-            }
         }
     }
-    if !page.is_empty() {
-        conn.send(&Message::Verified { copies: page }).await?;
-    }
-    conn.send(&Message::End).await
+    pages.finish().await
 }
 
 async fn check(holder: &mut Connection, hash: arca_shared::BlobHash) -> Result<bool, FrameError> {

@@ -1,6 +1,7 @@
 //! `Inventory`: every blob this server holds, for the manager to reconcile
 //! with its catalog. Sent in pages, then `End`.
 
+use arca_shared::connection::PageWriter;
 use arca_shared::{Connection, FrameError, Message};
 
 use crate::storage::Server;
@@ -9,12 +10,9 @@ use crate::storage::Server;
 const PAGE: usize = 512;
 
 pub(crate) async fn run(server: &Server, conn: &mut Connection) -> Result<(), FrameError> {
-    let blobs = server.store.list()?;
-    for page in blobs.chunks(PAGE) {
-        conn.send(&Message::Blobs {
-            blobs: page.to_vec(),
-        })
-        .await?;
+    let mut pages = PageWriter::new(conn, PAGE, |blobs| Message::Blobs { blobs });
+    for blob in server.store.list()? {
+        pages.push(blob).await?;
     }
-    conn.send(&Message::End).await
+    pages.finish().await
 }

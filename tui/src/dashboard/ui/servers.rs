@@ -23,14 +23,31 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
                 .filter(|s| s.alive)
                 .map(|s| s.latency_ms)
                 .fold(0.0, f64::max);
+            let health = if status.under_replicated > 0 {
+                Span::styled(
+                    format!(
+                        " {} contents under-replicated, {} copies being made",
+                        status.under_replicated, status.healing
+                    ),
+                    Style::new().fg(Color::Yellow),
+                )
+            } else {
+                Span::styled(
+                    " every content has all its copies",
+                    Style::new().fg(Color::Green),
+                )
+            };
             let mut lines = vec![
-                Line::from(format!(
-                    " {alive} of {} alive · {} copies of each file · {} stored",
-                    status.servers.len(),
-                    status.replicas,
-                    format::bytes(status.servers.iter().map(|s| s.stored_bytes).sum()),
-                ))
-                .fg(Color::DarkGray),
+                Line::from(vec![
+                    format!(
+                        " {alive} of {} alive · {} copies each · {} stored",
+                        status.servers.len(),
+                        status.replicas,
+                        format::bytes(status.servers.iter().map(|s| s.stored_bytes).sum()),
+                    )
+                    .fg(Color::DarkGray),
+                ]),
+                Line::from(health),
             ];
             for s in &status.servers {
                 let id = format!(" s{:<2}", s.id);
