@@ -44,6 +44,7 @@ pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, Clie
         None => println!("{line}"),
     };
     let failed = Cell::new(unreadable.len());
+    let done = Cell::new(0);
     for line in unreadable {
         say(line);
     }
@@ -55,19 +56,18 @@ pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, Clie
         sessions.push(Session::connect(settings.clone()).await?);
     }
     let workers = sessions.into_iter().map(|mut session| {
-        let (queue, bar, say, failed) = (&queue, bar.as_ref(), &say, &failed);
+        let (queue, bar, say, failed, done) = (&queue, bar.as_ref(), &say, &failed, &done);
         async move {
             loop {
                 let Some(batch) = queue.borrow_mut().next() else {
                     return Ok(());
                 };
+                let outcome = put_batch(&mut session, &batch, bar, say).await;
+                done.set(done.get() + batch.len());
                 if let Some(bar) = bar {
-                    bar.set_message(match batch.as_slice() {
-                        [one] => one.name.clone(),
-                        many => format!("{} files", many.len()),
-                    });
+                    bar.set_message(format!("{}/{total_files} files", done.get()));
                 }
-                match put_batch(&mut session, &batch, bar, say).await {
+                match outcome {
                     Ok(outcomes) => {
                         for (file, outcome) in batch.iter().zip(outcomes) {
                             say(match outcome {
