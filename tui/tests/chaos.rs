@@ -17,7 +17,7 @@ const FILES_EACH: usize = 100;
 
 fn file_size(i: usize) -> usize {
     match i {
-        i if i % 10 == 0 => 4 << 20,
+        i if i % 10 == 0 => 12 << 20,
         i if i % 5 == 0 => 300_000,
         i => 1_000 + i * 97,
     }
@@ -156,14 +156,19 @@ fn two_clients_back_up_through_server_and_manager_crashes_and_nothing_is_lost() 
         })
         .collect();
 
-    // A server dies mid-backup and comes back; then the manager does.
-    std::thread::sleep(Duration::from_millis(200));
-    cluster.kill_and_restart(2, Duration::from_millis(1000));
+    // The manager dies mid-backup and comes back; then a server does.
+    let mut running = || puts.iter_mut().any(|p| p.try_wait().unwrap().is_none());
+    std::thread::sleep(Duration::from_millis(150));
     assert!(
-        puts.iter_mut().any(|p| p.try_wait().unwrap().is_none()),
+        running(),
         "the backups ended before the manager could be killed; give them more work"
     );
     cluster.kill_and_restart(0, Duration::from_millis(800));
+    assert!(
+        running(),
+        "the backups ended before a server could be killed; give them more work"
+    );
+    cluster.kill_and_restart(2, Duration::from_millis(1000));
     let kills = 2;
 
     let mut committed: Vec<Vec<String>> = Vec::new();
