@@ -52,19 +52,31 @@ impl HashCache {
     /// The size and hash of `path`, hashing it only if it changed.
     pub fn hash(&mut self, path: &Path) -> std::io::Result<(u64, BlobHash)> {
         let meta = std::fs::metadata(path)?;
-        let stamp = Stamp::of(&meta);
-        let key = std::path::absolute(path)?;
-        if let Some((known, hash)) = self.entries.get(&key)
-            && *known == stamp
-        {
-            return Ok((stamp.size, *hash));
+        if let Some(hash) = self.known(path, &meta) {
+            return Ok((meta.len(), hash));
         }
         let mut hasher = blake3::Hasher::new();
         hasher.update_reader(std::fs::File::open(path)?)?;
         let hash = BlobHash::from(hasher.finalize());
-        self.entries.insert(key, (stamp, hash));
-        self.changed = true;
-        Ok((stamp.size, hash))
+        self.remember(path, &meta, hash);
+        Ok((meta.len(), hash))
+    }
+
+    /// The remembered hash of `path`, if the file is unchanged since.
+    pub fn known(&self, path: &Path, meta: &std::fs::Metadata) -> Option<BlobHash> {
+        let key = std::path::absolute(path).ok()?;
+        match self.entries.get(&key) {
+            Some((stamp, hash)) if *stamp == Stamp::of(meta) => Some(*hash),
+            _ => None,
+        }
+    }
+
+    /// Remembers the hash of `path` as it is described by `meta`.
+    pub fn remember(&mut self, path: &Path, meta: &std::fs::Metadata, hash: BlobHash) {
+        if let Ok(key) = std::path::absolute(path) {
+            self.entries.insert(key, (Stamp::of(meta), hash));
+            self.changed = true;
+        }
     }
 
     /// Writes the cache back if it changed; a failure only costs a re-hash.

@@ -2,6 +2,7 @@
 //! while following every replica's progress, then hear the commit.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arca_shared::auth::ClusterKey;
@@ -30,13 +31,15 @@ pub enum Uploaded {
     },
 }
 
-/// A local file ready to back up: where it is, its name, size and hash.
+/// A local file ready to back up: where it is, its name, size and hash,
+/// and its bytes when they were already read to hash it (small files).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalFile {
     pub path: PathBuf,
     pub name: String,
     pub size: u64,
     pub hash: BlobHash,
+    pub content: Option<Arc<[u8]>>,
 }
 
 /// Attempts per batch before giving up.
@@ -84,6 +87,7 @@ impl Session {
                     name: name.to_owned(),
                     size,
                     hash,
+                    content: None,
                 };
                 self.put_batch(&[file], progress).await.map(|done| done[0])
             }
@@ -313,30 +317,34 @@ async fn stream_files(
 ) -> Result<(), Transfer> {
     let mut sent = 0u64;
     for file in files {
-        let mut reader = tokio::fs::File::open(&file.path)
-            .await
-            .map_err(|e| Transfer::Local(ClientError::local(file.path.display(), e)))?;
-        let mut left = file.size;
-        while left > 0 {
-            let mut chunk = vec![0u8; CHUNK_SIZE.min(left as usize)];
-            reader.read_exact(&mut chunk).await.map_err(|e| {
-                Transfer::Local(ClientError::local(
-                    format!(
-                        "{} shrank while it was being backed up",
-                        file.path.display()
-                    ),
-                    e,
-                ))
-            })?;
-            left -= chunk.len() as u64;
-            sent += chunk.len() as u64;
-            primary
-                .feed(&Message::Chunk {
-                    data: ByteBuf::from(chunk),
-                })
-                .await
-                .map_err(Transfer::primary)?;
-            progress.send_modify(|p| p.sent = sent);
+        match &file.content {
+            Some(bytes) => {
+                for chunk in bytes.chunks(CHUNK_SIZE) {
+                    send_chunk(primary, chunk.to_vec()).await?;
+                }
+                sent += bytes.len() as u64;
+                progress.send_modify(|p| p.sent = sent);
+            }
+            None => {
+                let mut reader = tokio::fs::File::open(&file.path)
+                    .await
+                    .map_err(|e| Transfer::Local(ClientError::local(file.path.display(), e)))?;
+                let mut left = file.size;
+                while left > 0 {
+                    let mut chunk = vec![0u8; CHUNK_SIZE.min(left as usize)];
+                    reader.read_exact(&mut chunk).await.map_err(|e| {
+                        let what = format!(
+                            "{} shrank while it was being backed up",
+                            file.path.display()
+                        );
+                        Transfer::Local(ClientError::local(what, e))
+                    })?;
+                    left -= chunk.len() as u64;
+                    sent += chunk.len() as u64;
+                    send_chunk(primary, chunk).await?;
+                    progress.send_modify(|p| p.sent = sent);
+                }
+            }
         }
         primary
             .feed(&Message::End)
@@ -347,6 +355,14 @@ async fn stream_files(
     primary.flush().await.map_err(Transfer::primary)?;
     set_phase(progress, Phase::Replicating);
     Ok(())
+}
+
+async fn send_chunk(primary: &mut FrameWriter, chunk: Vec<u8>) -> Result<(), Transfer> {
+    let data = ByteBuf::from(chunk);
+    primary
+        .feed(&Message::Chunk { data })
+        .await
+        .map_err(Transfer::primary)
 }
 
 async fn follow_replicas(primary: &mut FrameReader, progress: &Progress) -> Result<(), Transfer> {

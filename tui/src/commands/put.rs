@@ -5,9 +5,12 @@
 
 use std::cell::{Cell, RefCell};
 use std::io::IsTerminal;
+use std::path::Path;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
+use arca_shared::BlobHash;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
 
@@ -35,10 +38,11 @@ pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, Clie
         jobs.extend(found);
     }
     let total_files = jobs.len();
-    let (files, unreadable, cache) = hash_all(jobs, HashCache::load(&settings.client)).await?;
+    let (pending, unreadable) = stat_all(jobs).await?;
+    let cache = Arc::new(Mutex::new(HashCache::load(&settings.client)));
     let bar = std::io::stdout()
         .is_terminal()
-        .then(|| progress_bar(files.iter().map(|f| f.size).sum()));
+        .then(|| progress_bar(pending.iter().map(|f| f.size).sum()));
     let say = |line: String| match &bar {
         Some(bar) => bar.println(line),
         None => println!("{line}"),
@@ -50,18 +54,29 @@ pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, Clie
     }
     // Batches go out on parallel sessions: one batch's transfer overlaps
     // another's wait for the disks.
-    let queue = RefCell::new(batches(files).into_iter());
+    let queue = RefCell::new(batches(pending).into_iter());
     let mut sessions = Vec::with_capacity(PARALLEL);
     for _ in 0..PARALLEL {
         sessions.push(Session::connect(settings.clone()).await?);
     }
     let workers = sessions.into_iter().map(|mut session| {
-        let (queue, bar, say, failed, done) = (&queue, bar.as_ref(), &say, &failed, &done);
+        let (queue, bar, say, failed, done, cache) =
+            (&queue, bar.as_ref(), &say, &failed, &done, &cache);
         async move {
             loop {
-                let Some(batch) = queue.borrow_mut().next() else {
+                let Some(pending) = queue.borrow_mut().next() else {
                     return Ok(());
                 };
+                // Hashing happens here, batch by batch, so it overlaps the
+                // other batches' transfers; small files are read only once.
+                let (batch, unreadable) = read_batch(pending, cache).await?;
+                failed.set(failed.get() + unreadable.len());
+                for line in unreadable {
+                    say(line);
+                }
+                if batch.is_empty() {
+                    continue;
+                }
                 let outcome = put_batch(&mut session, &batch, bar, say).await;
                 done.set(done.get() + batch.len());
                 if let Some(bar) = bar {
@@ -97,7 +112,7 @@ pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, Clie
         }
     });
     let outcome = futures::future::try_join_all(workers).await;
-    cache.save();
+    cache.lock().unwrap_or_else(|p| p.into_inner()).save();
     outcome?;
     let failed = failed.get();
     if let Some(bar) = &bar {
@@ -110,39 +125,102 @@ pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, Clie
     Ok(ExitCode::SUCCESS)
 }
 
-/// Sizes and hashes for every file, from the cache where it still holds;
-/// files that cannot be read are reported, not fatal.
-async fn hash_all(
+/// A file found on disk, not yet read.
+#[derive(Debug)]
+struct Pending {
+    path: PathBuf,
+    name: String,
+    size: u64,
+    meta: Option<std::fs::Metadata>,
+}
+
+/// The size of every file; files that cannot be read are reported, not fatal.
+async fn stat_all(
     jobs: Vec<(PathBuf, String)>,
-    mut cache: HashCache,
-) -> Result<(Vec<LocalFile>, Vec<String>, HashCache), ClientError> {
+) -> Result<(Vec<Pending>, Vec<String>), ClientError> {
     tokio::task::spawn_blocking(move || {
-        let mut files = Vec::with_capacity(jobs.len());
+        let mut pending = Vec::with_capacity(jobs.len());
         let mut unreadable = Vec::new();
         for (path, name) in jobs {
-            match cache.hash(&path) {
-                Ok((size, hash)) => files.push(LocalFile {
+            match std::fs::metadata(&path) {
+                Ok(meta) => pending.push(Pending {
                     path,
                     name,
-                    size,
-                    hash,
+                    size: meta.len(),
+                    meta: Some(meta),
                 }),
-                Err(e) => unreadable.push(format!(
-                    "failed     {name}: cannot read {}: {e}",
-                    path.display()
-                )),
+                Err(e) => unreadable.push(cannot_read(&name, &path, &e)),
             }
         }
-        (files, unreadable, cache)
+        (pending, unreadable)
+    })
+    .await
+    .map_err(|e| ClientError::local("listing task", e))
+}
+
+fn cannot_read(name: &str, path: &Path, e: &std::io::Error) -> String {
+    format!("failed     {name}: cannot read {}: {e}", path.display())
+}
+
+/// Hashes a batch, from the cache where it still holds; a small file that
+/// must be hashed is read once and its bytes kept to send.
+async fn read_batch(
+    batch: Vec<Pending>,
+    cache: &Arc<Mutex<HashCache>>,
+) -> Result<(Vec<LocalFile>, Vec<String>), ClientError> {
+    let cache = cache.clone();
+    tokio::task::spawn_blocking(move || {
+        let lock = || cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut files = Vec::with_capacity(batch.len());
+        let mut unreadable = Vec::new();
+        for p in batch {
+            let meta = match p.meta {
+                Some(meta) => Ok(meta),
+                None => std::fs::metadata(&p.path),
+            };
+            let read = meta.and_then(|meta| {
+                if let Some(hash) = lock().known(&p.path, &meta) {
+                    return Ok((meta.len(), hash, None));
+                }
+                let read = read_one(&p.path, &meta)?;
+                lock().remember(&p.path, &meta, read.1);
+                Ok(read)
+            });
+            match read {
+                Ok((size, hash, content)) => files.push(LocalFile {
+                    path: p.path,
+                    name: p.name,
+                    size,
+                    hash,
+                    content,
+                }),
+                Err(e) => unreadable.push(cannot_read(&p.name, &p.path, &e)),
+            }
+        }
+        (files, unreadable)
     })
     .await
     .map_err(|e| ClientError::local("hashing task", e))
 }
 
+/// A file's size, hash and, when already read, its bytes.
+type Read = (u64, BlobHash, Option<Arc<[u8]>>);
+
+/// Size, hash and (for a small file) the bytes of one file.
+fn read_one(path: &Path, meta: &std::fs::Metadata) -> std::io::Result<Read> {
+    if meta.len() < SMALL_FILE {
+        let bytes = std::fs::read(path)?;
+        return Ok((bytes.len() as u64, BlobHash::of(&bytes), Some(bytes.into())));
+    }
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(std::fs::File::open(path)?)?;
+    Ok((meta.len(), BlobHash::from(hasher.finalize()), None))
+}
+
 /// Large files alone; small ones together, within the batch limits.
-fn batches(files: Vec<LocalFile>) -> Vec<Vec<LocalFile>> {
-    let mut out: Vec<Vec<LocalFile>> = Vec::new();
-    let mut open: Vec<LocalFile> = Vec::new();
+fn batches(files: Vec<Pending>) -> Vec<Vec<Pending>> {
+    let mut out: Vec<Vec<Pending>> = Vec::new();
+    let mut open: Vec<Pending> = Vec::new();
     let (mut bytes, mut name_bytes) = (0u64, 0usize);
     for file in files {
         if file.size >= SMALL_FILE {
@@ -212,26 +290,25 @@ fn progress_bar(total: u64) -> ProgressBar {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arca_shared::BlobHash;
 
-    fn file(name: &str, size: u64) -> LocalFile {
-        LocalFile {
+    fn file(name: &str, size: u64) -> Pending {
+        Pending {
             path: PathBuf::from(name),
             name: name.into(),
             size,
-            hash: BlobHash::of(name.as_bytes()),
+            meta: None,
         }
     }
 
     #[test]
     fn small_files_share_batches_within_limits_and_large_ones_go_alone() {
-        let mut files: Vec<LocalFile> = (0..600).map(|i| file(&format!("s{i}"), 4096)).collect();
+        let mut files: Vec<Pending> = (0..600).map(|i| file(&format!("s{i}"), 4096)).collect();
         files.insert(10, file("big", 5 << 20));
         let made = batches(files);
         let sizes: Vec<usize> = made.iter().map(Vec::len).collect();
         assert_eq!(sizes, [1, 512, 88]);
         assert_eq!(made[0][0].name, "big");
-        let long: Vec<LocalFile> = (0..100)
+        let long: Vec<Pending> = (0..100)
             .map(|i| file(&format!("{i}{}", "n".repeat(1000)), 1))
             .collect();
         assert!(

@@ -37,61 +37,66 @@ pub(crate) async fn run(
     for file in &files {
         check_name(&file.name)?;
     }
+    let (c, batch) = (client.clone(), files.clone());
+    let latest = manager
+        .db(move |cat| {
+            batch
+                .iter()
+                .map(|f| cat.find(&c, &f.name, None))
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .await?;
+    let mut results = vec![PutResult::Send; files.len()];
+    let mut changed = Vec::new();
+    for (i, (file, latest)) in files.iter().zip(latest).enumerate() {
+        match latest {
+            Some(l) if l.hash == file.hash && l.size == file.size => {
+                results[i] = PutResult::Unchanged { version: l.version };
+            }
+            _ => changed.push(i),
+        }
+    }
+    if changed.is_empty() {
+        return conn
+            .send(&Message::Planned {
+                results,
+                upload: None,
+            })
+            .await;
+    }
+
     // Held until the catalog records the outcome, so a deletion of the same
     // content cannot remove the copies this upload relies on. Sorted, so two
     // batches never wait on each other in a circle.
-    let hashes: BTreeSet<BlobHash> = files.iter().map(|f| f.hash).collect();
+    let hashes: BTreeSet<BlobHash> = changed.iter().map(|i| files[*i].hash).collect();
     let mut guards = Vec::with_capacity(hashes.len());
     for hash in hashes {
         guards.push(manager.hash_locks.lock(hash).await);
     }
-
-    let (c, batch) = (client.clone(), files.clone());
-    let known = manager
+    let wanted_hashes: Vec<BlobHash> = changed.iter().map(|i| files[*i].hash).collect();
+    let holders = manager
         .db(move |cat| {
-            batch
+            wanted_hashes
                 .iter()
-                .map(|f| {
-                    let latest = cat.find(&c, &f.name, None)?;
-                    // Holders matter only for content that changed.
-                    let unchanged = latest
-                        .as_ref()
-                        .is_some_and(|l| l.hash == f.hash && l.size == f.size);
-                    let holders = if unchanged {
-                        Vec::new()
-                    } else {
-                        cat.holders(&f.hash)?
-                    };
-                    Ok((latest, holders))
-                })
+                .map(|h| cat.holders(h))
                 .collect::<rusqlite::Result<Vec<_>>>()
         })
         .await?;
     let wanted = manager.config.replicas as usize;
-    let mut results = vec![PutResult::Send; files.len()];
     let mut stored: Vec<(usize, NewVersion)> = Vec::new();
     let mut send: Vec<usize> = Vec::new();
     {
         let members = manager.members();
-        for (i, (file, (latest, holders))) in files.iter().zip(known).enumerate() {
-            match latest {
-                Some(latest) if latest.hash == file.hash && latest.size == file.size => {
-                    results[i] = PutResult::Unchanged {
-                        version: latest.version,
-                    };
-                }
-                _ => {
-                    let live: Vec<ServerId> = holders
-                        .into_iter()
-                        .filter(|id| members.is_alive(*id))
-                        .collect();
-                    if live.len() >= wanted {
-                        // The content is already stored on enough servers: no bytes move.
-                        stored.push((i, new_version(file, live)));
-                    } else {
-                        send.push(i);
-                    }
-                }
+        for (i, holders) in changed.into_iter().zip(holders) {
+            let live: Vec<ServerId> = holders
+                .into_iter()
+                .filter(|id| members.is_alive(*id))
+                .collect();
+            if live.len() >= wanted {
+                // The content is already stored on enough servers: no bytes move.
+                stored.push((i, new_version(&files[i], live)));
+            } else {
+                send.push(i);
             }
         }
     }
