@@ -265,6 +265,8 @@ impl Bench {
             .env("ARCA_SECRET_FILE", &self.secret)
             .env("ARCA_CLIENT", client)
             .env("ARCA_FILES", files)
+            // The bench's own hash cache, so earlier runs do not weigh on this one.
+            .env("XDG_CACHE_HOME", self.dir.join("cache"))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -3,7 +3,7 @@
 //! contents (as restic does with its parent snapshot). Saved between runs
 //! in the user's cache folder.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -34,6 +34,10 @@ pub struct HashCache {
     file: Option<PathBuf>,
     #[serde(skip)]
     changed: bool,
+    /// Paths looked up or learned in this run; the others are checked for
+    /// existence on save, so deleted files do not accumulate.
+    #[serde(skip)]
+    touched: HashSet<PathBuf>,
 }
 
 impl HashCache {
@@ -63,10 +67,12 @@ impl HashCache {
     }
 
     /// The remembered hash of `path`, if the file is unchanged since.
-    pub fn known(&self, path: &Path, meta: &std::fs::Metadata) -> Option<BlobHash> {
+    pub fn known(&mut self, path: &Path, meta: &std::fs::Metadata) -> Option<BlobHash> {
         let key = std::path::absolute(path).ok()?;
-        match self.entries.get(&key) {
-            Some((stamp, hash)) if *stamp == Stamp::of(meta) => Some(*hash),
+        let found = self.entries.get(&key).copied();
+        self.touched.insert(key);
+        match found {
+            Some((stamp, hash)) if stamp == Stamp::of(meta) => Some(hash),
             _ => None,
         }
     }
@@ -74,17 +80,23 @@ impl HashCache {
     /// Remembers the hash of `path` as it is described by `meta`.
     pub fn remember(&mut self, path: &Path, meta: &std::fs::Metadata, hash: BlobHash) {
         if let Ok(key) = std::path::absolute(path) {
-            self.entries.insert(key, (Stamp::of(meta), hash));
+            self.entries.insert(key.clone(), (Stamp::of(meta), hash));
+            self.touched.insert(key);
             self.changed = true;
         }
     }
 
-    /// Writes the cache back if it changed; a failure only costs a re-hash.
-    pub fn save(&self) {
+    /// Writes the cache back if it changed, forgetting files that are gone;
+    /// a failure only costs a re-hash.
+    pub fn save(&mut self) {
         let Some(file) = &self.file else {
             return;
         };
-        if !self.changed {
+        let before = self.entries.len();
+        let touched = &self.touched;
+        self.entries
+            .retain(|path, _| touched.contains(path) || path.exists());
+        if !self.changed && self.entries.len() == before {
             return;
         }
         let written = file
@@ -114,6 +126,23 @@ fn cache_dir() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deleted_files_are_forgotten_on_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let (kept, gone) = (dir.path().join("kept"), dir.path().join("gone"));
+        std::fs::write(&kept, "k").unwrap();
+        std::fs::write(&gone, "g").unwrap();
+        let mut cache = HashCache::default();
+        cache.hash(&kept).unwrap();
+        cache.hash(&gone).unwrap();
+        std::fs::remove_file(&gone).unwrap();
+        cache.file = Some(dir.path().join("cache.msgpack"));
+        cache.touched.clear();
+        cache.save();
+        let keys: Vec<_> = cache.entries.keys().cloned().collect();
+        assert_eq!(keys, [std::path::absolute(&kept).unwrap()]);
+    }
 
     #[test]
     fn unchanged_files_are_not_read_again() {

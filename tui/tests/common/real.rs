@@ -53,6 +53,7 @@ impl Env {
             .env("ARCA_SECRET_FILE", self.secret())
             .env("ARCA_CLIENT", client)
             .env("ARCA_FILES", files)
+            .env("XDG_CACHE_HOME", self.dir.path().join("cache"))
             .stdin(Stdio::null());
         command
     }
