@@ -258,6 +258,7 @@ impl Bench {
 
     /// Runs `arca ARGS` as a client; returns its wall time and peak RSS (KiB).
     fn arca_as(&self, client: &str, args: &[&str], files: &Path) -> BenchResult<(f64, u64)> {
+        settle();
         let start = Instant::now();
         let mut child = Command::new(&self.exe)
             .args(args)
@@ -304,6 +305,12 @@ fn free_port() -> BenchResult<u16> {
     Ok(listener.local_addr().map_err(io("no free port"))?.port())
 }
 
+/// Writes back everything dirty before a timed case, so no case pays for
+/// the one before it (fsyncs and syncfs wait for all dirty data).
+fn settle() {
+    let _ = Command::new("sync").status();
+}
+
 /// The high-water mark of a process's resident memory, in KiB (0 if gone).
 fn peak_rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -348,6 +355,7 @@ fn stamp(path: &Path, run: u64) -> BenchResult<()> {
 
 /// The floor: copies to `copies` folders, each fsynced; returns seconds.
 fn copy_floor(source: &Path, dir: &Path, copies: usize) -> BenchResult<f64> {
+    settle();
     let start = Instant::now();
     let mut made = Vec::new();
     for i in 0..copies {
@@ -403,6 +411,7 @@ fn restic_repo(dir: &Path) -> Option<PathBuf> {
 }
 
 fn time_restic(repo: &Path, tree: &Path) -> BenchResult<f64> {
+    settle();
     let start = Instant::now();
     let status = Command::new("restic")
         .args(["backup", "--quiet", "--repo"])
