@@ -228,20 +228,31 @@ impl Manager {
         .map_err(|e| FrameError::Remote(format!("catalog error: {e}")))
     }
 
-    /// A catalog row as clients see it, with its count of live copies.
-    async fn entry(&self, row: FileRow) -> Result<FileEntry, FrameError> {
-        let hash = row.hash;
-        let holders = self.db(move |c| c.holders(&hash)).await?;
+    /// Catalog rows as clients see them, each with its count of live copies
+    /// (the holders of all rows are read in one catalog call).
+    async fn entries(&self, rows: Vec<FileRow>) -> Result<Vec<FileEntry>, FrameError> {
+        let hashes: Vec<_> = rows.iter().map(|r| r.hash).collect();
+        let holders = self
+            .db(move |c| {
+                hashes
+                    .iter()
+                    .map(|h| c.holders(h))
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?;
         let members = self.members();
-        let replicas = holders.iter().filter(|id| members.is_alive(**id)).count() as u32;
-        Ok(FileEntry {
-            name: row.name,
-            version: row.version,
-            size: row.size,
-            hash: row.hash,
-            replicas,
-            created_ms: row.created_ms,
-        })
+        Ok(rows
+            .into_iter()
+            .zip(holders)
+            .map(|(row, holders)| FileEntry {
+                replicas: holders.iter().filter(|id| members.is_alive(**id)).count() as u32,
+                name: row.name,
+                version: row.version,
+                size: row.size,
+                hash: row.hash,
+                created_ms: row.created_ms,
+            })
+            .collect())
     }
 }
 

@@ -2,7 +2,6 @@
 //! UI loop with messages: a poller for the cluster and catalog, a worker
 //! that runs transfers one at a time, and a folder lister.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::app::{Effect, Kind};
-use crate::client::{ClientError, Session, Settings, TransferProgress};
+use crate::client::{ClientError, HashCache, Session, Settings, TransferProgress};
 use crate::names;
 
 /// How often the poller asks the manager for the cluster and the catalog.
@@ -88,8 +87,6 @@ pub struct Tasks {
     next_id: Arc<AtomicU64>,
     hashes: Arc<Mutex<HashCache>>,
 }
-
-type HashCache = HashMap<PathBuf, (u64, u64, BlobHash)>;
 
 impl Tasks {
     pub fn start(
@@ -325,7 +322,7 @@ fn fail(msgs: &mpsc::UnboundedSender<Msg>, job: Job, reason: &str) {
 }
 
 /// Lists a folder: folders first, then files, by name; files are hashed,
-/// reusing earlier hashes while size and modification time are unchanged.
+/// reusing earlier hashes while they are unchanged.
 fn list_dir(dir: &Path, cache: &Mutex<HashCache>) -> Vec<LocalEntry> {
     let Ok(read) = std::fs::read_dir(dir) else {
         return Vec::new();
@@ -342,7 +339,14 @@ fn list_dir(dir: &Path, cache: &Mutex<HashCache>) -> Vec<LocalEntry> {
                 .map_or(0, |d| d.as_millis() as u64);
             let hash = meta
                 .is_file()
-                .then(|| cached_hash(&e.path(), meta.len(), modified_ms, cache))
+                .then(|| {
+                    cache
+                        .lock()
+                        .ok()?
+                        .hash(&e.path())
+                        .ok()
+                        .map(|(_, hash)| hash)
+                })
                 .flatten();
             Some(LocalEntry {
                 name,
@@ -355,29 +359,4 @@ fn list_dir(dir: &Path, cache: &Mutex<HashCache>) -> Vec<LocalEntry> {
         .collect();
     entries.sort_by(|a, b| b.is_dir.cmp(&a.is_dir).then_with(|| a.name.cmp(&b.name)));
     entries
-}
-
-fn cached_hash(
-    path: &Path,
-    size: u64,
-    modified_ms: u64,
-    cache: &Mutex<HashCache>,
-) -> Option<BlobHash> {
-    if let Some((s, m, hash)) = cache.lock().ok()?.get(path)
-        && (*s, *m) == (size, modified_ms)
-    {
-        return Some(*hash);
-    }
-    let mut hasher = blake3::Hasher::new();
-    let hash = BlobHash::from(
-        hasher
-            .update_reader(std::fs::File::open(path).ok()?)
-            .ok()?
-            .finalize(),
-    );
-    cache
-        .lock()
-        .ok()?
-        .insert(path.to_owned(), (size, modified_ms, hash));
-    Some(hash)
 }

@@ -17,8 +17,8 @@ pub(crate) async fn run(
     name: Option<String>,
 ) -> Result<(), FrameError> {
     let mut pages = PageWriter::new(conn, PAGE, |files| Message::Listing { files });
-    for row in rows(manager, client, name).await? {
-        pages.push(manager.entry(row).await?).await?;
+    for entry in manager.entries(rows(manager, client, name).await?).await? {
+        pages.push(entry).await?;
     }
     pages.finish().await
 }
