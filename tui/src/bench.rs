@@ -30,6 +30,17 @@ struct Case {
 }
 
 impl Case {
+    fn new(name: &'static str, unit: &'static str, amount: f64, floor_name: &'static str) -> Self {
+        Self {
+            name,
+            unit,
+            amount,
+            arca: Vec::new(),
+            floor_name,
+            floor: Vec::new(),
+        }
+    }
+
     fn rate(&self, secs: f64) -> f64 {
         self.amount / secs
     }
@@ -93,22 +104,13 @@ pub async fn run(options: Options) -> BenchResult<()> {
     let big = bench.dir.join("big.bin");
     let big_bytes = options.big_mib << 20;
     write_pseudo_random(&big, big_bytes, 0)?;
-    let mut backup = Case {
-        name: "backup, 2 replicas",
-        unit: "MB/s",
-        amount: big_bytes as f64,
-        arca: Vec::new(),
-        floor_name: "cp to 2 folders + fsync",
-        floor: Vec::new(),
-    };
-    let mut restore = Case {
-        name: "restore",
-        unit: "MB/s",
-        amount: big_bytes as f64,
-        arca: Vec::new(),
-        floor_name: "cp + fsync",
-        floor: Vec::new(),
-    };
+    let mut backup = Case::new(
+        "backup, 2 replicas",
+        "MB/s",
+        big_bytes as f64,
+        "cp to 2 folders + fsync",
+    );
+    let mut restore = Case::new("restore", "MB/s", big_bytes as f64, "cp + fsync");
     let mut client_rss = 0u64;
     for run in 0..options.runs {
         eprintln!("big file, run {}/{}", run + 1, options.runs);
@@ -137,22 +139,18 @@ pub async fn run(options: Options) -> BenchResult<()> {
     let _ = std::fs::remove_file(&big);
 
     let tree = bench.dir.join("tree");
-    let mut small = Case {
-        name: "small files backup",
-        unit: "files/s",
-        amount: options.small_files as f64,
-        arca: Vec::new(),
-        floor_name: "restic backup",
-        floor: Vec::new(),
-    };
-    let mut again = Case {
-        name: "unchanged re-backup",
-        unit: "files/s",
-        amount: options.small_files as f64,
-        arca: Vec::new(),
-        floor_name: "first backup",
-        floor: Vec::new(),
-    };
+    let mut small = Case::new(
+        "small files backup",
+        "files/s",
+        options.small_files as f64,
+        "restic backup",
+    );
+    let mut again = Case::new(
+        "unchanged re-backup",
+        "files/s",
+        options.small_files as f64,
+        "first backup",
+    );
     let restic = restic_repo(&bench.dir);
     for run in 0..options.runs {
         eprintln!(

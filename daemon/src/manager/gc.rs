@@ -52,6 +52,24 @@ async fn collect(manager: &Manager) -> Result<(), FrameError> {
     Ok(())
 }
 
+/// Stops counting a damaged copy and asks its server to delete it; healing
+/// then makes a good one. A server that cannot be told keeps an orphan,
+/// which its next scrub or reconciliation finds.
+pub(crate) async fn drop_corrupt_copy(
+    manager: &Manager,
+    hash: BlobHash,
+    server: ServerId,
+) -> Result<(), FrameError> {
+    tracing::warn!(server, hash = %hash.short(), "corrupt copy found; healing it");
+    manager.db(move |c| c.remove_holder(&hash, server)).await?;
+    if let Some(addr) = manager.live_addr(server)
+        && let Err(e) = delete_blobs(manager, &addr, &[hash]).await
+    {
+        tracing::warn!(server, "could not drop the corrupt copy: {e}");
+    }
+    Ok(())
+}
+
 /// Tells the server at `addr` to delete these blobs.
 pub(crate) async fn delete_blobs(
     manager: &Manager,

@@ -15,13 +15,7 @@ pub(crate) async fn run(
     if !ticket.authentic(&manager.config.key) {
         return refuse("corruption report with a forged ticket ignored");
     }
-    let (hash, server) = (ticket.hash, ticket.server);
-    tracing::warn!(server, hash = %hash.short(), "client reported a corrupt copy");
-    manager.db(move |c| c.remove_holder(&hash, server)).await?;
-    if let Some(addr) = manager.live_addr(server)
-        && let Err(e) = gc::delete_blobs(manager, &addr, &[hash]).await
-    {
-        tracing::warn!(server, "could not drop the corrupt copy: {e}");
-    }
+    tracing::warn!(server = ticket.server, "a client reported a corrupt copy");
+    gc::drop_corrupt_copy(manager, ticket.hash, ticket.server).await?;
     conn.send(&Message::Ok).await
 }

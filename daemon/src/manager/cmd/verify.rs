@@ -2,6 +2,7 @@
 //! corrupt copy stops counting and is dropped, and healing replaces it.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use arca_shared::connection::PageWriter;
 use arca_shared::protocol::{CopyCheck, ServerId};
@@ -31,18 +32,18 @@ pub(crate) async fn run(
                 continue;
             };
             copy += 1;
-            let ok = match servers.get_mut(&server) {
-                Some(holder) => check(holder, hash).await,
-                None => match manager.connect(&addr).await {
-                    Ok(mut holder) => {
-                        let ok = check(&mut holder, hash).await;
-                        servers.insert(server, holder);
-                        ok
+            let holder = match servers.entry(server) {
+                Entry::Occupied(open) => open.into_mut(),
+                Entry::Vacant(slot) => match manager.connect(&addr).await {
+                    Ok(holder) => slot.insert(holder),
+                    Err(e) => {
+                        tracing::warn!(server, "cannot verify a copy: {e}");
+                        continue;
                     }
-                    Err(e) => Err(e),
                 },
             };
-            let ok = match ok {
+            let checked = check(holder, hash).await;
+            let ok = match checked {
                 Ok(ok) => ok,
                 Err(e) => {
                     tracing::warn!(server, "cannot verify a copy: {e}");
@@ -51,11 +52,7 @@ pub(crate) async fn run(
                 }
             };
             if !ok {
-                tracing::warn!(server, hash = %hash.short(), "verify found a corrupt copy; healing it");
-                manager.db(move |c| c.remove_holder(&hash, server)).await?;
-                if let Err(e) = gc::delete_blobs(manager, &addr, &[hash]).await {
-                    tracing::warn!(server, "could not drop the corrupt copy: {e}");
-                }
+                gc::drop_corrupt_copy(manager, hash, server).await?;
             }
             pages
                 .push(CopyCheck {
