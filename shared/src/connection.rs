@@ -3,8 +3,10 @@
 //! is allocated for it, and every wait has a timeout.
 
 use std::net::SocketAddr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
+use bytes::Buf;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -119,7 +121,7 @@ impl Connection {
         self.reader.recv().await
     }
 
-    pub async fn recv_data(&mut self) -> Result<Message, FrameError> {
+    pub async fn recv_data(&mut self) -> Result<DataFrame<'_>, FrameError> {
         self.reader.recv_data().await
     }
 
@@ -136,9 +138,15 @@ impl FrameReader {
         self.recv_capped(CONTROL_FRAME_MAX).await
     }
 
-    /// Reads a message that may carry a data chunk.
-    pub async fn recv_data(&mut self) -> Result<Message, FrameError> {
-        self.recv_capped(DATA_FRAME_MAX).await
+    /// Reads a frame that may carry a data chunk, without decoding the chunk:
+    /// its bytes are borrowed from the frame, and the frame can be forwarded
+    /// as it came.
+    pub async fn recv_data(&mut self) -> Result<DataFrame<'_>, FrameError> {
+        let timeout = self.timeout;
+        let body = tokio::time::timeout(timeout, self.read_frame(DATA_FRAME_MAX))
+            .await
+            .map_err(|_| FrameError::Timeout(timeout))??;
+        Ok(DataFrame { body })
     }
 
     /// Reads one frame no larger than `max` and decodes it. A peer's `Error`
@@ -188,18 +196,29 @@ impl FrameWriter {
         self.feed_encoded(&encode(message)?).await
     }
 
+    /// Queues a `Chunk` of `data`, written straight from the slice.
+    pub async fn feed_chunk(&mut self, data: &[u8]) -> Result<(), FrameError> {
+        self.feed_parts(&chunk_prefix(data.len()), data).await
+    }
+
     /// Queues an encoded body without flushing.
     pub async fn feed_encoded(&mut self, body: &[u8]) -> Result<(), FrameError> {
-        let len = u32::try_from(body.len()).map_err(|_| FrameError::TooLarge {
-            len: body.len(),
-            max: u32::MAX as usize,
-        })?;
+        self.feed_parts(body, &[]).await
+    }
+
+    /// Queues one frame whose body is `head` then `tail`: a big frame goes
+    /// out in one vectored write, its length header included.
+    async fn feed_parts(&mut self, head: &[u8], tail: &[u8]) -> Result<(), FrameError> {
+        let len = head.len() + tail.len();
+        let header = u32::try_from(len)
+            .map_err(|_| FrameError::TooLarge {
+                len,
+                max: u32::MAX as usize,
+            })?
+            .to_be_bytes();
+        let mut frame = Buf::chain(Buf::chain(header.as_slice(), head), tail);
         let timeout = self.timeout;
-        let write = async {
-            self.inner.write_u32(len).await?;
-            self.inner.write_all(body).await
-        };
-        tokio::time::timeout(timeout, write)
+        tokio::time::timeout(timeout, self.inner.write_all_buf(&mut frame))
             .await
             .map_err(|_| FrameError::Timeout(timeout))?
             .map_err(FrameError::from)
@@ -274,6 +293,53 @@ pub async fn recv_pages<T>(
     }
 }
 
+/// A frame read by [`FrameReader::recv_data`]: a `Chunk` (its bytes read in
+/// place) or any other message (decoded on demand).
+pub struct DataFrame<'a> {
+    body: &'a [u8],
+}
+
+impl<'a> DataFrame<'a> {
+    /// The frame body exactly as received, to forward with
+    /// [`FrameWriter::feed_encoded`].
+    pub fn body(&self) -> &'a [u8] {
+        self.body
+    }
+
+    /// The chunk's bytes, if this frame is a `Chunk` in the encoding
+    /// [`chunk_prefix`] describes; any other frame is left to [`Self::message`].
+    pub fn chunk(&self) -> Option<&'a [u8]> {
+        let mut rest = self.body.strip_prefix(CHUNK_ENVELOPE.as_slice())?;
+        let len = rmp::decode::read_bin_len(&mut rest).ok()?;
+        (rest.len() == len as usize).then_some(rest)
+    }
+
+    pub fn message(&self) -> Result<Message, FrameError> {
+        decode(self.body)
+    }
+}
+
+/// What [`encode`] writes for `Message::Chunk` before the bytes' own
+/// header: taken from the encoder itself, so the two cannot drift apart.
+static CHUNK_ENVELOPE: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    let empty = Message::Chunk {
+        data: serde_bytes::ByteBuf::new(),
+    };
+    let mut body = rmp_serde::to_vec_named(&empty).unwrap_or_default();
+    // An empty chunk ends with its two-byte header (bin8, length 0).
+    body.truncate(body.len().saturating_sub(2));
+    body
+});
+
+/// Everything [`encode`] writes for a `Chunk` of `len` bytes before them, so
+/// a chunk can be framed without copying it into a message.
+pub fn chunk_prefix(len: usize) -> Vec<u8> {
+    let mut prefix = CHUNK_ENVELOPE.clone();
+    // Writing to a Vec cannot fail.
+    let _ = rmp::encode::write_bin_len(&mut prefix, len as u32);
+    prefix
+}
+
 /// Checks a frame's announced length before anything is allocated for it.
 pub fn check_len(len: usize, max: usize) -> Result<(), FrameError> {
     if len > max {
@@ -298,7 +364,7 @@ pub fn encode(message: &Message) -> Result<Vec<u8>, FrameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limits::{CONTROL_FRAME_MAX, DATA_FRAME_MAX};
+    use crate::limits::{CHUNK_SIZE, CONTROL_FRAME_MAX, DATA_FRAME_MAX};
     use proptest::prelude::*;
 
     proptest! {
@@ -324,6 +390,32 @@ mod tests {
             prop_assert!(check_len(len, DATA_FRAME_MAX).is_err());
             prop_assert!(check_len(len, CONTROL_FRAME_MAX).is_err());
         }
+    }
+
+    proptest! {
+        #[test]
+        fn chunk_prefix_is_what_the_encoder_writes(len in prop_oneof![0usize..300, 65530usize..65540, Just(CHUNK_SIZE)]) {
+            let data = vec![7u8; len];
+            let encoded = encode(&Message::Chunk { data: serde_bytes::ByteBuf::from(data.clone()) }).unwrap();
+            let mut framed = chunk_prefix(len);
+            framed.extend_from_slice(&data);
+            prop_assert_eq!(&framed, &encoded);
+            prop_assert_eq!(DataFrame { body: &encoded }.chunk(), Some(data.as_slice()));
+        }
+    }
+
+    #[test]
+    fn other_frames_are_no_chunks() {
+        for message in [Message::End, Message::Accepted, Message::error("Chunk")] {
+            let body = encode(&message).unwrap();
+            let frame = DataFrame { body: &body };
+            assert_eq!(frame.chunk(), None);
+            assert_eq!(frame.message().ok(), decode(&body).ok());
+        }
+        // A chunk whose header claims more bytes than the frame has.
+        let mut body = chunk_prefix(10);
+        body.extend_from_slice(&[1, 2, 3]);
+        assert_eq!(DataFrame { body: &body }.chunk(), None);
     }
 
     #[test]

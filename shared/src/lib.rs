@@ -1,14 +1,17 @@
 //! What every Arca component agrees on: the wire protocol (frames, messages,
 //! handshake, limits), names, hashes, tickets and the server-choice function.
-//! No I/O policy lives here beyond reading and writing frames.
+//! No I/O policy lives here beyond reading and writing frames, and moving
+//! file bytes through them.
 
 pub mod auth;
 pub mod choice;
 pub mod connection;
+mod direct;
 pub mod hash;
 pub mod limits;
 pub mod name;
 pub mod protocol;
+pub mod stream;
 pub mod ticket;
 
 pub use connection::{Connection, FrameError};

@@ -9,8 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arca_shared::BlobHash;
 use arca_shared::auth::Nonce;
 use arca_shared::protocol::{BlobInfo, Item, ServerStats};
-use tokio::fs::File;
-use tokio::io::AsyncWriteExt;
+use arca_shared::stream::FileSink;
 
 /// Flushes everything written to the file system holding `root` to disk.
 fn sync(root: &Path) -> io::Result<()> {
@@ -26,20 +25,25 @@ pub struct BlobStore {
 }
 
 /// A blob being received; removed on drop unless committed. Small blobs of
-/// a batch wait in memory and reach the disk together at commit.
+/// a batch wait in memory and reach the disk together at commit; big ones
+/// stream to disk from a blocking thread as they arrive.
 pub struct TempBlob {
     path: PathBuf,
-    file: Option<File>,
-    memory: Vec<u8>,
+    content: Content,
     committed: bool,
+}
+
+enum Content {
+    Memory(Vec<u8>),
+    Disk(FileSink),
 }
 
 impl TempBlob {
     pub async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        match &mut self.file {
-            Some(file) => file.write_all(bytes).await,
-            None => {
-                self.memory.extend_from_slice(bytes);
+        match &mut self.content {
+            Content::Disk(disk) => disk.write(bytes).await,
+            Content::Memory(memory) => {
+                memory.extend_from_slice(bytes);
                 Ok(())
             }
         }
@@ -48,7 +52,7 @@ impl TempBlob {
 
 impl Drop for TempBlob {
     fn drop(&mut self) {
-        if !self.committed && self.file.is_some() {
+        if !self.committed {
             let _ = std::fs::remove_file(&self.path);
         }
     }
@@ -105,13 +109,9 @@ impl BlobStore {
     pub async fn verify(&self, hash: &BlobHash) -> io::Result<bool> {
         let path = self.path(hash);
         let expected = *hash;
-        tokio::task::spawn_blocking(move || {
-            let mut hasher = blake3::Hasher::new();
-            hasher.update_reader(std::fs::File::open(path)?)?;
-            Ok(BlobHash::from(hasher.finalize()) == expected)
-        })
-        .await
-        .map_err(io::Error::other)?
+        tokio::task::spawn_blocking(move || Ok(BlobHash::of_file(&path)? == expected))
+            .await
+            .map_err(io::Error::other)?
     }
 
     pub fn path(&self, hash: &BlobHash) -> PathBuf {
@@ -126,11 +126,10 @@ impl BlobStore {
     /// A temp blob streamed to a file as it arrives.
     pub async fn temp(&self) -> io::Result<TempBlob> {
         let path = self.temp_path();
-        let file = File::create_new(&path).await?;
+        let file = tokio::fs::File::create_new(&path).await?.into_std().await;
         Ok(TempBlob {
             path,
-            file: Some(file),
-            memory: Vec::new(),
+            content: Content::Disk(FileSink::start(file)),
             committed: false,
         })
     }
@@ -139,8 +138,7 @@ impl BlobStore {
     pub fn temp_in_memory(&self, size: usize) -> TempBlob {
         TempBlob {
             path: self.temp_path(),
-            file: None,
-            memory: Vec::with_capacity(size),
+            content: Content::Memory(Vec::with_capacity(size)),
             committed: false,
         }
     }
@@ -157,8 +155,8 @@ impl BlobStore {
     pub async fn commit(&self, blobs: Vec<(TempBlob, Item)>) -> io::Result<()> {
         let mut blobs = blobs;
         for (temp, _) in &mut blobs {
-            if let Some(file) = &mut temp.file {
-                file.flush().await?;
+            if let Content::Disk(disk) = &mut temp.content {
+                disk.finish().await?;
             }
         }
         let root = self.root.clone();
@@ -167,12 +165,9 @@ impl BlobStore {
             .map(|(_, item)| self.path(&item.hash))
             .collect();
         let (bytes, count) = tokio::task::spawn_blocking(move || -> io::Result<(u64, u64)> {
-            for (temp, _) in &mut blobs {
-                if temp.file.is_none() {
-                    std::fs::write(&temp.path, &temp.memory)?;
-                    temp.memory = Vec::new();
-                    // From here the file exists: drop must remove it.
-                    temp.file = Some(File::from_std(std::fs::File::open(&temp.path)?));
+            for (temp, _) in &blobs {
+                if let Content::Memory(memory) = &temp.content {
+                    std::fs::write(&temp.path, memory)?;
                 }
             }
             sync(&root)?;

@@ -13,12 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arca_shared::auth::ClusterKey;
-use arca_shared::connection::{FrameWriter, encode};
-use arca_shared::limits::CHUNK_SIZE;
+use arca_shared::connection::FrameWriter;
 use arca_shared::protocol::{Item, ReplicaTarget, ServerId, items_digest};
+use arca_shared::stream::{Reading, SendFileError, send_file};
 use arca_shared::ticket::{Ticket, TicketError, TicketKind};
 use arca_shared::{BlobHash, Connection, FrameError, Message};
-use serde_bytes::ByteBuf;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -57,9 +56,6 @@ impl ServerConfig {
         }
     }
 }
-
-/// Chunks a blob reader may read ahead of the network.
-const READ_AHEAD: usize = 4;
 
 /// What the primary tells the connection that carried `Prepare`, which
 /// relays it to the manager.
@@ -183,43 +179,23 @@ impl Server {
         }
     }
 
-    /// Streams `len` bytes of a blob file as chunks, then `End`.
-    /// A blocking thread reads and encodes ahead (a few chunks, bounded)
-    /// while this task sends, so disk and network work overlap.
+    /// Streams `len` bytes of a blob file as chunks, then `End`, reading
+    /// ahead on a blocking thread, around the page cache, while this task
+    /// sends.
     pub(crate) async fn send_blob(
         writer: &mut FrameWriter,
         file: tokio::fs::File,
         len: u64,
     ) -> Result<(), FrameError> {
-        let mut file = file.into_std().await;
-        let (frames, mut ready) = mpsc::channel::<Result<Vec<u8>, FrameError>>(READ_AHEAD);
-        let reader = tokio::task::spawn_blocking(move || {
-            let mut left = len;
-            while left > 0 {
-                let mut buf = vec![0u8; CHUNK_SIZE.min(left as usize)];
-                let frame = std::io::Read::read_exact(&mut file, &mut buf)
-                    .map_err(FrameError::from)
-                    .and_then(|()| {
-                        encode(&Message::Chunk {
-                            data: ByteBuf::from(buf),
-                        })
-                    });
-                left = if frame.is_ok() {
-                    left - CHUNK_SIZE.min(left as usize) as u64
-                } else {
-                    0
-                };
-                if frames.blocking_send(frame).is_err() {
-                    return;
-                }
-            }
-        });
-        while let Some(frame) = ready.recv().await {
-            writer.send_encoded(&frame?).await?;
-        }
-        reader
+        let file = file.into_std().await;
+        send_file(writer, file, len, Reading::Direct, |_| {})
             .await
-            .map_err(|e| FrameError::Remote(format!("reading task failed: {e}")))?;
+            .map_err(|e| match e {
+                SendFileError::Read(e) => {
+                    FrameError::Remote(format!("this server cannot read the blob: {e}"))
+                }
+                SendFileError::Send(e) => e,
+            })?;
         writer.send(&Message::End).await
     }
 

@@ -59,9 +59,7 @@ impl HashCache {
         if let Some(hash) = self.known(path, &meta) {
             return Ok((meta.len(), hash));
         }
-        let mut hasher = blake3::Hasher::new();
-        hasher.update_reader(std::fs::File::open(path)?)?;
-        let hash = BlobHash::from(hasher.finalize());
+        let hash = BlobHash::of_file(path)?;
         self.remember(path, &meta, hash);
         Ok((meta.len(), hash))
     }

@@ -3,19 +3,16 @@
 //! writes, resumes from another holder if one fails mid-transfer, and renames
 //! into place only once the hash matches the catalog.
 
-use std::io::{Seek, Write};
+use std::io::Seek;
 use std::path::Path;
 
 use arca_shared::protocol::ServerId;
+use arca_shared::stream::FileSink;
 use arca_shared::ticket::Ticket;
 use arca_shared::{BlobHash, FrameError, Message};
-use serde_bytes::ByteBuf;
 
 use super::progress::set_phase;
 use super::{ClientError, Phase, Progress, Session, open_server};
-
-/// Chunks received ahead of the disk writer.
-const WRITE_AHEAD: usize = 4;
 
 /// Most holders tried before a restore gives up.
 const MAX_ATTEMPTS: usize = 8;
@@ -34,7 +31,8 @@ pub enum Restored {
 
 /// The partial download, kept across holders.
 struct Partial {
-    file: tempfile::NamedTempFile,
+    path: tempfile::TempPath,
+    sink: FileSink,
     hasher: blake3::Hasher,
     written: u64,
 }
@@ -111,15 +109,13 @@ impl Session {
                     p.phase = Phase::Restoring;
                 });
             }
-            let Some(part) = partial.take() else {
+            let Some(mut part) = partial.take() else {
                 continue;
             };
-            let (mut part, outcome) =
-                download(&holder, &ticket, part, progress, &self.settings.key).await?;
-            match outcome {
+            match download(&holder, &ticket, &mut part, progress, &self.settings.key).await {
                 Ok(()) if BlobHash::from(part.hasher.finalize()) == ticket.hash => {
                     let size = part.written;
-                    part.finish(dest)?;
+                    part.finish(dest).await?;
                     return Ok(Restored::Written {
                         version: found,
                         size,
@@ -133,7 +129,7 @@ impl Session {
                             ticket: ticket.clone(),
                         })
                         .await;
-                    part.restart()?;
+                    part.restart().await?;
                 }
                 Err(Failure::Local(e)) => return Err(e),
                 Err(Failure::Holder(e)) => {
@@ -164,47 +160,55 @@ impl Partial {
             _ => std::path::PathBuf::from("."),
         };
         std::fs::create_dir_all(&dir).map_err(|e| ClientError::local(dir.display(), e))?;
-        let file = tempfile::Builder::new()
+        let (file, path) = tempfile::Builder::new()
             .prefix(".arca-restore-")
             .tempfile_in(&dir)
-            .map_err(|e| ClientError::local(format!("cannot write in {}", dir.display()), e))?;
+            .map_err(|e| ClientError::local(format!("cannot write in {}", dir.display()), e))?
+            .into_parts();
         Ok(Self {
-            file,
+            path,
+            sink: FileSink::start(file),
             hasher: blake3::Hasher::new(),
             written: 0,
         })
     }
 
-    fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        self.file
-            .write_all(bytes)
-            .map_err(|e| ClientError::local("cannot write the restored file", e))?;
+    /// Hashes here while the sink's thread writes.
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.sink.write(bytes).await.map_err(cannot_write)?;
         self.hasher.update(bytes);
         self.written += bytes.len() as u64;
         Ok(())
     }
 
     /// Drops everything written: the copy it came from was bad.
-    fn restart(&mut self) -> Result<(), ClientError> {
-        let file = self.file.as_file_mut();
+    async fn restart(&mut self) -> Result<(), ClientError> {
+        let mut file = self.sink.finish().await.map_err(cannot_write)?;
         file.set_len(0)
             .and_then(|()| file.rewind())
             .map_err(|e| ClientError::local("cannot reset the restored file", e))?;
+        self.sink = FileSink::start(file);
         self.hasher.reset();
         self.written = 0;
         Ok(())
     }
 
-    fn finish(self, dest: &Path) -> Result<(), ClientError> {
-        self.file
-            .as_file()
-            .sync_all()
-            .map_err(|e| ClientError::local("cannot flush the restored file", e))?;
-        self.file
-            .persist(dest)
-            .map_err(|e| ClientError::local(dest.display(), e.error))?;
-        Ok(())
+    async fn finish(mut self, dest: &Path) -> Result<(), ClientError> {
+        let file = self.sink.finish().await.map_err(cannot_write)?;
+        let (path, dest) = (self.path, dest.to_owned());
+        tokio::task::spawn_blocking(move || {
+            file.sync_all()
+                .map_err(|e| ClientError::local("cannot flush the restored file", e))?;
+            path.persist(&dest)
+                .map_err(|e| ClientError::local(dest.display(), e.error))
+        })
+        .await
+        .map_err(|e| ClientError::local("the restore's last step failed", e))?
     }
+}
+
+fn cannot_write(e: std::io::Error) -> ClientError {
+    ClientError::local("cannot write the restored file", e)
 }
 
 async fn same_content(path: &Path, hash: &BlobHash, size: u64) -> bool {
@@ -213,96 +217,48 @@ async fn same_content(path: &Path, hash: &BlobHash, size: u64) -> bool {
         _ => return false,
     }
     let path = path.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let mut hasher = blake3::Hasher::new();
-        std::fs::File::open(&path)
-            .and_then(|f| {
-                hasher
-                    .update_reader(f)
-                    .map(|h| BlobHash::from(h.finalize()))
-            })
-            .ok()
-    })
-    .await
-    .ok()
-    .flatten()
+    tokio::task::spawn_blocking(move || BlobHash::of_file(&path).ok())
+        .await
+        .ok()
+        .flatten()
         == Some(*hash)
 }
 
-/// Streams from `holder` into `part` from where it stands. A blocking thread
-/// writes and hashes while this task receives, so network and disk overlap;
-/// the partial file comes back whatever happened, to resume elsewhere.
+/// Streams from `holder` into `part` from where it stands; whatever
+/// happens, the partial file stays, to resume from another holder.
 async fn download(
     holder: &str,
     ticket: &Ticket,
-    part: Partial,
-    progress: &Progress,
-    key: &arca_shared::auth::ClusterKey,
-) -> Result<(Partial, Result<(), Failure>), ClientError> {
-    let (chunks, mut incoming) = tokio::sync::mpsc::channel::<ByteBuf>(WRITE_AHEAD);
-    let start = part.written;
-    let writer = tokio::task::spawn_blocking(move || {
-        let mut part = part;
-        let mut result = Ok(());
-        while let Some(chunk) = incoming.blocking_recv() {
-            result = part.write(&chunk);
-            if result.is_err() {
-                break;
-            }
-        }
-        (part, result)
-    });
-    let received = receive(holder, ticket, start, chunks, progress, key).await;
-    let (part, written) = writer
-        .await
-        .map_err(|e| ClientError::local("the restore's writing task failed", e))?;
-    Ok(match written {
-        Err(e) => (part, Err(Failure::Local(e))),
-        Ok(()) => (part, received),
-    })
-}
-
-/// Receives the stream from `offset` and hands each chunk to the writer.
-async fn receive(
-    holder: &str,
-    ticket: &Ticket,
-    offset: u64,
-    chunks: tokio::sync::mpsc::Sender<ByteBuf>,
+    part: &mut Partial,
     progress: &Progress,
     key: &arca_shared::auth::ClusterKey,
 ) -> Result<(), Failure> {
     let mut conn = open_server(holder, key).await.map_err(Failure::Holder)?;
     let request = Message::Fetch {
         ticket: ticket.clone(),
-        offset,
+        offset: part.written,
     };
     match conn.call(&request).await.map_err(Failure::Holder)? {
         Message::Accepted => {}
         other => return Err(Failure::Holder(FrameError::unexpected(&other, "Accepted"))),
     }
-    let mut received = offset;
     loop {
-        match conn.recv_data().await.map_err(Failure::Holder)? {
-            Message::Chunk { data } => {
-                received += data.len() as u64;
-                if received > ticket.size {
-                    return Err(Failure::Holder(FrameError::Remote(
-                        "holder sent more bytes than the file has".into(),
-                    )));
-                }
-                // The writer stops only on a local error, which it reports itself.
-                if chunks.send(data).await.is_err() {
-                    return Ok(());
-                }
-                progress.send_modify(|p| p.sent = received);
-            }
-            Message::End if received == ticket.size => return Ok(()),
-            Message::End => {
-                return Err(Failure::Holder(FrameError::Remote(
+        let frame = conn.recv_data().await.map_err(Failure::Holder)?;
+        let Some(data) = frame.chunk() else {
+            return match frame.message().map_err(Failure::Holder)? {
+                Message::End if part.written == ticket.size => Ok(()),
+                Message::End => Err(Failure::Holder(FrameError::Remote(
                     "holder ended the stream early".into(),
-                )));
-            }
-            other => return Err(Failure::Holder(FrameError::unexpected(&other, "Chunk"))),
+                ))),
+                other => Err(Failure::Holder(FrameError::unexpected(&other, "Chunk"))),
+            };
+        };
+        if part.written + data.len() as u64 > ticket.size {
+            return Err(Failure::Holder(FrameError::Remote(
+                "holder sent more bytes than the file has".into(),
+            )));
         }
+        part.write(data).await.map_err(Failure::Local)?;
+        progress.send_modify(|p| p.sent = part.written);
     }
 }

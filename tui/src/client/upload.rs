@@ -9,10 +9,9 @@ use arca_shared::auth::ClusterKey;
 use arca_shared::connection::{FrameReader, FrameWriter};
 use arca_shared::limits::CHUNK_SIZE;
 use arca_shared::protocol::{PutFile, PutResult, ServerId};
+use arca_shared::stream::{Reading, SendFileError, send_file};
 use arca_shared::ticket::Ticket;
 use arca_shared::{BlobHash, Connection, FrameError, Message, name};
-use serde_bytes::ByteBuf;
-use tokio::io::AsyncReadExt;
 
 use super::hashes::HashCache;
 use super::progress::set_phase;
@@ -320,32 +319,33 @@ async fn stream_files(
         match &file.content {
             Some(bytes) => {
                 for chunk in bytes.chunks(CHUNK_SIZE) {
-                    send_chunk(primary, chunk.to_vec()).await?;
+                    primary.feed_chunk(chunk).await.map_err(Transfer::primary)?;
                 }
-                sent += bytes.len() as u64;
-                progress.send_modify(|p| p.sent = sent);
             }
             None => {
-                let mut reader = tokio::fs::File::open(&file.path)
-                    .await
-                    .map_err(|e| Transfer::Local(ClientError::local(file.path.display(), e)))?;
-                let mut left = file.size;
-                while left > 0 {
-                    let mut chunk = vec![0u8; CHUNK_SIZE.min(left as usize)];
-                    reader.read_exact(&mut chunk).await.map_err(|e| {
+                let local =
+                    |e: std::io::Error| Transfer::Local(ClientError::local(file.path.display(), e));
+                let reader = std::fs::File::open(&file.path).map_err(local)?;
+                // Just hashed, the file is still in the page cache.
+                send_file(primary, reader, file.size, Reading::Cached, |n| {
+                    progress.send_modify(|p| p.sent = sent + n)
+                })
+                .await
+                .map_err(|e| match e {
+                    SendFileError::Read(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                         let what = format!(
                             "{} shrank while it was being backed up",
                             file.path.display()
                         );
                         Transfer::Local(ClientError::local(what, e))
-                    })?;
-                    left -= chunk.len() as u64;
-                    sent += chunk.len() as u64;
-                    send_chunk(primary, chunk).await?;
-                    progress.send_modify(|p| p.sent = sent);
-                }
+                    }
+                    SendFileError::Read(e) => local(e),
+                    SendFileError::Send(e) => Transfer::primary(e),
+                })?;
             }
         }
+        sent += file.size;
+        progress.send_modify(|p| p.sent = sent);
         primary
             .feed(&Message::End)
             .await
@@ -355,14 +355,6 @@ async fn stream_files(
     primary.flush().await.map_err(Transfer::primary)?;
     set_phase(progress, Phase::Replicating);
     Ok(())
-}
-
-async fn send_chunk(primary: &mut FrameWriter, chunk: Vec<u8>) -> Result<(), Transfer> {
-    let data = ByteBuf::from(chunk);
-    primary
-        .feed(&Message::Chunk { data })
-        .await
-        .map_err(Transfer::primary)
 }
 
 async fn follow_replicas(primary: &mut FrameReader, progress: &Progress) -> Result<(), Transfer> {

@@ -212,9 +212,7 @@ fn read_one(path: &Path, meta: &std::fs::Metadata) -> std::io::Result<Read> {
         let bytes = std::fs::read(path)?;
         return Ok((bytes.len() as u64, BlobHash::of(&bytes), Some(bytes.into())));
     }
-    let mut hasher = blake3::Hasher::new();
-    hasher.update_reader(std::fs::File::open(path)?)?;
-    Ok((meta.len(), BlobHash::from(hasher.finalize()), None))
+    Ok((meta.len(), BlobHash::of_file(path)?, None))
 }
 
 /// Large files alone; small ones together, within the batch limits.

@@ -55,26 +55,27 @@ pub(crate) async fn run(
         let mut hasher = blake3::Hasher::new();
         let mut size = 0u64;
         loop {
-            match conn.recv_data().await? {
-                Message::Chunk { data } => {
-                    size += data.len() as u64;
-                    if size > item.size {
-                        return Err(FrameError::Remote(format!(
-                            "more than the {} bytes announced",
-                            item.size
-                        )));
-                    }
-                    hasher.update(&data);
-                    temp.write(&data).await.map_err(disk_error)?;
-                    written += data.len() as u64;
-                    // Progress about once per chunk's worth, not per small file.
-                    if written - reported >= CHUNK_SIZE as u64 {
-                        reported = written;
-                        conn.send(&Message::Written { bytes: written }).await?;
-                    }
+            let frame = conn.recv_data().await?;
+            let Some(data) = frame.chunk() else {
+                match frame.message()? {
+                    Message::End => break,
+                    other => return Err(FrameError::unexpected(&other, "Chunk or End")),
                 }
-                Message::End => break,
-                other => return Err(FrameError::unexpected(&other, "Chunk or End")),
+            };
+            size += data.len() as u64;
+            if size > item.size {
+                return Err(FrameError::Remote(format!(
+                    "more than the {} bytes announced",
+                    item.size
+                )));
+            }
+            hasher.update(data);
+            written += data.len() as u64;
+            temp.write(data).await.map_err(disk_error)?;
+            // Progress about once per chunk's worth, not per small file.
+            if written - reported >= CHUNK_SIZE as u64 {
+                reported = written;
+                conn.send(&Message::Written { bytes: written }).await?;
             }
         }
         if size != item.size {

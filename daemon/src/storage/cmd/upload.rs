@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use arca_shared::connection::{FrameReader, FrameWriter, encode};
+use arca_shared::connection::{FrameReader, FrameWriter};
 use arca_shared::limits::IDLE_TIMEOUT;
 use arca_shared::protocol::{Item, ReplicaTarget, ServerId};
 use arca_shared::ticket::{Ticket, TicketKind};
@@ -113,8 +113,9 @@ async fn pipeline(
     Ok(())
 }
 
-/// Client → replicas: each chunk is checked, hashed and sent on at once;
-/// each file ends with `End` once its size and hash are right.
+/// Client → replicas: each chunk is checked, hashed and sent on at once, as
+/// the very frame that came; each file ends with `End` once its size and
+/// hash are right.
 async fn forward(
     client: &mut FrameReader,
     replicas: &mut [FrameWriter],
@@ -126,9 +127,9 @@ async fn forward(
         let mut hasher = blake3::Hasher::new();
         let mut received = 0u64;
         loop {
-            let message = client.recv_data().await?;
-            match &message {
-                Message::Chunk { data } => {
+            let frame = client.recv_data().await?;
+            let end = match frame.chunk() {
+                Some(data) => {
                     received += data.len() as u64;
                     if received > item.size {
                         return Err(FrameError::Remote(format!(
@@ -137,30 +138,32 @@ async fn forward(
                         )));
                     }
                     hasher.update(data);
+                    false
                 }
-                Message::End => {
-                    if received != item.size {
-                        return Err(FrameError::Remote(format!(
-                            "client sent {received} bytes but announced {}",
-                            item.size
-                        )));
+                None => match frame.message()? {
+                    Message::End => {
+                        if received != item.size {
+                            return Err(FrameError::Remote(format!(
+                                "client sent {received} bytes but announced {}",
+                                item.size
+                            )));
+                        }
+                        if BlobHash::from(hasher.finalize()) != item.hash {
+                            return Err(FrameError::Remote(
+                                "the bytes received do not match the announced hash".into(),
+                            ));
+                        }
+                        true
                     }
-                    if BlobHash::from(hasher.finalize()) != item.hash {
-                        return Err(FrameError::Remote(
-                            "the bytes received do not match the announced hash".into(),
-                        ));
-                    }
-                }
-                other => return Err(FrameError::unexpected(other, "Chunk or End")),
-            }
-            let end = message == Message::End;
-            let body = encode(&message)?;
+                    other => return Err(FrameError::unexpected(&other, "Chunk or End")),
+                },
+            };
             for (i, replica) in replicas.iter_mut().enumerate() {
                 // Many small files go out in few writes; the last one flushes.
                 let sent = if end && last {
-                    replica.send_encoded(&body).await
+                    replica.send_encoded(frame.body()).await
                 } else {
-                    replica.feed_encoded(&body).await
+                    replica.feed_encoded(frame.body()).await
                 };
                 sent.map_err(|e| blame.replica(i, "stopped receiving", e))?;
             }

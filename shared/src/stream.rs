@@ -1,0 +1,244 @@
+//! File bytes through frames without a copy that is not needed: a file is
+//! read ahead on a blocking thread straight into frame buffers, and received
+//! chunks are written by a blocking thread, so network and disk overlap.
+//! Buffers go back and forth instead of being allocated per chunk: fresh
+//! memory is slow to touch, on a virtual machine most of all.
+
+use std::fs::File;
+use std::io;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::connection::{FrameError, FrameWriter, chunk_prefix};
+use crate::direct::{AlignedBuf, BLOCK, DirectReader, DirectWriter};
+use crate::limits::CHUNK_SIZE;
+
+/// Buffers in flight between a thread and the network, each way.
+const AHEAD: usize = 4;
+/// Buffers one transfer may use: once made they go round, and memory stays
+/// warm.
+const POOL: usize = AHEAD + 2;
+/// Room before a block for a chunk's frame header.
+const HEAD_ROOM: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendFileError {
+    #[error("cannot read the file: {0}")]
+    Read(#[source] io::Error),
+    #[error(transparent)]
+    Send(#[from] FrameError),
+}
+
+/// How a file is read for sending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// Through the page cache: the file was just read (hashed) and is there.
+    Cached,
+    /// Around the page cache: a stored blob, read once.
+    Direct,
+}
+
+/// Sends the next `len` bytes of `file` as `Chunk` frames, queued (the
+/// caller sends `End` and flushes). `sent` hears the bytes sent so far.
+pub async fn send_file(
+    writer: &mut FrameWriter,
+    file: File,
+    len: u64,
+    reading: Reading,
+    mut sent: impl FnMut(u64),
+) -> Result<(), SendFileError> {
+    let (blocks, mut ready) = mpsc::channel::<io::Result<(AlignedBuf, usize)>>(AHEAD);
+    let (recycle, mut free) = mpsc::channel::<AlignedBuf>(POOL);
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut file = DirectReader::new(file, reading == Reading::Direct);
+        let (mut left, mut made) = (len, 0);
+        while left > 0 {
+            let n = CHUNK_SIZE.min(left as usize);
+            let mut buf = match free.try_recv() {
+                Ok(buf) => buf,
+                Err(_) if made < POOL => {
+                    made += 1;
+                    AlignedBuf::new(HEAD_ROOM)
+                }
+                Err(_) => match free.blocking_recv() {
+                    Some(buf) => buf,
+                    None => return,
+                },
+            };
+            let read = file.read_exact(&mut buf, n).map(|()| (buf, n));
+            let failed = read.is_err();
+            if blocks.blocking_send(read).is_err() || failed {
+                return;
+            }
+            left -= n as u64;
+        }
+    });
+    let mut total = 0;
+    while let Some(read) = ready.recv().await {
+        let (mut buf, n) = read.map_err(SendFileError::Read)?;
+        writer
+            .feed_encoded(buf.with_head(&chunk_prefix(n), n))
+            .await?;
+        total += n as u64;
+        sent(total);
+        let _ = recycle.try_send(buf);
+    }
+    reader
+        .await
+        .map_err(|e| SendFileError::Read(io::Error::other(e)))?;
+    Ok(())
+}
+
+/// A blocking thread writing a file, from where it stands, around the page
+/// cache while the caller receives the next chunks. Bytes are gathered into
+/// aligned blocks here and written from them there: one copy.
+pub struct FileSink {
+    blocks: Option<mpsc::Sender<(AlignedBuf, usize)>>,
+    free: mpsc::Receiver<AlignedBuf>,
+    made: usize,
+    /// The block being filled, and how far.
+    filling: Option<(AlignedBuf, usize)>,
+    task: Option<JoinHandle<io::Result<File>>>,
+}
+
+impl FileSink {
+    pub fn start(file: File) -> Self {
+        let (blocks, mut incoming) = mpsc::channel::<(AlignedBuf, usize)>(AHEAD);
+        let (recycle, free) = mpsc::channel(POOL);
+        let task = tokio::task::spawn_blocking(move || {
+            let mut writer = DirectWriter::new(file);
+            while let Some((buf, len)) = incoming.blocking_recv() {
+                writer.write(&buf, len)?;
+                let _ = recycle.try_send(buf);
+            }
+            Ok(writer.into_file())
+        });
+        Self {
+            blocks: Some(blocks),
+            free,
+            made: 0,
+            filling: None,
+            task: Some(task),
+        }
+    }
+
+    pub async fn write(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            let (buf, filled) = match &mut self.filling {
+                Some(filling) => filling,
+                None => {
+                    let buf = self.free_buf().await?;
+                    self.filling.insert((buf, 0))
+                }
+            };
+            let n = (BLOCK - *filled).min(bytes.len());
+            buf.block_mut()[*filled..*filled + n].copy_from_slice(&bytes[..n]);
+            *filled += n;
+            bytes = &bytes[n..];
+            if *filled == BLOCK {
+                self.send_filled().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for every byte to be written and hands the file back (not yet
+    /// synced).
+    pub async fn finish(&mut self) -> io::Result<File> {
+        self.send_filled().await?;
+        self.join().await
+    }
+
+    async fn join(&mut self) -> io::Result<File> {
+        self.blocks = None;
+        match self.task.take() {
+            Some(task) => task.await.map_err(io::Error::other)?,
+            None => Err(io::Error::other("the file writer already stopped")),
+        }
+    }
+
+    async fn free_buf(&mut self) -> io::Result<AlignedBuf> {
+        if let Ok(buf) = self.free.try_recv() {
+            return Ok(buf);
+        }
+        if self.made < POOL {
+            self.made += 1;
+            return Ok(AlignedBuf::new(0));
+        }
+        match self.free.recv().await {
+            Some(buf) => Ok(buf),
+            None => Err(self.stopped().await),
+        }
+    }
+
+    async fn send_filled(&mut self) -> io::Result<()> {
+        let Some(block) = self.filling.take().filter(|(_, filled)| *filled > 0) else {
+            return Ok(());
+        };
+        let sent = match &self.blocks {
+            Some(blocks) => blocks.send(block).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            Ok(())
+        } else {
+            Err(self.stopped().await)
+        }
+    }
+
+    /// Why the thread stopped early.
+    async fn stopped(&mut self) -> io::Error {
+        match self.join().await {
+            Err(e) => e,
+            Ok(_) => io::Error::other("the file writer stopped"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_sink_writes_every_piece_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut sink = FileSink::start(File::create(&path).unwrap());
+        let mut expected = Vec::new();
+        // More blocks than the pool holds, in pieces that straddle blocks.
+        for (i, size) in [7, BLOCK, BLOCK - 7, 3 * BLOCK + 1, 10, 2 * BLOCK, 4096, 1]
+            .into_iter()
+            .enumerate()
+        {
+            let piece: Vec<u8> = (0..size).map(|j| (i * 13 + j) as u8).collect();
+            sink.write(&piece).await.unwrap();
+            expected.extend(piece);
+        }
+        sink.finish().await.unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), expected);
+    }
+
+    #[tokio::test]
+    async fn a_sink_says_why_it_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"").unwrap();
+        let mut sink = FileSink::start(File::open(&path).unwrap());
+        let mut failed = None;
+        for _ in 0..2 * POOL {
+            if let Err(e) = sink.write(&vec![1u8; BLOCK]).await {
+                failed = Some(e);
+                break;
+            }
+        }
+        let failed = match failed {
+            Some(e) => e,
+            None => sink.finish().await.unwrap_err(),
+        };
+        assert_eq!(
+            failed.raw_os_error(),
+            Some(rustix::io::Errno::BADF.raw_os_error())
+        );
+    }
+}
