@@ -31,31 +31,64 @@ pub struct FileRow {
     pub created_ms: u64,
 }
 
+/// Which catalog format this code reads and writes (SQLite's `user_version`).
+const FORMAT: i64 = 2;
+
+/// Contents get small sequential ids, and names and holders point at those:
+/// a batch's inserts then land at the ends of their indexes, and only
+/// `blobs`' hash index takes them at random places. (Format 1 keyed files
+/// and holders by hash, so every commit rewrote pages all over three
+/// indexes.)
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS servers (
     id   INTEGER PRIMARY KEY AUTOINCREMENT,
     uuid TEXT NOT NULL UNIQUE,
     addr TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS blobs (
+    id   INTEGER PRIMARY KEY,
+    hash BLOB    NOT NULL UNIQUE,
+    size INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS files (
     client     TEXT    NOT NULL,
     name       TEXT    NOT NULL,
     version    INTEGER NOT NULL,
-    size       INTEGER NOT NULL,
-    hash       BLOB    NOT NULL,
+    blob       INTEGER NOT NULL REFERENCES blobs (id),
     created_ms INTEGER NOT NULL,
     PRIMARY KEY (client, name, version)
-);
-CREATE INDEX IF NOT EXISTS files_by_hash ON files (hash);
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS files_by_blob ON files (blob);
 CREATE TABLE IF NOT EXISTS holders (
-    hash   BLOB    NOT NULL,
+    blob   INTEGER NOT NULL REFERENCES blobs (id),
     server INTEGER NOT NULL,
-    PRIMARY KEY (hash, server)
-);
-CREATE INDEX IF NOT EXISTS holders_by_server ON holders (server);
+    PRIMARY KEY (blob, server)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS holders_by_server ON holders (server, blob);
 ";
 
-const FILE_COLUMNS: &str = "name, version, size, hash, created_ms";
+/// Moves a format 1 catalog (files and holders keyed by hash) to format 2.
+const FROM_FORMAT_1: &str = "
+ALTER TABLE files RENAME TO files_1;
+ALTER TABLE holders RENAME TO holders_1;
+DROP INDEX IF EXISTS files_by_hash;
+DROP INDEX IF EXISTS holders_by_server;
+";
+const FROM_FORMAT_1_COPY: &str = "
+INSERT INTO blobs (hash, size) SELECT hash, MAX(size) FROM files_1 GROUP BY hash;
+INSERT OR IGNORE INTO blobs (hash, size) SELECT hash, 0 FROM holders_1;
+INSERT INTO files (client, name, version, blob, created_ms)
+    SELECT f.client, f.name, f.version, b.id, f.created_ms
+    FROM files_1 f JOIN blobs b ON b.hash = f.hash;
+INSERT INTO holders (blob, server)
+    SELECT b.id, h.server FROM holders_1 h JOIN blobs b ON b.hash = h.hash;
+DROP TABLE files_1;
+DROP TABLE holders_1;
+";
+
+/// A version's columns, from `files f JOIN blobs b ON b.id = f.blob`.
+const FILE_COLUMNS: &str = "f.name, f.version, b.size, b.hash, f.created_ms";
+const FILES: &str = "files f JOIN blobs b ON b.id = f.blob";
 
 fn file_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<FileRow> {
     Ok(FileRow {
@@ -65,6 +98,14 @@ fn file_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<FileRow> {
         hash: hash_column(row, 3)?,
         created_ms: row.get::<_, i64>(4)? as u64,
     })
+}
+
+fn has_table(db: &Connection, name: &str) -> rusqlite::Result<bool> {
+    db.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+        params![name],
+        |row| row.get(0),
+    )
 }
 
 fn hash_column(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<BlobHash> {
@@ -77,8 +118,22 @@ impl Catalog {
         let db = Connection::open(path)?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "FULL")?;
+        // Up to 32 MiB of pages (the default is 2 MiB): a batch's inserts
+        // touch index pages all over, which otherwise come back from the
+        // operating system one read at a time.
+        db.pragma_update(None, "cache_size", -32 * 1024)?;
         db.busy_timeout(std::time::Duration::from_secs(5))?;
-        db.execute_batch(SCHEMA)?;
+        let format: i64 = db.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        let tx = db.unchecked_transaction()?;
+        if format < FORMAT && has_table(&tx, "files")? {
+            tx.execute_batch(FROM_FORMAT_1)?;
+            tx.execute_batch(SCHEMA)?;
+            tx.execute_batch(FROM_FORMAT_1_COPY)?;
+        } else {
+            tx.execute_batch(SCHEMA)?;
+        }
+        tx.pragma_update(None, "user_version", FORMAT)?;
+        tx.commit()?;
         Ok(Self { db })
     }
 
@@ -113,8 +168,8 @@ impl Catalog {
         version: Option<u32>,
     ) -> rusqlite::Result<Option<FileRow>> {
         let sql = format!(
-            "SELECT {FILE_COLUMNS} FROM files WHERE client = ?1 AND name = ?2
-             AND (?3 IS NULL OR version = ?3) ORDER BY version DESC LIMIT 1"
+            "SELECT {FILE_COLUMNS} FROM {FILES} WHERE f.client = ?1 AND f.name = ?2
+             AND (?3 IS NULL OR f.version = ?3) ORDER BY f.version DESC LIMIT 1"
         );
         self.db
             .prepare_cached(&sql)?
@@ -125,7 +180,8 @@ impl Catalog {
     /// Every version of a name, oldest first.
     pub fn versions(&self, client: &str, name: &str) -> rusqlite::Result<Vec<FileRow>> {
         let sql = format!(
-            "SELECT {FILE_COLUMNS} FROM files WHERE client = ?1 AND name = ?2 ORDER BY version"
+            "SELECT {FILE_COLUMNS} FROM {FILES} WHERE f.client = ?1 AND f.name = ?2
+             ORDER BY f.version"
         );
         let mut stmt = self.db.prepare(&sql)?;
         let rows = stmt.query_map(params![client, name], file_row)?;
@@ -135,11 +191,11 @@ impl Catalog {
     /// The newest version of every name starting with `prefix`, by name.
     pub fn latest(&self, client: &str, prefix: &str) -> rusqlite::Result<Vec<FileRow>> {
         let sql = format!(
-            "SELECT {FILE_COLUMNS} FROM files f WHERE client = ?1
-             AND substr(name, 1, length(?2)) = ?2
-             AND version = (SELECT MAX(version) FROM files g
-                            WHERE g.client = f.client AND g.name = f.name)
-             ORDER BY name"
+            "SELECT {FILE_COLUMNS} FROM {FILES} WHERE f.client = ?1
+             AND substr(f.name, 1, length(?2)) = ?2
+             AND f.version = (SELECT MAX(version) FROM files g
+                              WHERE g.client = f.client AND g.name = f.name)
+             ORDER BY f.name"
         );
         let mut stmt = self.db.prepare(&sql)?;
         let rows = stmt.query_map(params![client, prefix], file_row)?;
@@ -151,47 +207,51 @@ impl Catalog {
     pub fn commit(&mut self, client: &str, versions: &[NewVersion]) -> rusqlite::Result<Vec<u32>> {
         let tx = self.db.transaction()?;
         let mut numbers = Vec::with_capacity(versions.len());
-        for new in versions {
-            let version: u32 = tx.query_row(
+        {
+            // Prepared once per connection: a batch runs them hundreds of times.
+            let mut next_version = tx.prepare_cached(
                 "SELECT COALESCE(MAX(version), 0) + 1 FROM files WHERE client = ?1 AND name = ?2",
-                params![client, new.name],
-                |row| row.get(0),
             )?;
-            tx.execute(
-                "INSERT INTO files (client, name, version, size, hash, created_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    client,
-                    new.name,
-                    version,
-                    new.size as i64,
-                    new.hash.0,
-                    now_ms() as i64
-                ],
+            let mut blob_id = tx.prepare_cached(
+                "INSERT INTO blobs (hash, size) VALUES (?1, ?2)
+                 ON CONFLICT (hash) DO UPDATE SET size = excluded.size RETURNING id",
             )?;
-            for server in &new.holders {
-                tx.execute(
-                    "INSERT OR IGNORE INTO holders (hash, server) VALUES (?1, ?2)",
-                    params![new.hash.0, server],
-                )?;
+            let mut insert_file = tx.prepare_cached(
+                "INSERT INTO files (client, name, version, blob, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let mut insert_holder =
+                tx.prepare_cached("INSERT OR IGNORE INTO holders (blob, server) VALUES (?1, ?2)")?;
+            for new in versions {
+                let version: u32 =
+                    next_version.query_row(params![client, new.name], |row| row.get(0))?;
+                let blob: i64 =
+                    blob_id.query_row(params![new.hash.0, new.size as i64], |row| row.get(0))?;
+                insert_file.execute(params![client, new.name, version, blob, now_ms() as i64])?;
+                for server in &new.holders {
+                    insert_holder.execute(params![blob, server])?;
+                }
+                numbers.push(version);
             }
-            numbers.push(version);
         }
         tx.commit()?;
         Ok(numbers)
     }
 
     pub fn holders(&self, hash: &BlobHash) -> rusqlite::Result<Vec<ServerId>> {
-        let mut stmt = self
-            .db
-            .prepare_cached("SELECT server FROM holders WHERE hash = ?1 ORDER BY server")?;
+        let mut stmt = self.db.prepare_cached(
+            "SELECT h.server FROM holders h JOIN blobs b ON b.id = h.blob
+             WHERE b.hash = ?1 ORDER BY h.server",
+        )?;
         let rows = stmt.query_map(params![hash.0], |row| row.get(0))?;
         rows.collect()
     }
 
+    /// Counts a copy of a content the catalog knows.
     pub fn add_holder(&mut self, hash: &BlobHash, server: ServerId) -> rusqlite::Result<()> {
         self.db.execute(
-            "INSERT OR IGNORE INTO holders (hash, server) VALUES (?1, ?2)",
+            "INSERT OR IGNORE INTO holders (blob, server)
+             SELECT id, ?2 FROM blobs WHERE hash = ?1",
             params![hash.0, server],
         )?;
         Ok(())
@@ -199,9 +259,9 @@ impl Catalog {
 
     /// Every blob the catalog records on one server.
     pub fn held_by(&self, server: ServerId) -> rusqlite::Result<Vec<BlobHash>> {
-        let mut stmt = self
-            .db
-            .prepare("SELECT hash FROM holders WHERE server = ?1")?;
+        let mut stmt = self.db.prepare(
+            "SELECT b.hash FROM holders h JOIN blobs b ON b.id = h.blob WHERE h.server = ?1",
+        )?;
         let rows = stmt.query_map(params![server], |row| hash_column(row, 0))?;
         rows.collect()
     }
@@ -209,10 +269,10 @@ impl Catalog {
     /// Every content some version references: its size and its holders.
     pub fn referenced(&self) -> rusqlite::Result<Vec<(BlobHash, u64, Vec<ServerId>)>> {
         let mut stmt = self.db.prepare(
-            "SELECT f.hash, f.size, h.server FROM
-                 (SELECT hash, MAX(size) AS size FROM files GROUP BY hash) f
-             LEFT JOIN holders h ON h.hash = f.hash
-             ORDER BY f.hash",
+            "SELECT b.hash, b.size, h.server FROM blobs b
+             LEFT JOIN holders h ON h.blob = b.id
+             WHERE EXISTS (SELECT 1 FROM files f WHERE f.blob = b.id)
+             ORDER BY b.id",
         )?;
         let mut rows = stmt.query([])?;
         let mut out: Vec<(BlobHash, u64, Vec<ServerId>)> = Vec::new();
@@ -228,12 +288,21 @@ impl Catalog {
         Ok(out)
     }
 
+    /// Stops counting a copy; a content nothing refers to any more is forgotten.
     pub fn remove_holder(&mut self, hash: &BlobHash, server: ServerId) -> rusqlite::Result<()> {
-        self.db.execute(
-            "DELETE FROM holders WHERE hash = ?1 AND server = ?2",
+        let tx = self.db.transaction()?;
+        tx.execute(
+            "DELETE FROM holders WHERE server = ?2
+             AND blob = (SELECT id FROM blobs WHERE hash = ?1)",
             params![hash.0, server],
         )?;
-        Ok(())
+        tx.execute(
+            "DELETE FROM blobs WHERE hash = ?1
+             AND NOT EXISTS (SELECT 1 FROM holders WHERE blob = blobs.id)
+             AND NOT EXISTS (SELECT 1 FROM files WHERE blob = blobs.id)",
+            params![hash.0],
+        )?;
+        tx.commit()
     }
 
     /// Removes one version of a name, or all of them; returns the versions removed.
@@ -260,18 +329,15 @@ impl Catalog {
 
     /// Whether any version of any name has this content.
     pub fn is_referenced(&self, hash: &BlobHash) -> rusqlite::Result<bool> {
-        self.db.query_row(
-            "SELECT EXISTS (SELECT 1 FROM files WHERE hash = ?1)",
-            params![hash.0],
-            |row| row.get(0),
-        )
+        let sql = format!("SELECT EXISTS (SELECT 1 FROM {FILES} WHERE b.hash = ?1)");
+        self.db.query_row(&sql, params![hash.0], |row| row.get(0))
     }
 
     /// Copies that no version of any name references any more.
     pub fn unreferenced(&self) -> rusqlite::Result<Vec<(BlobHash, ServerId)>> {
         let mut stmt = self.db.prepare(
-            "SELECT hash, server FROM holders h
-             WHERE NOT EXISTS (SELECT 1 FROM files f WHERE f.hash = h.hash)",
+            "SELECT b.hash, h.server FROM holders h JOIN blobs b ON b.id = h.blob
+             WHERE NOT EXISTS (SELECT 1 FROM files f WHERE f.blob = h.blob)",
         )?;
         let rows = stmt.query_map([], |row| Ok((hash_column(row, 0)?, row.get(1)?)))?;
         rows.collect()
@@ -370,5 +436,66 @@ mod tests {
         assert_ne!(one, two);
         assert_eq!(c.server_id("uuid-1", "127.0.0.1:9").unwrap(), one);
         assert_eq!(c.servers().unwrap()[0].2, "127.0.0.1:9");
+    }
+
+    #[test]
+    fn a_content_with_no_name_and_no_copy_is_forgotten() {
+        let (_dir, mut c) = catalog();
+        let a = BlobHash::of(b"a");
+        commit(&mut c, "me", "one", 1, &a, &[1, 2]).unwrap();
+        c.remove_holder(&a, 1).unwrap();
+        assert_eq!(c.holders(&a).unwrap(), [2]);
+        c.remove("me", "one", None).unwrap();
+        c.remove_holder(&a, 2).unwrap();
+        let blobs: i64 =
+            c.db.query_row("SELECT COUNT(*) FROM blobs", [], |row| row.get(0))
+                .unwrap();
+        assert_eq!(blobs, 0);
+    }
+
+    #[test]
+    fn a_format_1_catalog_is_carried_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.db");
+        let (a, b) = (BlobHash::of(b"a"), BlobHash::of(b"b"));
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(
+                "CREATE TABLE servers (id INTEGER PRIMARY KEY AUTOINCREMENT,
+                     uuid TEXT NOT NULL UNIQUE, addr TEXT NOT NULL);
+                 CREATE TABLE files (client TEXT NOT NULL, name TEXT NOT NULL,
+                     version INTEGER NOT NULL, size INTEGER NOT NULL, hash BLOB NOT NULL,
+                     created_ms INTEGER NOT NULL, PRIMARY KEY (client, name, version));
+                 CREATE INDEX files_by_hash ON files (hash);
+                 CREATE TABLE holders (hash BLOB NOT NULL, server INTEGER NOT NULL,
+                     PRIMARY KEY (hash, server));
+                 CREATE INDEX holders_by_server ON holders (server);",
+            )
+            .unwrap();
+            for (name, version, hash) in [("x", 1, &a), ("x", 2, &b), ("y", 1, &a)] {
+                old.execute(
+                    "INSERT INTO files VALUES ('me', ?1, ?2, 5, ?3, 7)",
+                    params![name, version, hash.0],
+                )
+                .unwrap();
+            }
+            for (hash, server) in [(&a, 1), (&a, 2), (&b, 2)] {
+                old.execute(
+                    "INSERT INTO holders VALUES (?1, ?2)",
+                    params![hash.0, server],
+                )
+                .unwrap();
+            }
+        }
+        let mut c = Catalog::open(&path).unwrap();
+        let x = c.versions("me", "x").unwrap();
+        assert_eq!((x[1].version, x[1].size, x[1].hash), (2, 5, b));
+        assert_eq!(c.holders(&a).unwrap(), [1, 2]);
+        assert_eq!(c.latest("me", "").unwrap().len(), 2);
+        assert_eq!(commit(&mut c, "me", "x", 5, &a, &[1]).unwrap(), 3);
+        drop(c);
+        // Opening again finds format 2 and changes nothing.
+        let c = Catalog::open(&path).unwrap();
+        assert_eq!(c.versions("me", "x").unwrap().len(), 3);
     }
 }

@@ -10,18 +10,27 @@ use arca_shared::protocol::ServerId;
 use arca_shared::{BlobHash, FrameError, Message};
 
 use super::Manager;
+use super::pacing::Pacing;
 
 const EVERY: Duration = Duration::from_secs(5);
 
 pub(crate) async fn run(manager: Arc<Manager>) {
+    let mut pacing = Pacing::default();
     loop {
-        tokio::select! {
+        let news = tokio::select! {
             _ = manager.shutdown.cancelled() => return,
-            _ = manager.collect.notified() => {}
-            _ = tokio::time::sleep(EVERY) => {}
+            _ = manager.collect.notified() => true,
+            _ = tokio::time::sleep(EVERY) => false,
+        };
+        // A holder that was down at a removal is collected when it is back.
+        let health = manager.members().health(manager.config.heal_after);
+        if !pacing.due(news, health) {
+            continue;
         }
+        pacing.busy = false;
         if let Err(e) = collect(&manager).await {
             tracing::warn!("garbage collection: {e}");
+            pacing.busy = true;
         }
     }
 }
@@ -62,6 +71,7 @@ pub(crate) async fn drop_corrupt_copy(
 ) -> Result<(), FrameError> {
     tracing::warn!(server, hash = %hash.short(), "corrupt copy found; healing it");
     manager.db(move |c| c.remove_holder(&hash, server)).await?;
+    manager.heal.notify_one();
     if let Some(addr) = manager.live_addr(server)
         && let Err(e) = delete_blobs(manager, &addr, &[hash]).await
     {

@@ -17,6 +17,7 @@ use arca_shared::{BlobHash, FrameError, Message};
 use tokio::sync::Semaphore;
 
 use super::Manager;
+use super::pacing::Pacing;
 
 const EVERY: Duration = Duration::from_secs(1);
 /// Copies made at once, so healing does not starve uploads.
@@ -25,24 +26,36 @@ const PARALLEL: usize = 2;
 pub(crate) async fn run(manager: Arc<Manager>) {
     let slots = Arc::new(Semaphore::new(PARALLEL));
     let in_flight: Arc<Mutex<HashSet<BlobHash>>> = Arc::default();
+    let mut pacing = Pacing::default();
     loop {
-        tokio::select! {
+        let news = tokio::select! {
             _ = manager.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(EVERY) => {}
+            _ = manager.heal.notified() => true,
+            _ = tokio::time::sleep(EVERY) => false,
+        };
+        let health = manager.members().health(manager.config.heal_after);
+        if !pacing.due(news, health) {
+            continue;
         }
-        if let Err(e) = pass(&manager, &slots, &in_flight).await {
-            tracing::warn!("healing pass: {e}");
-        }
+        pacing.busy = match pass(&manager, &slots, &in_flight).await {
+            Ok(work_left) => work_left,
+            Err(e) => {
+                tracing::warn!("healing pass: {e}");
+                true
+            }
+        };
     }
 }
 
+/// One look at every content; true if work is left for the next pass.
 async fn pass(
     manager: &Arc<Manager>,
     slots: &Arc<Semaphore>,
     in_flight: &Arc<Mutex<HashSet<BlobHash>>>,
-) -> Result<(), FrameError> {
+) -> Result<bool, FrameError> {
     let wanted = manager.config.replicas as usize;
     let mut under = 0;
+    let mut waiting = false;
     for (hash, size, holders) in manager.db(|c| c.referenced()).await? {
         let (live, kept) = {
             let members = manager.members();
@@ -67,6 +80,7 @@ async fn pass(
         if live.len() > wanted {
             trim(manager, hash).await?;
         } else if kept < wanted && !live.is_empty() {
+            waiting = true;
             let mut busy = in_flight.lock().unwrap_or_else(|p| p.into_inner());
             if busy.contains(&hash) {
                 continue;
@@ -91,7 +105,8 @@ async fn pass(
         }
     }
     manager.under_replicated.store(under, Ordering::Relaxed);
-    Ok(())
+    // Below count but within `heal_after` needs no copy yet, only a recount.
+    Ok(waiting || under > 0)
 }
 
 /// Makes one more copy of `hash` from its best live holder.

@@ -29,6 +29,11 @@ pub struct Member {
     pinging: bool,
 }
 
+/// Each server's id, whether it is alive, and whether it has been dead for
+/// longer than healing waits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Health(pub Vec<(ServerId, bool, bool)>);
+
 pub struct Members {
     servers: BTreeMap<ServerId, Member>,
     dead_after: Duration,
@@ -108,6 +113,22 @@ impl Members {
             .last_seen
             .map_or(self.started, |seen| seen + self.dead_after);
         Some(since.elapsed())
+    }
+
+    pub fn health(&self, heal_after: Duration) -> Health {
+        Health(
+            self.servers
+                .keys()
+                .map(|&id| {
+                    let dead_for = self.dead_for(id);
+                    (
+                        id,
+                        dead_for.is_none(),
+                        dead_for.is_some_and(|d| d >= heal_after),
+                    )
+                })
+                .collect(),
+        )
     }
 
     /// Keeps a server out of upload choices for a while.

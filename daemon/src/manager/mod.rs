@@ -7,6 +7,7 @@ mod gc;
 mod hash_locks;
 mod heal;
 mod membership;
+mod pacing;
 mod reconcile;
 
 use std::path::PathBuf;
@@ -66,6 +67,8 @@ pub(crate) struct Manager {
     next_op: AtomicU64,
     /// Wakes the garbage collector after a removal.
     collect: Notify,
+    /// Wakes healing after a copy was lost.
+    heal: Notify,
     /// Last count of contents below their replica count, and copies in flight.
     under_replicated: AtomicU64,
     healing: AtomicU64,
@@ -101,6 +104,7 @@ pub async fn run_manager(
         hash_locks: HashLocks::default(),
         next_op: AtomicU64::new(seed_op()),
         collect: Notify::new(),
+        heal: Notify::new(),
         under_replicated: AtomicU64::new(0),
         healing: AtomicU64::new(0),
         tasks: tasks.clone(),

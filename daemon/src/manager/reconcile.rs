@@ -69,9 +69,13 @@ pub(crate) async fn server(manager: &Manager, id: ServerId) -> Result<(), FrameE
             }
         }
     }
-    for hash in recorded {
+    for hash in &recorded {
+        let hash = *hash;
         manager.db(move |c| c.remove_holder(&hash, id)).await?;
         tracing::warn!(id, hash = %hash.short(), "reconciled: a recorded copy is missing");
+    }
+    if !recorded.is_empty() {
+        manager.heal.notify_one();
     }
     Ok(())
 }

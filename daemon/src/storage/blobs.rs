@@ -2,23 +2,73 @@
 //! `<data>/tmp/` so nothing is visible in `blobs/` before it is complete,
 //! verified and fsynced.
 
-use std::io;
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arca_shared::BlobHash;
 use arca_shared::auth::Nonce;
 use arca_shared::protocol::{BlobInfo, Item, ServerStats};
 use arca_shared::stream::FileSink;
+use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
+use rustix::io::Errno;
 
-/// Flushes everything written to the file system holding `root` to disk.
-fn sync(root: &Path) -> io::Result<()> {
-    let dir = std::fs::File::open(root)?;
-    rustix::fs::syncfs(&dir).map_err(io::Error::from)
+/// Length of a temp file's random name.
+const TEMP_NAME: usize = 24;
+
+/// The store's two folders, held open: temp files are written and moved into
+/// place relative to them, with no path walked from the root.
+struct Dirs {
+    tmp: OwnedFd,
+    blobs: OwnedFd,
+}
+
+impl Dirs {
+    fn write_temp(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(&self.tmp, name, flags, Mode::from(0o644))?;
+        std::fs::File::from(fd).write_all(bytes)
+    }
+
+    /// Moves a temp file to its blob's place; false if that blob is there.
+    fn place(&self, name: &str, hash: &BlobHash) -> io::Result<bool> {
+        let hex = hash.to_hex();
+        let target = format!("{}/{hex}", &hex[..2]);
+        let renamed = rustix::fs::renameat_with(
+            &self.tmp,
+            name,
+            &self.blobs,
+            &target,
+            RenameFlags::NOREPLACE,
+        );
+        match renamed {
+            Ok(()) => Ok(true),
+            Err(Errno::EXIST) => Ok(false),
+            // A file system without the flag: look, then move.
+            Err(Errno::INVAL | Errno::NOSYS) => {
+                match rustix::fs::statat(&self.blobs, &target, AtFlags::empty()) {
+                    Ok(_) => Ok(false),
+                    Err(_) => {
+                        rustix::fs::renameat(&self.tmp, name, &self.blobs, &target)?;
+                        Ok(true)
+                    }
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Flushes everything written to the store's file system to disk.
+    fn sync(&self) -> io::Result<()> {
+        rustix::fs::syncfs(&self.tmp).map_err(io::Error::from)
+    }
 }
 
 pub struct BlobStore {
     root: PathBuf,
+    dirs: Arc<Dirs>,
     capacity: Option<u64>,
     stored: AtomicU64,
     blobs: AtomicU64,
@@ -39,6 +89,13 @@ enum Content {
 }
 
 impl TempBlob {
+    fn name(&self) -> &str {
+        self.path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+    }
+
     pub async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         match &mut self.content {
             Content::Disk(disk) => disk.write(bytes).await,
@@ -67,9 +124,18 @@ impl BlobStore {
             std::fs::remove_dir_all(&tmp)?;
         }
         std::fs::create_dir_all(&tmp)?;
-        std::fs::create_dir_all(root.join("blobs"))?;
+        let blobs = root.join("blobs");
+        // Every shard up front: commits then never look for one.
+        for shard in 0..=255u8 {
+            std::fs::create_dir_all(blobs.join(format!("{shard:02x}")))?;
+        }
+        let open_dir = |path: &Path| std::fs::File::open(path).map(OwnedFd::from);
         let store = Self {
             root: root.to_owned(),
+            dirs: Arc::new(Dirs {
+                tmp: open_dir(&tmp)?,
+                blobs: open_dir(&blobs)?,
+            }),
             capacity,
             stored: AtomicU64::new(0),
             blobs: AtomicU64::new(0),
@@ -145,7 +211,7 @@ impl BlobStore {
 
     fn temp_path(&self) -> PathBuf {
         let name = blake3::Hash::from(Nonce::fresh().0).to_hex();
-        self.root.join("tmp").join(&name[..24])
+        self.root.join("tmp").join(&name[..TEMP_NAME])
     }
 
     /// Makes verified temp blobs durable and visible, all in one blocking
@@ -159,33 +225,24 @@ impl BlobStore {
                 disk.finish().await?;
             }
         }
-        let root = self.root.clone();
-        let targets: Vec<PathBuf> = blobs
-            .iter()
-            .map(|(_, item)| self.path(&item.hash))
-            .collect();
+        let dirs = self.dirs.clone();
         let (bytes, count) = tokio::task::spawn_blocking(move || -> io::Result<(u64, u64)> {
             for (temp, _) in &blobs {
                 if let Content::Memory(memory) = &temp.content {
-                    std::fs::write(&temp.path, memory)?;
+                    dirs.write_temp(temp.name(), memory)?;
                 }
             }
-            sync(&root)?;
+            dirs.sync()?;
             let (mut bytes, mut count) = (0, 0);
-            for ((temp, item), target) in blobs.iter_mut().zip(targets) {
-                if let Some(shard) = target.parent() {
-                    std::fs::create_dir_all(shard)?;
+            for (temp, item) in &mut blobs {
+                // Content-addressed: an identical blob already there will do.
+                if dirs.place(temp.name(), &item.hash)? {
+                    temp.committed = true;
+                    bytes += item.size;
+                    count += 1;
                 }
-                if target.exists() {
-                    // Content-addressed: an identical blob is already here.
-                    continue;
-                }
-                std::fs::rename(&temp.path, &target)?;
-                temp.committed = true;
-                bytes += item.size;
-                count += 1;
             }
-            sync(&root)?;
+            dirs.sync()?;
             Ok((bytes, count))
         })
         .await
