@@ -4,7 +4,7 @@
 //! from a cache of their size, modification time and inode, unread.
 
 use std::cell::{Cell, RefCell};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,9 +43,16 @@ pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, Clie
     let bar = std::io::stdout()
         .is_terminal()
         .then(|| progress_bar(pending.iter().map(|f| f.size).sum()));
+    // Piped, the lines of a batch go out in one write, not one each.
+    let out = RefCell::new(std::io::BufWriter::new(std::io::stdout()));
     let say = |line: String| match &bar {
         Some(bar) => bar.println(line),
-        None => println!("{line}"),
+        None => {
+            let _ = writeln!(out.borrow_mut(), "{line}");
+        }
+    };
+    let flush = || {
+        let _ = out.borrow_mut().flush();
     };
     let failed = Cell::new(unreadable.len());
     let done = Cell::new(0);
@@ -60,8 +67,8 @@ pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, Clie
         sessions.push(Session::connect(settings.clone()).await?);
     }
     let workers = sessions.into_iter().map(|mut session| {
-        let (queue, bar, say, failed, done, cache) =
-            (&queue, bar.as_ref(), &say, &failed, &done, &cache);
+        let (queue, bar, say, flush, failed, done, cache) =
+            (&queue, bar.as_ref(), &say, &flush, &failed, &done, &cache);
         async move {
             loop {
                 let Some(pending) = queue.borrow_mut().next() else {
@@ -108,10 +115,12 @@ pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, Clie
                         }
                     }
                 }
+                flush();
             }
         }
     });
     let outcome = futures::future::try_join_all(workers).await;
+    flush();
     cache.lock().unwrap_or_else(|p| p.into_inner()).save();
     outcome?;
     let failed = failed.get();
