@@ -3,6 +3,7 @@
 
 mod blobs;
 mod cmd;
+mod item_check;
 mod membership;
 mod scrub;
 

@@ -5,9 +5,10 @@
 use arca_shared::limits::CHUNK_SIZE;
 use arca_shared::protocol::Item;
 use arca_shared::ticket::{Ticket, TicketKind};
-use arca_shared::{BlobHash, Connection, FrameError, Message};
+use arca_shared::{Connection, FrameError, Message};
 
 use crate::storage::Server;
+use crate::storage::item_check::ItemCheck;
 
 /// Files up to this size are kept in memory until the batch is complete…
 const SMALL_BLOB: u64 = 256 * 1024;
@@ -52,8 +53,7 @@ pub(crate) async fn run(
         } else {
             server.store.temp().await.map_err(disk_error)?
         };
-        let mut hasher = blake3::Hasher::new();
-        let mut size = 0u64;
+        let mut check = ItemCheck::new(item);
         loop {
             let frame = conn.recv_data().await?;
             let Some(data) = frame.chunk() else {
@@ -62,14 +62,7 @@ pub(crate) async fn run(
                     other => return Err(FrameError::unexpected(&other, "Chunk or End")),
                 }
             };
-            size += data.len() as u64;
-            if size > item.size {
-                return Err(FrameError::Remote(format!(
-                    "more than the {} bytes announced",
-                    item.size
-                )));
-            }
-            hasher.update(data);
+            check.chunk(data)?;
             written += data.len() as u64;
             temp.write(data).await.map_err(disk_error)?;
             // Progress about once per chunk's worth, not per small file.
@@ -78,15 +71,7 @@ pub(crate) async fn run(
                 conn.send(&Message::Written { bytes: written }).await?;
             }
         }
-        if size != item.size {
-            return Err(FrameError::Remote(format!(
-                "{size} bytes received, {} announced",
-                item.size
-            )));
-        }
-        if BlobHash::from(hasher.finalize()) != item.hash {
-            return Err(FrameError::Remote("hash mismatch; nothing stored".into()));
-        }
+        check.end()?;
         received.push((temp, item));
     }
     if reported < written {

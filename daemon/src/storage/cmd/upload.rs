@@ -9,10 +9,11 @@ use arca_shared::connection::{FrameReader, FrameWriter};
 use arca_shared::limits::IDLE_TIMEOUT;
 use arca_shared::protocol::{Item, ReplicaTarget, ServerId};
 use arca_shared::ticket::{Ticket, TicketKind};
-use arca_shared::{BlobHash, Connection, FrameError, Message};
+use arca_shared::{Connection, FrameError, Message};
 use futures::future::try_join_all;
 use tokio::sync::mpsc;
 
+use crate::storage::item_check::ItemCheck;
 use crate::storage::{Report, Server};
 
 enum Event {
@@ -124,35 +125,17 @@ async fn forward(
 ) -> Result<(), FrameError> {
     for (n, item) in items.iter().enumerate() {
         let last = n + 1 == items.len();
-        let mut hasher = blake3::Hasher::new();
-        let mut received = 0u64;
+        let mut check = ItemCheck::new(*item);
         loop {
             let frame = client.recv_data().await?;
             let end = match frame.chunk() {
                 Some(data) => {
-                    received += data.len() as u64;
-                    if received > item.size {
-                        return Err(FrameError::Remote(format!(
-                            "client sent more than the {} bytes it announced",
-                            item.size
-                        )));
-                    }
-                    hasher.update(data);
+                    check.chunk(data)?;
                     false
                 }
                 None => match frame.message()? {
                     Message::End => {
-                        if received != item.size {
-                            return Err(FrameError::Remote(format!(
-                                "client sent {received} bytes but announced {}",
-                                item.size
-                            )));
-                        }
-                        if BlobHash::from(hasher.finalize()) != item.hash {
-                            return Err(FrameError::Remote(
-                                "the bytes received do not match the announced hash".into(),
-                            ));
-                        }
+                        check.end()?;
                         true
                     }
                     other => return Err(FrameError::unexpected(&other, "Chunk or End")),
