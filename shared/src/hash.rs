@@ -8,7 +8,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// Bytes a file is read in to be hashed.
-const HASH_BLOCK: usize = 4 << 20;
+const HASH_BLOCK: usize = 1 << 20;
 
 /// The BLAKE3 hash of a file's content; blobs are stored under its hex form.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -85,7 +85,10 @@ pub struct TempBlob {
 
 enum Content {
     Memory(Vec<u8>),
+    /// Being written by its sink's thread.
     Disk(FileSink),
+    /// Written out; the sink's thread and buffers are gone.
+    Written,
 }
 
 impl TempBlob {
@@ -103,7 +106,18 @@ impl TempBlob {
                 memory.extend_from_slice(bytes);
                 Ok(())
             }
+            Content::Written => Err(io::Error::other("this temp blob is closed")),
         }
+    }
+
+    /// Waits until a streamed blob is all on disk, so a batch holds no
+    /// writer thread per file until it commits.
+    pub async fn close(&mut self) -> io::Result<()> {
+        if let Content::Disk(disk) = &mut self.content {
+            disk.finish().await?;
+            self.content = Content::Written;
+        }
+        Ok(())
     }
 }
 
@@ -221,9 +235,7 @@ impl BlobStore {
     pub async fn commit(&self, blobs: Vec<(TempBlob, Item)>) -> io::Result<()> {
         let mut blobs = blobs;
         for (temp, _) in &mut blobs {
-            if let Content::Disk(disk) = &mut temp.content {
-                disk.finish().await?;
-            }
+            temp.close().await?;
         }
         let dirs = self.dirs.clone();
         let (bytes, count) = tokio::task::spawn_blocking(move || -> io::Result<(u64, u64)> {

@@ -72,6 +72,7 @@ pub(crate) async fn run(
             }
         }
         check.end()?;
+        temp.close().await.map_err(disk_error)?;
         received.push((temp, item));
     }
     if reported < written {
