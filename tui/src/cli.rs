@@ -74,7 +74,7 @@ pub enum Command {
     /// Measure backup and restore speed on a local cluster of real processes.
     Bench {
         /// Runs per case; medians are reported.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 5)]
         runs: usize,
         /// Size of the big file, in MiB.
         #[arg(long, default_value_t = 1024)]

@@ -141,3 +141,47 @@ fn a_client_without_the_secret_says_where_to_get_it() {
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+#[test]
+fn the_bench_runs_every_case_against_real_daemons() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_arca"))
+        .args([
+            "bench",
+            "--runs",
+            "1",
+            "--big-mib",
+            "3",
+            "--small-files",
+            "40",
+            "--json",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cases = report["cases"].as_array().unwrap();
+    let names: Vec<_> = cases.iter().map(|c| c["case"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "backup, 2 replicas",
+            "restore",
+            "restore",
+            "small files backup",
+            "unchanged re-backup"
+        ]
+    );
+    for case in cases {
+        assert!(case["median_s"].as_f64().unwrap() > 0.0, "{case}");
+    }
+    for process in ["client", "manager", "server 1", "server 4"] {
+        assert!(
+            report["peak_rss_kib"][process].as_u64().unwrap() > 0,
+            "{process}"
+        );
+    }
+    // Nothing is left behind in the folder it ran in.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
