@@ -37,15 +37,11 @@ pub(crate) async fn run(
     for file in &files {
         check_name(&file.name)?;
     }
-    let (c, batch) = (client.clone(), files.clone());
-    let latest = manager
-        .db(move |cat| {
-            batch
-                .iter()
-                .map(|f| cat.find(&c, &f.name, None))
-                .collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .await?;
+    let (c, names) = (
+        client.clone(),
+        files.iter().map(|f| f.name.clone()).collect::<Vec<_>>(),
+    );
+    let latest = manager.db(move |cat| cat.latest_of(&c, &names)).await?;
     let mut results = vec![PutResult::Send; files.len()];
     let mut changed = Vec::new();
     for (i, (file, latest)) in files.iter().zip(latest).enumerate() {
