@@ -15,6 +15,12 @@ use arca_shared::stream::FileSink;
 use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 
+/// Where a blob lives inside `blobs/`: `<first two hex>/<hash>`.
+fn in_blobs(hash: &BlobHash) -> String {
+    let hex = hash.to_hex();
+    format!("{}/{hex}", &hex[..2])
+}
+
 /// Length of a temp file's random name.
 const TEMP_NAME: usize = 24;
 
@@ -34,8 +40,7 @@ impl Dirs {
 
     /// Moves a temp file to its blob's place; false if that blob is there.
     fn place(&self, name: &str, hash: &BlobHash) -> io::Result<bool> {
-        let hex = hash.to_hex();
-        let target = format!("{}/{hex}", &hex[..2]);
+        let target = in_blobs(hash);
         let renamed = rustix::fs::renameat_with(
             &self.tmp,
             name,
@@ -195,8 +200,7 @@ impl BlobStore {
     }
 
     pub fn path(&self, hash: &BlobHash) -> PathBuf {
-        let hex = hash.to_hex();
-        self.root.join("blobs").join(&hex[..2]).join(hex)
+        self.root.join("blobs").join(in_blobs(hash))
     }
 
     pub fn contains(&self, hash: &BlobHash) -> bool {
