@@ -4,8 +4,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use arca_shared::Connection;
 use arca_shared::auth::{self, ClusterKey};
+use arca_shared::{Connection, FrameError, Message};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -69,4 +69,17 @@ pub async fn serve<H, F>(
     }
     tasks.close();
     tasks.wait().await;
+}
+
+/// The next request on an accepted connection; `None` once the peer hung up
+/// or sent something unreadable (which is logged).
+pub(crate) async fn next_request(conn: &mut Connection) -> Option<Message> {
+    match conn.recv().await {
+        Ok(request) => Some(request),
+        Err(FrameError::Closed) => None,
+        Err(e) => {
+            tracing::warn!(peer = %conn.peer(), "closing connection: {e}");
+            None
+        }
+    }
 }

@@ -130,12 +130,7 @@ fn seed_op() -> u64 {
 
 async fn handle(manager: Arc<Manager>, mut conn: Connection) {
     let peer = conn.peer();
-    loop {
-        let request = match conn.recv().await {
-            Ok(request) => request,
-            Err(FrameError::Closed) => return,
-            Err(e) => return tracing::warn!(%peer, "closing connection: {e}"),
-        };
+    while let Some(request) = crate::listener::next_request(&mut conn).await {
         let kind = request.kind();
         let result = match request {
             Message::Register { uuid, addr, stats } => {

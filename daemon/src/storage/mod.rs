@@ -118,12 +118,7 @@ pub async fn run_server(
 
 async fn handle(server: Arc<Server>, mut conn: Connection) {
     let peer = conn.peer();
-    loop {
-        let request = match conn.recv().await {
-            Ok(request) => request,
-            Err(FrameError::Closed) => return,
-            Err(e) => return tracing::warn!(%peer, "closing connection: {e}"),
-        };
+    while let Some(request) = crate::listener::next_request(&mut conn).await {
         let kind = request.kind();
         let result = match request {
             Message::Ping => conn.send(&Message::Pong).await,
