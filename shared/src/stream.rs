@@ -22,6 +22,52 @@ const POOL: usize = AHEAD + 2;
 /// Room before a block for a chunk's frame header.
 const HEAD_ROOM: usize = 32;
 
+/// Aligned buffers that go round between the network and a disk thread:
+/// made on demand up to [`POOL`], then only reused.
+struct Pool {
+    free: mpsc::Receiver<AlignedBuf>,
+    made: usize,
+    head_room: usize,
+}
+
+impl Pool {
+    /// The pool, and where its buffers are given back.
+    fn new(head_room: usize) -> (Self, mpsc::Sender<AlignedBuf>) {
+        let (recycle, free) = mpsc::channel(POOL);
+        let pool = Self {
+            free,
+            made: 0,
+            head_room,
+        };
+        (pool, recycle)
+    }
+
+    /// A buffer at once, if one is free or another may be made.
+    fn ready(&mut self) -> Option<AlignedBuf> {
+        if let Ok(buf) = self.free.try_recv() {
+            return Some(buf);
+        }
+        (self.made < POOL).then(|| {
+            self.made += 1;
+            AlignedBuf::new(self.head_room)
+        })
+    }
+
+    /// A buffer, waiting on this thread for one to come back; `None` once
+    /// none ever can.
+    fn take_blocking(&mut self) -> Option<AlignedBuf> {
+        self.ready().or_else(|| self.free.blocking_recv())
+    }
+
+    /// A buffer, waiting for one to come back; `None` once none ever can.
+    async fn take(&mut self) -> Option<AlignedBuf> {
+        match self.ready() {
+            Some(buf) => Some(buf),
+            None => self.free.recv().await,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SendFileError {
     #[error("cannot read the file: {0}")]
@@ -49,22 +95,14 @@ pub async fn send_file(
     mut sent: impl FnMut(u64),
 ) -> Result<(), SendFileError> {
     let (blocks, mut ready) = mpsc::channel::<io::Result<(AlignedBuf, usize)>>(AHEAD);
-    let (recycle, mut free) = mpsc::channel::<AlignedBuf>(POOL);
+    let (mut pool, recycle) = Pool::new(HEAD_ROOM);
     let reader = tokio::task::spawn_blocking(move || {
         let mut file = DirectReader::new(file, reading == Reading::Direct);
-        let (mut left, mut made) = (len, 0);
+        let mut left = len;
         while left > 0 {
             let n = CHUNK_SIZE.min(left as usize);
-            let mut buf = match free.try_recv() {
-                Ok(buf) => buf,
-                Err(_) if made < POOL => {
-                    made += 1;
-                    AlignedBuf::new(HEAD_ROOM)
-                }
-                Err(_) => match free.blocking_recv() {
-                    Some(buf) => buf,
-                    None => return,
-                },
+            let Some(mut buf) = pool.take_blocking() else {
+                return;
             };
             let read = file.read_exact(&mut buf, n).map(|()| (buf, n));
             let failed = read.is_err();
@@ -95,8 +133,7 @@ pub async fn send_file(
 /// aligned blocks here and written from them there: one copy.
 pub struct FileSink {
     blocks: Option<mpsc::Sender<(AlignedBuf, usize)>>,
-    free: mpsc::Receiver<AlignedBuf>,
-    made: usize,
+    pool: Pool,
     /// The block being filled, and how far.
     filling: Option<(AlignedBuf, usize)>,
     task: Option<JoinHandle<io::Result<File>>>,
@@ -105,7 +142,7 @@ pub struct FileSink {
 impl FileSink {
     pub fn start(file: File) -> Self {
         let (blocks, mut incoming) = mpsc::channel::<(AlignedBuf, usize)>(AHEAD);
-        let (recycle, free) = mpsc::channel(POOL);
+        let (pool, recycle) = Pool::new(0);
         let task = tokio::task::spawn_blocking(move || {
             let mut writer = DirectWriter::new(file);
             while let Some((buf, len)) = incoming.blocking_recv() {
@@ -116,8 +153,7 @@ impl FileSink {
         });
         Self {
             blocks: Some(blocks),
-            free,
-            made: 0,
+            pool,
             filling: None,
             task: Some(task),
         }
@@ -159,14 +195,7 @@ impl FileSink {
     }
 
     async fn free_buf(&mut self) -> io::Result<AlignedBuf> {
-        if let Ok(buf) = self.free.try_recv() {
-            return Ok(buf);
-        }
-        if self.made < POOL {
-            self.made += 1;
-            return Ok(AlignedBuf::new(0));
-        }
-        match self.free.recv().await {
+        match self.pool.take().await {
             Some(buf) => Ok(buf),
             None => Err(self.stopped().await),
         }
