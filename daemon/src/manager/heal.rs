@@ -55,7 +55,6 @@ async fn pass(
 ) -> Result<bool, FrameError> {
     let wanted = manager.config.replicas as usize;
     let mut under = 0;
-    let mut waiting = false;
     for (hash, size, holders) in manager.db(|c| c.referenced()).await? {
         let (live, kept) = {
             let members = manager.members();
@@ -80,7 +79,6 @@ async fn pass(
         if live.len() > wanted {
             trim(manager, hash).await?;
         } else if kept < wanted && !live.is_empty() {
-            waiting = true;
             let mut busy = in_flight.lock().unwrap_or_else(|p| p.into_inner());
             if busy.contains(&hash) {
                 continue;
@@ -105,8 +103,9 @@ async fn pass(
         }
     }
     manager.under_replicated.store(under, Ordering::Relaxed);
-    // Below count but within `heal_after` needs no copy yet, only a recount.
-    Ok(waiting || under > 0)
+    // Every copy to make is below count (live holders are among the kept
+    // ones); below count within `heal_after` needs no copy yet, only recounts.
+    Ok(under > 0)
 }
 
 /// Makes one more copy of `hash` from its best live holder.
