@@ -280,6 +280,11 @@ impl Catalog {
         rows.collect()
     }
 
+    /// The holders of each of `hashes`, in their order.
+    pub fn holders_of(&self, hashes: &[BlobHash]) -> rusqlite::Result<Vec<Vec<ServerId>>> {
+        hashes.iter().map(|h| self.holders(h)).collect()
+    }
+
     /// Counts a copy of a content the catalog knows.
     pub fn add_holder(&mut self, hash: &BlobHash, server: ServerId) -> rusqlite::Result<()> {
         self.db.execute(

@@ -231,14 +231,7 @@ impl Manager {
     /// (the holders of all rows are read in one catalog call).
     async fn entries(&self, rows: Vec<FileRow>) -> Result<Vec<FileEntry>, FrameError> {
         let hashes: Vec<_> = rows.iter().map(|r| r.hash).collect();
-        let holders = self
-            .db(move |c| {
-                hashes
-                    .iter()
-                    .map(|h| c.holders(h))
-                    .collect::<rusqlite::Result<Vec<_>>>()
-            })
-            .await?;
+        let holders = self.db(move |c| c.holders_of(&hashes)).await?;
         let members = self.members();
         Ok(rows
             .into_iter()

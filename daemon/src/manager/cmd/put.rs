@@ -71,12 +71,7 @@ pub(crate) async fn run(
     }
     let wanted_hashes: Vec<BlobHash> = changed.iter().map(|i| files[*i].hash).collect();
     let holders = manager
-        .db(move |cat| {
-            wanted_hashes
-                .iter()
-                .map(|h| cat.holders(h))
-                .collect::<rusqlite::Result<Vec<_>>>()
-        })
+        .db(move |cat| cat.holders_of(&wanted_hashes))
         .await?;
     let wanted = manager.config.replicas as usize;
     let mut stored: Vec<(usize, NewVersion)> = Vec::new();
