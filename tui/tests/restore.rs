@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use arca_daemon::cluster::ClusterOptions;
-use arca_shared::BlobHash;
 use arca_shared::choice::Weights;
+use arca_shared::{BlobHash, Connection, Message, auth};
 use arca_tui::client::{ClientError, Restored, Session, TransferProgress, Uploaded};
 use common::{TestCluster, content, eventually, put};
 use tokio::sync::watch;
@@ -144,6 +144,49 @@ async fn a_corrupt_copy_is_detected_reported_and_the_other_copy_used() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    t.cluster.shutdown().await;
+}
+
+/// A resumed restore can blame the wrong holder, and a client can be wrong
+/// or lying: a report alone must not cost a good copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_against_a_good_copy_costs_nothing() {
+    let t = tied_cluster().await;
+    let mut session = t.session("laptop").await;
+    let data = content(13, 1 << 20);
+    put(&mut session, &t.write("fine.bin", &data), "fine.bin").await;
+    let hash = BlobHash::of(&data);
+    let accused = first_holder(&t, &hash).await;
+
+    let mut manager = Connection::connect(&t.cluster.manager_addr).await.unwrap();
+    auth::initiate(&mut manager, &t.cluster.key).await.unwrap();
+    let ticket = match manager
+        .call(&Message::GetBegin {
+            client: "laptop".into(),
+            name: "fine.bin".into(),
+            version: None,
+            exclude: vec![],
+        })
+        .await
+        .unwrap()
+    {
+        Message::GetTicket { ticket, .. } => ticket,
+        other => panic!("expected a ticket, got {other:?}"),
+    };
+    let answer = manager.call(&Message::ReportCorrupt { ticket }).await;
+    assert!(matches!(answer, Ok(Message::Ok)), "{answer:?}");
+
+    // The holder's check of a 1 MiB copy takes milliseconds; a wrongful
+    // drop would show well within this.
+    let watch_until = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < watch_until {
+        assert_eq!(std::fs::read(t.blob(accused, &hash)).unwrap(), data);
+        let replicas = session.list(Some("fine.bin")).await.unwrap()[0].replicas;
+        assert_eq!(replicas, 2);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let checks = session.verify(Some("fine.bin")).await.unwrap();
+    assert_eq!(checks.iter().filter(|c| c.ok).count(), 2, "{checks:?}");
     t.cluster.shutdown().await;
 }
 

@@ -1,13 +1,20 @@
-//! `ReportCorrupt`: a client found that a holder's copy fails its hash. The
-//! copy stops counting as a holder and the server is told to drop it.
+//! `ReportCorrupt`: a client found that a restored copy fails its hash. Its
+//! word alone never costs a copy: the bad bytes may have come from another
+//! holder earlier in a resumed restore, or from the client itself. So the
+//! accused holder hashes its copy in place, in the background, and only a
+//! copy that fails there stops counting and is dropped.
 
+use std::sync::Arc;
+
+use arca_shared::protocol::ServerId;
 use arca_shared::ticket::Ticket;
-use arca_shared::{Connection, FrameError, Message};
+use arca_shared::{BlobHash, Connection, FrameError, Message};
 
+use super::verify;
 use crate::manager::{Manager, gc, refuse};
 
 pub(crate) async fn run(
-    manager: &Manager,
+    manager: &Arc<Manager>,
     conn: &mut Connection,
     ticket: Ticket,
 ) -> Result<(), FrameError> {
@@ -16,6 +23,33 @@ pub(crate) async fn run(
         return refuse("corruption report with a forged ticket ignored");
     }
     tracing::warn!(server = ticket.server, "a client reported a corrupt copy");
-    gc::drop_corrupt_copy(manager, ticket.hash, ticket.server).await?;
+    let (hash, server) = (ticket.hash, ticket.server);
+    let checker = Arc::clone(manager);
+    manager.tasks.spawn(async move {
+        tokio::select! {
+            () = checker.shutdown.cancelled() => {}
+            () = check_reported(&checker, hash, server) => {}
+        }
+    });
     conn.send(&Message::Ok).await
+}
+
+async fn check_reported(manager: &Manager, hash: BlobHash, server: ServerId) {
+    // A holder that is gone is healing's business, not this report's.
+    let Some(addr) = manager.live_addr(server) else {
+        return;
+    };
+    let checked = match manager.connect(&addr).await {
+        Ok(mut holder) => verify::check(&mut holder, hash).await,
+        Err(e) => Err(e),
+    };
+    match checked {
+        Ok(true) => tracing::warn!(server, "the reported copy checks out in place; kept"),
+        Ok(false) => {
+            if let Err(e) = gc::drop_corrupt_copy(manager, hash, server).await {
+                tracing::warn!(server, "cannot drop the corrupt copy: {e}");
+            }
+        }
+        Err(e) => tracing::warn!(server, "cannot check the reported copy, so it is kept: {e}"),
+    }
 }

@@ -67,7 +67,11 @@ pub(crate) async fn run(
     pages.finish().await
 }
 
-async fn check(holder: &mut Connection, hash: arca_shared::BlobHash) -> Result<bool, FrameError> {
+/// Has `holder` hash its copy of `hash` in place.
+pub(super) async fn check(
+    holder: &mut Connection,
+    hash: arca_shared::BlobHash,
+) -> Result<bool, FrameError> {
     match holder.call(&Message::Check { hash }).await? {
         Message::Checked { ok } => Ok(ok),
         other => Err(FrameError::unexpected(&other, "Checked")),
