@@ -54,7 +54,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Remove a version, or every version, of a file.
+    /// Remove a version, or every version, of a file; with --all, every file
+    /// under a folder name ending in '/'.
     Rm {
         name: String,
         #[arg(long, conflicts_with = "all")]

@@ -101,6 +101,18 @@ fn real_daemons_and_client_back_up_restore_and_survive_a_killed_server() {
         photo
     );
 
+    // A folder goes only with --all, and then all of it.
+    let out = env.arca(&["rm", "photos/"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("--all"), "{}", text(&out.stderr));
+    let out = env.arca(&["rm", "photos/", "--all"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "removed photos/2026/beach.jpg v1\n");
+    let out = env.arca(&["ls", "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["name"], "notes.txt");
+
     // Errors: one line, non-zero exit, no hang.
     let out = env.arca(&["put", root.join("missing").to_str().unwrap()]);
     assert!(!out.status.success());
