@@ -192,11 +192,36 @@ async fn a_report_against_a_good_copy_costs_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holder_killed_mid_restore_is_replaced_by_the_other() {
+    restore_cut_off_midway(false).await;
+}
+
+/// The resumed file fails its hash with no way to tell whose bytes were bad:
+/// the client starts over from the live holder instead of blaming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_holder_killed_mid_restore_costs_the_good_copy_nothing() {
+    restore_cut_off_midway(true).await;
+}
+
+/// Restores a file, killing the holder serving it once 8 MiB have come;
+/// with `corrupt`, that holder's copy is bad in its first megabyte.
+async fn restore_cut_off_midway(corrupt: bool) {
     let mut t = tied_cluster().await;
     let mut session = t.session("laptop").await;
     let data = content(12, 100 << 20);
     put(&mut session, &t.write("movie.mkv", &data), "movie.mkv").await;
-    let serving = first_holder(&t, &BlobHash::of(&data)).await;
+    let hash = BlobHash::of(&data);
+    let serving = first_holder(&t, &hash).await;
+    let other = t
+        .holders(&hash)
+        .into_iter()
+        .find(|h| *h != serving)
+        .unwrap();
+    if corrupt {
+        let blob = t.blob(serving, &hash);
+        let mut bytes = std::fs::read(&blob).unwrap();
+        bytes[12345] ^= 0x40;
+        std::fs::write(&blob, bytes).unwrap();
+    }
 
     let dest = t.dir.path().join("movie.mkv");
     let (progress, mut rx) = watch::channel(TransferProgress::default());
@@ -225,6 +250,7 @@ async fn a_holder_killed_mid_restore_is_replaced_by_the_other() {
         }
     );
     assert!(std::fs::read(&dest).unwrap() == data);
+    assert!(std::fs::read(t.blob(other, &hash)).unwrap() == data);
     t.cluster.shutdown().await;
 }
 

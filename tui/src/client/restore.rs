@@ -1,7 +1,8 @@
 //! Restoring one file: the manager names the best live holder; the client
 //! streams from it into a temp file beside the destination, hashing as it
 //! writes, resumes from another holder if one fails mid-transfer, and renames
-//! into place only once the hash matches the catalog.
+//! into place only once the hash matches the catalog. A file that fails its
+//! hash is fetched again; a holder is blamed only for bytes all its own.
 
 use std::io::Seek;
 use std::path::Path;
@@ -35,6 +36,8 @@ struct Partial {
     sink: FileSink,
     hasher: blake3::Hasher,
     written: u64,
+    /// How many holders the bytes written came from.
+    holders: usize,
 }
 
 impl Session {
@@ -112,7 +115,12 @@ impl Session {
             let Some(mut part) = partial.take() else {
                 continue;
             };
-            match download(&holder, &ticket, &mut part, progress, &self.settings.key).await {
+            let from = part.written;
+            let fetched = download(&holder, &ticket, &mut part, progress, &self.settings.key).await;
+            if part.written > from {
+                part.holders += 1;
+            }
+            match fetched {
                 Ok(()) if BlobHash::from(part.hasher.finalize()) == ticket.hash => {
                     let size = part.written;
                     part.finish(dest).await?;
@@ -123,13 +131,21 @@ impl Session {
                 }
                 Ok(()) => {
                     last_failure = "a copy failed its hash check".into();
+                    // Bytes from several holders may hold any one's fault:
+                    // start over from this one alone before blaming it.
+                    let blamed = part.holders == 1;
+                    part.restart().await?;
+                    if !blamed {
+                        tracing::warn!("resumed copy of {name} is corrupt; starting over");
+                        partial = Some(part);
+                        continue;
+                    }
                     tracing::warn!(%holder, "copy of {name} is corrupt; reporting it");
                     let _ = self
                         .call(&Message::ReportCorrupt {
                             ticket: ticket.clone(),
                         })
                         .await;
-                    part.restart().await?;
                 }
                 Err(Failure::Local(e)) => return Err(e),
                 Err(Failure::Holder(e)) => {
@@ -170,6 +186,7 @@ impl Partial {
             sink: FileSink::start(file),
             hasher: blake3::Hasher::new(),
             written: 0,
+            holders: 0,
         })
     }
 
@@ -190,6 +207,7 @@ impl Partial {
         self.sink = FileSink::start(file);
         self.hasher.reset();
         self.written = 0;
+        self.holders = 0;
         Ok(())
     }
 
