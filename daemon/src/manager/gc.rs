@@ -9,30 +9,24 @@ use std::time::Duration;
 use arca_shared::protocol::ServerId;
 use arca_shared::{BlobHash, FrameError, Message};
 
-use super::Manager;
-use super::pacing::Pacing;
+use super::{Manager, pacing};
 
 const EVERY: Duration = Duration::from_secs(5);
 
+/// A holder that was down at a removal is collected when it is back: a
+/// membership change makes a pass due.
 pub(crate) async fn run(manager: Arc<Manager>) {
-    let mut pacing = Pacing::default();
-    loop {
-        let news = tokio::select! {
-            _ = manager.shutdown.cancelled() => return,
-            _ = manager.collect.notified() => true,
-            _ = tokio::time::sleep(EVERY) => false,
-        };
-        // A holder that was down at a removal is collected when it is back.
-        let health = manager.members().health(manager.config.heal_after);
-        if !pacing.due(news, health) {
-            continue;
+    let manager = &*manager;
+    let pass = || async move {
+        match collect(manager).await {
+            Ok(()) => false,
+            Err(e) => {
+                tracing::warn!("garbage collection: {e}");
+                true
+            }
         }
-        pacing.busy = false;
-        if let Err(e) = collect(&manager).await {
-            tracing::warn!("garbage collection: {e}");
-            pacing.busy = true;
-        }
-    }
+    };
+    pacing::run_passes(manager, &manager.collect, EVERY, pass).await;
 }
 
 async fn collect(manager: &Manager) -> Result<(), FrameError> {

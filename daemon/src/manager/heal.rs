@@ -16,8 +16,7 @@ use arca_shared::ticket::{Ticket, TicketKind};
 use arca_shared::{BlobHash, FrameError, Message};
 use tokio::sync::Semaphore;
 
-use super::Manager;
-use super::pacing::Pacing;
+use super::{Manager, pacing};
 
 const EVERY: Duration = Duration::from_secs(1);
 /// Copies made at once, so healing does not starve uploads.
@@ -26,25 +25,17 @@ const PARALLEL: usize = 2;
 pub(crate) async fn run(manager: Arc<Manager>) {
     let slots = Arc::new(Semaphore::new(PARALLEL));
     let in_flight: Arc<Mutex<HashSet<BlobHash>>> = Arc::default();
-    let mut pacing = Pacing::default();
-    loop {
-        let news = tokio::select! {
-            _ = manager.shutdown.cancelled() => return,
-            _ = manager.heal.notified() => true,
-            _ = tokio::time::sleep(EVERY) => false,
-        };
-        let health = manager.members().health(manager.config.heal_after);
-        if !pacing.due(news, health) {
-            continue;
-        }
-        pacing.busy = match pass(&manager, &slots, &in_flight).await {
+    let (manager, slots, in_flight) = (&manager, &slots, &in_flight);
+    let heal = || async move {
+        match pass(manager, slots, in_flight).await {
             Ok(work_left) => work_left,
             Err(e) => {
                 tracing::warn!("healing pass: {e}");
                 true
             }
-        };
-    }
+        }
+    };
+    pacing::run_passes(manager, &manager.heal, EVERY, heal).await;
 }
 
 /// One look at every content; true if work is left for the next pass.

@@ -5,22 +5,48 @@
 
 use std::time::{Duration, Instant};
 
+use tokio::sync::Notify;
+
+use super::Manager;
 use super::membership::Health;
 
 /// Without news, a pass still runs this often, in case something was missed.
 const AT_LEAST_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Default)]
-pub(crate) struct Pacing {
+struct Pacing {
     health: Health,
     last: Option<Instant>,
     /// The last pass left work to do (or failed).
-    pub(crate) busy: bool,
+    busy: bool,
+}
+
+/// Until shutdown, runs `pass` whenever one is due: looking every `every`,
+/// and at once when `news` is notified. A pass says whether it left work
+/// (a failed pass should say yes).
+pub(crate) async fn run_passes<Pass: Future<Output = bool>>(
+    manager: &Manager,
+    news: &Notify,
+    every: Duration,
+    mut pass: impl FnMut() -> Pass,
+) {
+    let mut pacing = Pacing::default();
+    loop {
+        let notified = tokio::select! {
+            _ = manager.shutdown.cancelled() => return,
+            _ = news.notified() => true,
+            _ = tokio::time::sleep(every) => false,
+        };
+        let health = manager.members().health(manager.config.heal_after);
+        if pacing.due(notified, health) {
+            pacing.busy = pass().await;
+        }
+    }
 }
 
 impl Pacing {
     /// Whether a pass is due now; if so, it counts as started.
-    pub(crate) fn due(&mut self, news: bool, health: Health) -> bool {
+    fn due(&mut self, news: bool, health: Health) -> bool {
         let due = news
             || self.busy
             || health != self.health
