@@ -13,6 +13,9 @@ use tokio_util::task::TaskTracker;
 
 /// Most connections a daemon serves at once; more wait in the backlog.
 pub const MAX_CONNECTIONS: usize = 1024;
+/// Most of them still in their handshake: peers that never speak cannot
+/// crowd out the ones that authenticate. Past it, new peers are closed.
+pub const MAX_HANDSHAKES: usize = MAX_CONNECTIONS / 2;
 
 /// Accepts connections until `shutdown` fires, authenticates each and hands
 /// it to `handle`; then waits for every connection task to finish.
@@ -27,6 +30,7 @@ pub async fn serve<H, F>(
     F: Future<Output = ()> + Send + 'static,
 {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     let handle = Arc::new(handle);
     loop {
         let permit = tokio::select! {
@@ -48,19 +52,26 @@ pub async fn serve<H, F>(
                 }
             },
         };
+        let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
+            tracing::debug!("too many handshakes in progress; closing a new connection");
+            continue;
+        };
         let key = key.clone();
         let handle = handle.clone();
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
             let _permit = permit;
-            let mut conn = match Connection::new(stream) {
+            let mut conn = match Connection::accepted(stream) {
                 Ok(conn) => conn,
                 Err(e) => return tracing::debug!("connection lost at once: {e}"),
             };
             let peer = conn.peer();
-            if let Err(e) = auth::accept(&mut conn, &key).await {
+            let shaken = auth::accept(&mut conn, &key).await;
+            drop(handshake);
+            if let Err(e) = shaken {
                 return tracing::warn!(%peer, "refused connection: {e}");
             }
+            let conn = conn.authenticated();
             tokio::select! {
                 _ = shutdown.cancelled() => {}
                 _ = handle(conn) => {}

@@ -66,23 +66,53 @@ pub struct Connection {
     peer: SocketAddr,
 }
 
+/// Read buffer of an accepted connection until its peer is authenticated:
+/// handshake frames are tiny, and a flood of peers that never speak must
+/// cost next to nothing.
+const HANDSHAKE_BUFFER: usize = 1024;
+/// Buffer sizes once the peer is known: streams of many small frames come
+/// in and go out with few system calls.
+const STREAM_BUFFER: usize = 256 * 1024;
+
 impl Connection {
+    /// A connection this side opened, ready for streams.
     pub fn new(stream: TcpStream) -> std::io::Result<Self> {
+        Self::with_read_buffer(stream, STREAM_BUFFER)
+    }
+
+    /// A connection a listener accepted: small buffers until
+    /// [`Connection::authenticated`].
+    pub fn accepted(stream: TcpStream) -> std::io::Result<Self> {
+        Self::with_read_buffer(stream, HANDSHAKE_BUFFER)
+    }
+
+    fn with_read_buffer(stream: TcpStream, read_buffer: usize) -> std::io::Result<Self> {
         let peer = stream.peer_addr()?;
         stream.set_nodelay(true)?;
         let (read, write) = stream.into_split();
         Ok(Self {
             reader: FrameReader {
-                inner: BufReader::with_capacity(256 * 1024, read),
+                inner: BufReader::with_capacity(read_buffer, read),
                 buf: Vec::new(),
                 timeout: IDLE_TIMEOUT,
             },
             writer: FrameWriter {
-                inner: BufWriter::with_capacity(256 * 1024, write),
+                // Allocated, not touched, until something is written.
+                inner: BufWriter::with_capacity(STREAM_BUFFER, write),
                 timeout: IDLE_TIMEOUT,
             },
             peer,
         })
+    }
+
+    /// Gives an accepted connection whose peer passed the handshake its
+    /// full read buffer. Bytes it already sent stay in the small one.
+    pub fn authenticated(mut self) -> Self {
+        if self.reader.inner.buffer().is_empty() {
+            let read = self.reader.inner.into_inner();
+            self.reader.inner = BufReader::with_capacity(STREAM_BUFFER, read);
+        }
+        self
     }
 
     /// Connects with a timeout, so an unreachable address never hangs.
