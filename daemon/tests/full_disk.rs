@@ -153,3 +153,43 @@ async fn put_begin_refusal(cluster: &LocalCluster, content: &[u8]) -> String {
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_disk_is_reported_as_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&dir.path().join("server-1")) else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let cluster = LocalCluster::start(
+        dir.path(),
+        ClusterOptions {
+            servers: 2,
+            ..ClusterOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let remounted = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&disk.0)
+        .status()
+        .unwrap();
+    assert!(remounted.success());
+    let status = cluster
+        .wait_until(Duration::from_secs(10), |s| {
+            s.servers.iter().any(|s| s.read_only)
+        })
+        .await
+        .unwrap();
+    assert!(
+        status
+            .servers
+            .iter()
+            .any(|s| s.read_only && s.free_bytes == 0)
+    );
+    let refused = put_begin_refusal(&cluster, b"some bytes").await;
+    assert!(refused.contains("1 of them read-only"), "{refused}");
+    cluster.shutdown().await;
+    drop(disk);
+}

@@ -49,7 +49,7 @@ pub enum Message {
     Heartbeat {
         stats: ServerStats,
     },
-    /// A scrub found this blob damaged; the server already dropped it.
+    /// A scrub found this blob damaged; the server already set it aside.
     Corrupt {
         hash: BlobHash,
     },
@@ -65,6 +65,16 @@ pub enum Message {
         items: Vec<Item>,
     },
     DeleteBlob {
+        hash: BlobHash,
+    },
+    /// A copy failed its hash: move it out of the blobs served and keep it
+    /// aside, since it may be the last trace of its content.
+    Quarantine {
+        hash: BlobHash,
+    },
+    /// Delete a damaged copy kept aside: a good copy exists, or nothing
+    /// uses the content any more.
+    DeleteDamaged {
         hash: BlobHash,
     },
     /// Healing: send this blob, server to server, to `target`.
@@ -156,7 +166,15 @@ pub enum Message {
         name: Option<String>,
     },
     Verified {
-        copies: Vec<CopyCheck>,
+        versions: Vec<VersionCheck>,
+    },
+    /// This client's versions with fewer intact copies on live servers than
+    /// wanted; answered with `Risks` pages, then `End`.
+    AtRisk {
+        client: String,
+    },
+    Risks {
+        versions: Vec<VersionHealth>,
     },
 
     // Client → primary, primary → replica, client → holder.
@@ -211,10 +229,14 @@ impl Message {
             Message::Blobs { .. } => "Blobs",
             Message::Verify { .. } => "Verify",
             Message::Verified { .. } => "Verified",
+            Message::AtRisk { .. } => "AtRisk",
+            Message::Risks { .. } => "Risks",
             Message::Ping => "Ping",
             Message::Pong => "Pong",
             Message::Prepare { .. } => "Prepare",
             Message::DeleteBlob { .. } => "DeleteBlob",
+            Message::Quarantine { .. } => "Quarantine",
+            Message::DeleteDamaged { .. } => "DeleteDamaged",
             Message::UploadProgress { .. } => "UploadProgress",
             Message::UploadDone { .. } => "UploadDone",
             Message::UploadFailed { .. } => "UploadFailed",
@@ -254,8 +276,11 @@ impl Message {
 pub struct ServerStats {
     pub stored_bytes: u64,
     pub capacity_bytes: u64,
+    /// 0 while the disk refuses writes.
     pub free_bytes: u64,
     pub blobs: u64,
+    /// The data folder's file system refuses writes.
+    pub read_only: bool,
 }
 
 /// One file in a `PutBegin`.
@@ -341,14 +366,36 @@ pub struct BlobInfo {
     pub age_secs: u64,
 }
 
-/// The outcome of hashing one copy in place.
+/// One version's copies, each hashed where it lives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CopyCheck {
+pub struct VersionCheck {
     pub name: String,
     pub version: u32,
-    /// The copy's number among the file's copies, from 1.
-    pub copy: u32,
-    pub ok: bool,
+    /// Each copy on a live server, in order: true if it hashed intact.
+    pub copies: Vec<bool>,
+    /// Copies on servers that are down or could not be asked.
+    pub unreachable: u32,
+    /// Copies that failed their hash earlier, kept aside.
+    pub damaged: u32,
+    /// Intact copies the cluster keeps of every version.
+    pub wanted: u32,
+}
+
+impl VersionCheck {
+    pub fn intact(&self) -> u32 {
+        self.copies.iter().filter(|ok| **ok).count() as u32
+    }
+}
+
+/// A version with fewer intact copies on live servers than wanted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionHealth {
+    pub name: String,
+    pub version: u32,
+    /// Copies on live servers, not known to be damaged.
+    pub live: u32,
+    /// Copies that failed their hash, kept aside.
+    pub damaged: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -365,6 +412,7 @@ pub struct ServerStatus {
     pub capacity_bytes: u64,
     pub free_bytes: u64,
     pub blobs: u64,
+    pub read_only: bool,
     /// The server-choice score among the live servers; lower is better.
     pub score: Option<f64>,
 }

@@ -31,6 +31,7 @@ fn server(id: u64, alive: bool, latency_ms: f64, stored: u64, score: Option<f64>
         stored_bytes: stored,
         capacity_bytes: 1 << 30,
         free_bytes: (1 << 30) - stored,
+        read_only: false,
         blobs: stored / 1000,
         score,
     }

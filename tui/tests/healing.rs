@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use arca_daemon::cluster::ClusterOptions;
 use arca_shared::BlobHash;
+use arca_tui::client::{Progress, Session, TransferProgress, Uploaded};
 use common::{TestCluster, content, eventually, put};
+use tokio::sync::watch;
 
 fn fast() -> ClusterOptions {
     ClusterOptions {
@@ -123,30 +125,17 @@ async fn verify_reports_each_copy_and_heals_a_corrupt_one() {
     let bad = t.holders(&hash)[1];
     std::fs::write(t.blob(bad, &hash), b"not the file").unwrap();
 
-    let mut copies = session.verify(None).await.unwrap();
-    copies.sort_by(|a, b| (&a.name, a.copy).cmp(&(&b.name, b.copy)));
-    let summary: Vec<(&str, bool)> = copies.iter().map(|c| (c.name.as_str(), c.ok)).collect();
-    assert_eq!(summary.iter().filter(|(n, _)| *n == "good").count(), 2);
-    assert!(
-        summary
-            .iter()
-            .filter(|(n, _)| *n == "good")
-            .all(|(_, ok)| *ok)
-    );
-    assert_eq!(
-        summary
-            .iter()
-            .filter(|(n, ok)| *n == "damaged" && !ok)
-            .count(),
-        1
-    );
-    assert_eq!(
-        summary
-            .iter()
-            .filter(|(n, ok)| *n == "damaged" && *ok)
-            .count(),
-        1
-    );
+    let mut versions = session.verify(None).await.unwrap();
+    versions.sort_by(|a, b| a.name.cmp(&b.name));
+    let summary: Vec<(&str, Vec<bool>)> = versions
+        .iter()
+        .map(|v| (v.name.as_str(), v.copies.clone()))
+        .collect();
+    assert_eq!(summary[1], ("good", vec![true, true]));
+    assert_eq!(summary[0].0, "damaged");
+    let mut damaged_copies = summary[0].1.clone();
+    damaged_copies.sort();
+    assert_eq!(damaged_copies, [false, true]);
     all_at_two_copies(&t, &[good, damaged]).await;
     t.cluster.shutdown().await;
 }
@@ -201,5 +190,206 @@ async fn the_catalog_survives_a_manager_restart_and_servers_rejoin() {
     let more = content(90, 1234);
     put(&mut session, &t.write("after", &more), "after").await;
     assert_eq!(t.holders(&BlobHash::of(&more)).len(), 2);
+    t.cluster.shutdown().await;
+}
+
+/// Restores `name` into the files folder under `as_name`.
+async fn restore(
+    t: &TestCluster,
+    session: &mut Session,
+    name: &str,
+    as_name: &str,
+) -> Result<Vec<u8>, String> {
+    let (progress, _rx): (Progress, _) = watch::channel(TransferProgress::default());
+    let dest = t.files().join(as_name);
+    session
+        .get(name, None, &dest, true, &progress)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(std::fs::read(dest).unwrap())
+}
+
+fn flip_a_byte(path: &std::path::Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_last_copies_are_kept_and_an_upload_heals_them() {
+    let t = TestCluster::start(fast()).await;
+    let mut session = t.session("laptop").await;
+    let data = content(63, 70_000);
+    let path = t.write("thesis", &data);
+    put(&mut session, &path, "thesis").await;
+    let hash = BlobHash::of(&data);
+    let holders = t.holders(&hash);
+    for server in &holders {
+        flip_a_byte(&t.blob(*server, &hash));
+    }
+
+    let versions = session.verify(Some("thesis")).await.unwrap();
+    assert_eq!(versions[0].copies, [false, false]);
+    // Both damaged copies are kept, set aside, not deleted.
+    let quarantined = |server: usize| {
+        t.cluster
+            .server_data(server)
+            .join("quarantine")
+            .join(hash.to_hex())
+    };
+    for server in &holders {
+        assert!(quarantined(*server).is_file());
+    }
+    let refused = restore(&t, &mut session, "thesis", "out")
+        .await
+        .unwrap_err();
+    assert!(refused.contains("damaged"), "{refused}");
+    // Named at risk once the manager's healing pass has counted it.
+    let mut named = Vec::new();
+    for _ in 0..200 {
+        named = session.at_risk().await.unwrap();
+        if !named.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let named: Vec<_> = named
+        .iter()
+        .map(|v| (v.name.as_str(), v.version, v.live, v.damaged))
+        .collect();
+    assert_eq!(named, [("thesis", 1, 0, 2)]);
+
+    // The client still has the file: backing it up again heals version 1.
+    let healed = put(&mut session, &path, "thesis").await;
+    assert_eq!(
+        healed,
+        Uploaded::Committed {
+            version: 1,
+            replicas: 2
+        }
+    );
+    assert_eq!(
+        restore(&t, &mut session, "thesis", "out").await.unwrap(),
+        data
+    );
+    all_at_two_copies(&t, std::slice::from_ref(&data)).await;
+    eventually(Duration::from_secs(20), "damaged copies deleted", || {
+        holders.iter().all(|s| !quarantined(*s).exists())
+    })
+    .await;
+    let versions = session.verify(Some("thesis")).await.unwrap();
+    assert_eq!(versions[0].copies, [true, true]);
+    t.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_whose_copies_are_all_gone_is_named_and_taken_again() {
+    let mut t = TestCluster::start(fast()).await;
+    let mut session = t.session("laptop").await;
+    let data = content(64, 40_000);
+    let path = t.write("notes", &data);
+    put(&mut session, &path, "notes").await;
+    let hash = BlobHash::of(&data);
+    // Both copies vanish while their servers are down; they come back without.
+    let holders = t.holders(&hash);
+    for server in &holders {
+        t.cluster.kill_server(*server).await;
+        std::fs::remove_file(t.blob(*server, &hash)).unwrap();
+        t.cluster.restart_server(*server).await.unwrap();
+    }
+    let mut lost = None;
+    for _ in 0..400 {
+        let versions = session.verify(Some("notes")).await.unwrap();
+        if versions[0].copies.is_empty() && versions[0].unreachable == 0 {
+            lost = Some(versions);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        lost.is_some(),
+        "verify never saw the version without copies"
+    );
+    let folder = session.verify(None).await.unwrap();
+    assert_eq!(folder.len(), 1, "a folder verify names it too");
+
+    let again = put(&mut session, &path, "notes").await;
+    assert_eq!(
+        again,
+        Uploaded::Committed {
+            version: 1,
+            replicas: 2
+        }
+    );
+    assert_eq!(t.holders(&hash).len(), 2);
+    assert_eq!(
+        restore(&t, &mut session, "notes", "back").await.unwrap(),
+        data
+    );
+    t.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planted_blob_is_never_taken_for_the_upload() {
+    let t = TestCluster::start(fast()).await;
+    let mut session = t.session("laptop").await;
+    let data = content(65, 90_000);
+    let hash = BlobHash::of(&data);
+    for server in 0..t.cluster.server_count() {
+        let path = t.blob(server, &hash);
+        std::fs::write(&path, b"planted, not the file").unwrap();
+    }
+    let uploaded = put(&mut session, &t.write("plant", &data), "plant").await;
+    assert_eq!(
+        uploaded,
+        Uploaded::Committed {
+            version: 1,
+            replicas: 2
+        }
+    );
+    let intact = (0..t.cluster.server_count())
+        .filter(|s| std::fs::read(t.blob(*s, &hash)).is_ok_and(|b| b == data))
+        .count();
+    assert_eq!(intact, 2, "both replicas hold the uploaded bytes");
+    assert_eq!(
+        restore(&t, &mut session, "plant", "out").await.unwrap(),
+        data
+    );
+    t.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_copy_that_returns_is_dropped_before_good_ones() {
+    let mut t = TestCluster::start(fast()).await;
+    let mut session = t.session("laptop").await;
+    let data = content(66, 120_000);
+    put(&mut session, &t.write("photo", &data), "photo").await;
+    let hash = BlobHash::of(&data);
+    // Its best-ranked holder dies, is healed around, and is damaged while away.
+    let victim = t.holders(&hash)[0];
+    t.cluster.kill_server(victim).await;
+    eventually(Duration::from_secs(30), "a third copy", || {
+        t.holders(&hash).len() == 3
+    })
+    .await;
+    flip_a_byte(&t.blob(victim, &hash));
+    t.cluster.restart_server(victim).await.unwrap();
+    all_at_two_copies(&t, std::slice::from_ref(&data)).await;
+    assert!(!t.holders(&hash).contains(&victim));
+    t.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_right_after_a_manager_restart_waits_for_the_servers() {
+    let mut t = TestCluster::start(fast()).await;
+    let mut session = t.session("laptop").await;
+    let data = content(67, 30_000);
+    put(&mut session, &t.write("early", &data), "early").await;
+    t.cluster.restart_manager().await.unwrap();
+    let mut session = t.session("laptop").await;
+    assert_eq!(
+        restore(&t, &mut session, "early", "out").await.unwrap(),
+        data
+    );
     t.cluster.shutdown().await;
 }

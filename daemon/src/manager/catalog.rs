@@ -33,8 +33,12 @@ pub struct FileRow {
     pub created_ms: u64,
 }
 
+/// A version and the servers holding its content.
+pub type Held = (FileRow, Vec<ServerId>);
+
 /// Which catalog format this code reads and writes (SQLite's `user_version`).
-const FORMAT: i64 = 2;
+/// Format 3 added `names`, `damaged` and `meta` to format 2.
+const FORMAT: i64 = 3;
 
 /// Contents get small sequential ids, and names and holders point at those:
 /// a batch's inserts then land at the ends of their indexes, and only
@@ -67,7 +71,40 @@ CREATE TABLE IF NOT EXISTS holders (
     PRIMARY KEY (blob, server)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS holders_by_server ON holders (server, blob);
+-- The highest version each name ever had, so numbers never repeat after
+-- the versions themselves are removed.
+CREATE TABLE IF NOT EXISTS names (
+    client       TEXT    NOT NULL,
+    name         TEXT    NOT NULL,
+    last_version INTEGER NOT NULL,
+    PRIMARY KEY (client, name)
+) WITHOUT ROWID;
+-- Copies that failed their hash, set aside on their server rather than
+-- deleted while no good copy exists.
+CREATE TABLE IF NOT EXISTS damaged (
+    blob   INTEGER NOT NULL REFERENCES blobs (id),
+    server INTEGER NOT NULL,
+    PRIMARY KEY (blob, server)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT    PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', 0);
 ";
+
+/// Fills format 3's `names` from the versions a format 2 catalog holds.
+const FROM_FORMAT_2: &str = "
+INSERT OR IGNORE INTO names (client, name, last_version)
+    SELECT client, name, MAX(version) FROM files GROUP BY client, name;
+";
+
+/// Forgets a content that no name, copy or damaged copy refers to any more.
+const FORGET_UNUSED_BLOB: &str = "
+DELETE FROM blobs WHERE hash = ?1
+AND NOT EXISTS (SELECT 1 FROM holders WHERE blob = blobs.id)
+AND NOT EXISTS (SELECT 1 FROM damaged WHERE blob = blobs.id)
+AND NOT EXISTS (SELECT 1 FROM files WHERE blob = blobs.id)";
 
 /// Moves a format 1 catalog (files and holders keyed by hash) to format 2.
 const FROM_FORMAT_1: &str = "
@@ -110,6 +147,14 @@ fn has_table(db: &Connection, name: &str) -> rusqlite::Result<bool> {
     )
 }
 
+fn bump_generation(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE meta SET value = value + 1 WHERE key = 'generation'",
+        [],
+    )?;
+    Ok(())
+}
+
 fn hash_column(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<BlobHash> {
     let bytes: [u8; 32] = row.get(index)?;
     Ok(BlobHash(bytes))
@@ -134,6 +179,9 @@ impl Catalog {
             tx.execute_batch(FROM_FORMAT_1_COPY)?;
         } else {
             tx.execute_batch(SCHEMA)?;
+        }
+        if format < 3 {
+            tx.execute_batch(FROM_FORMAT_2)?;
         }
         tx.pragma_update(None, "user_version", FORMAT)?;
         tx.commit()?;
@@ -180,17 +228,16 @@ impl Catalog {
             .optional()
     }
 
-    /// The newest version of each of `names`, in their order, in one query:
-    /// a batch of thousands is looked up without a round through SQLite each.
-    pub fn latest_of(
-        &self,
-        client: &str,
-        names: &[String],
-    ) -> rusqlite::Result<Vec<Option<FileRow>>> {
+    /// The newest version of each of `names` and the servers holding its
+    /// content, in their order, in one query: a batch of thousands is looked
+    /// up without a round through SQLite each.
+    pub fn latest_of(&self, client: &str, names: &[String]) -> rusqlite::Result<Vec<Option<Held>>> {
         // CROSS JOIN keeps the names as the outer loop, each an index seek;
         // left to itself the planner may scan `files` instead.
         let sql = format!(
-            "SELECT {FILE_COLUMNS} FROM rarray(?2) n
+            "SELECT {FILE_COLUMNS},
+                    (SELECT group_concat(server) FROM holders h WHERE h.blob = f.blob)
+             FROM rarray(?2) n
              CROSS JOIN files f ON f.client = ?1 AND f.name = n.value
              JOIN blobs b ON b.id = f.blob
              WHERE f.version = (SELECT MAX(version) FROM files g
@@ -201,13 +248,37 @@ impl Catalog {
             .map(|n| rusqlite::types::Value::Text(n.clone()))
             .collect();
         let mut stmt = self.db.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params![client, Rc::new(wanted)], file_row)?;
-        let mut found: HashMap<String, FileRow> = HashMap::with_capacity(names.len());
+        let rows = stmt.query_map(params![client, Rc::new(wanted)], |row| {
+            let holders: Option<String> = row.get(5)?;
+            let holders = holders
+                .iter()
+                .flat_map(|list| list.split(','))
+                .filter_map(|id| id.parse().ok())
+                .collect();
+            Ok((file_row(row)?, holders))
+        })?;
+        let mut found: HashMap<String, Held> = HashMap::with_capacity(names.len());
         for row in rows {
             let row = row?;
-            found.insert(row.name.clone(), row);
+            found.insert(row.0.name.clone(), row);
         }
         Ok(names.iter().map(|n| found.get(n).cloned()).collect())
+    }
+
+    /// Every version of this client's names whose content is one of
+    /// `hashes`, by name and version.
+    pub fn versions_of(&self, client: &str, hashes: &[BlobHash]) -> rusqlite::Result<Vec<FileRow>> {
+        let sql = format!(
+            "SELECT {FILE_COLUMNS} FROM {FILES}
+             WHERE f.client = ?1 AND b.hash IN rarray(?2) ORDER BY f.name, f.version"
+        );
+        let wanted: Vec<rusqlite::types::Value> = hashes
+            .iter()
+            .map(|h| rusqlite::types::Value::Blob(h.0.to_vec()))
+            .collect();
+        let mut stmt = self.db.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![client, Rc::new(wanted)], file_row)?;
+        rows.collect()
     }
 
     /// Every version of a name, oldest first.
@@ -236,15 +307,20 @@ impl Catalog {
     }
 
     /// Records new versions, each of whose blob every one of its holders
-    /// has confirmed, in one transaction; returns their version numbers.
+    /// has confirmed, in one transaction; returns their version numbers. A
+    /// name whose newest version already has this content gets no new
+    /// version, only the new copies (an upload that healed it).
     pub fn commit(&mut self, client: &str, versions: &[NewVersion]) -> rusqlite::Result<Vec<u32>> {
         let tx = self.db.transaction()?;
         let mut numbers = Vec::with_capacity(versions.len());
         {
             // Prepared once per connection: a batch runs them hundreds of times.
-            let mut next_version = tx.prepare_cached(
-                "SELECT COALESCE(MAX(version), 0) + 1 FROM files WHERE client = ?1 AND name = ?2",
+            let mut newest = tx.prepare_cached(
+                "SELECT f.version, b.hash FROM files f JOIN blobs b ON b.id = f.blob
+                 WHERE f.client = ?1 AND f.name = ?2 ORDER BY f.version DESC LIMIT 1",
             )?;
+            let mut last_ever = tx
+                .prepare_cached("SELECT last_version FROM names WHERE client = ?1 AND name = ?2")?;
             let mut blob_id = tx.prepare_cached(
                 "INSERT INTO blobs (hash, size) VALUES (?1, ?2)
                  ON CONFLICT (hash) DO UPDATE SET size = excluded.size RETURNING id",
@@ -253,22 +329,58 @@ impl Catalog {
                 "INSERT INTO files (client, name, version, blob, created_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
+            let mut record_name = tx.prepare_cached(
+                "INSERT INTO names (client, name, last_version) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (client, name) DO UPDATE
+                 SET last_version = MAX(last_version, excluded.last_version)",
+            )?;
             let mut insert_holder =
                 tx.prepare_cached("INSERT OR IGNORE INTO holders (blob, server) VALUES (?1, ?2)")?;
             for new in versions {
-                let version: u32 =
-                    next_version.query_row(params![client, new.name], |row| row.get(0))?;
+                let newest: Option<(u32, [u8; 32])> = newest
+                    .query_row(params![client, new.name], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })
+                    .optional()?;
                 let blob: i64 =
                     blob_id.query_row(params![new.hash.0, new.size as i64], |row| row.get(0))?;
-                insert_file.execute(params![client, new.name, version, blob, now_ms() as i64])?;
+                let version = match newest {
+                    Some((version, hash)) if hash == new.hash.0 => version,
+                    newest => {
+                        let last: Option<u32> = last_ever
+                            .query_row(params![client, new.name], |row| row.get(0))
+                            .optional()?;
+                        let version = last.max(newest.map(|n| n.0)).unwrap_or(0) + 1;
+                        insert_file.execute(params![
+                            client,
+                            new.name,
+                            version,
+                            blob,
+                            now_ms() as i64
+                        ])?;
+                        record_name.execute(params![client, new.name, version])?;
+                        version
+                    }
+                };
                 for server in &new.holders {
                     insert_holder.execute(params![blob, server])?;
                 }
                 numbers.push(version);
             }
         }
+        bump_generation(&tx)?;
         tx.commit()?;
         Ok(numbers)
+    }
+
+    /// How many changes to names and versions this catalog has recorded; a
+    /// snapshot carries it, so a catalog older than a snapshot shows.
+    pub fn generation(&self) -> rusqlite::Result<u64> {
+        self.db.query_row(
+            "SELECT value FROM meta WHERE key = 'generation'",
+            [],
+            |row| row.get::<_, i64>(0).map(|g| g as u64),
+        )
     }
 
     pub fn holders(&self, hash: &BlobHash) -> rusqlite::Result<Vec<ServerId>> {
@@ -334,12 +446,61 @@ impl Catalog {
              AND blob = (SELECT id FROM blobs WHERE hash = ?1)",
             params![hash.0, server],
         )?;
+        tx.execute(FORGET_UNUSED_BLOB, params![hash.0])?;
+        tx.commit()
+    }
+
+    /// Stops counting a copy that failed its hash and records it as
+    /// damaged: its server keeps it aside until a good copy exists.
+    pub fn set_aside(&mut self, hash: &BlobHash, server: ServerId) -> rusqlite::Result<()> {
+        let tx = self.db.transaction()?;
         tx.execute(
-            "DELETE FROM blobs WHERE hash = ?1
-             AND NOT EXISTS (SELECT 1 FROM holders WHERE blob = blobs.id)
-             AND NOT EXISTS (SELECT 1 FROM files WHERE blob = blobs.id)",
-            params![hash.0],
+            "DELETE FROM holders WHERE server = ?2
+             AND blob = (SELECT id FROM blobs WHERE hash = ?1)",
+            params![hash.0, server],
         )?;
+        tx.execute(
+            "INSERT OR IGNORE INTO damaged (blob, server)
+             SELECT id, ?2 FROM blobs WHERE hash = ?1",
+            params![hash.0, server],
+        )?;
+        tx.commit()
+    }
+
+    /// Every damaged copy set aside: its content, its server, and whether
+    /// any version still references the content.
+    pub fn damaged(&self) -> rusqlite::Result<Vec<(BlobHash, ServerId, bool)>> {
+        let mut stmt = self.db.prepare(
+            "SELECT b.hash, d.server, EXISTS (SELECT 1 FROM files f WHERE f.blob = d.blob)
+             FROM damaged d JOIN blobs b ON b.id = d.blob ORDER BY d.blob",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            Ok((hash_column(row, 0)?, row.get(1)?, row.get(2)?))
+        })?;
+        rows.collect()
+    }
+
+    /// The servers holding a damaged copy of each of `hashes`, in their order.
+    pub fn damaged_of(&self, hashes: &[BlobHash]) -> rusqlite::Result<Vec<Vec<ServerId>>> {
+        let mut stmt = self.db.prepare_cached(
+            "SELECT d.server FROM damaged d JOIN blobs b ON b.id = d.blob
+             WHERE b.hash = ?1 ORDER BY d.server",
+        )?;
+        hashes
+            .iter()
+            .map(|h| stmt.query_map(params![h.0], |row| row.get(0))?.collect())
+            .collect()
+    }
+
+    /// Forgets a damaged copy its server has deleted.
+    pub fn drop_damaged(&mut self, hash: &BlobHash, server: ServerId) -> rusqlite::Result<()> {
+        let tx = self.db.transaction()?;
+        tx.execute(
+            "DELETE FROM damaged WHERE server = ?2
+             AND blob = (SELECT id FROM blobs WHERE hash = ?1)",
+            params![hash.0, server],
+        )?;
+        tx.execute(FORGET_UNUSED_BLOB, params![hash.0])?;
         tx.commit()
     }
 
@@ -361,6 +522,7 @@ impl Catalog {
             removed.sort_unstable();
             removed
         };
+        bump_generation(&tx)?;
         tx.commit()?;
         Ok(removed)
     }
@@ -426,9 +588,25 @@ mod tests {
             .latest_of("laptop", &names)
             .unwrap()
             .into_iter()
-            .map(|row| row.map(|r| (r.version, r.hash)))
+            .map(|row| row.map(|(r, holders)| (r.version, r.hash, holders)))
             .collect();
-        assert_eq!(latest, [None, Some((2, b)), Some((2, b))]);
+        assert_eq!(
+            latest,
+            [None, Some((2, b, vec![2, 3])), Some((2, b, vec![2, 3]))]
+        );
+        assert_eq!(c.holders(&a).unwrap(), [1, 2]);
+    }
+
+    #[test]
+    fn version_numbers_never_repeat_after_removal() {
+        let (_dir, mut c) = catalog();
+        let (a, b) = (BlobHash::of(b"a"), BlobHash::of(b"b"));
+        assert_eq!(commit(&mut c, "me", "x", 1, &a, &[1]).unwrap(), 1);
+        assert_eq!(commit(&mut c, "me", "x", 1, &b, &[1]).unwrap(), 2);
+        assert_eq!(c.remove("me", "x", None).unwrap(), [1, 2]);
+        assert_eq!(commit(&mut c, "me", "x", 1, &a, &[1]).unwrap(), 3);
+        // The newest version's own content again: no new version.
+        assert_eq!(commit(&mut c, "me", "x", 1, &a, &[2]).unwrap(), 3);
         assert_eq!(c.holders(&a).unwrap(), [1, 2]);
     }
 
@@ -447,8 +625,8 @@ mod tests {
     #[test]
     fn latest_lists_newest_versions_under_a_prefix() {
         let (_dir, mut c) = catalog();
-        let h = BlobHash::of(b"h");
-        commit(&mut c, "me", "photos/a", 1, &h, &[1]).unwrap();
+        let (h, g) = (BlobHash::of(b"h"), BlobHash::of(b"g"));
+        commit(&mut c, "me", "photos/a", 1, &g, &[1]).unwrap();
         commit(&mut c, "me", "photos/a", 1, &h, &[1]).unwrap();
         commit(&mut c, "me", "photos/b", 1, &h, &[1]).unwrap();
         commit(&mut c, "me", "notes", 1, &h, &[1]).unwrap();

@@ -30,6 +30,7 @@ pub(crate) async fn run(manager: Arc<Manager>) {
 }
 
 async fn collect(manager: &Manager) -> Result<(), FrameError> {
+    collect_damaged(manager).await?;
     let mut by_server: BTreeMap<ServerId, Vec<BlobHash>> = BTreeMap::new();
     for (hash, server) in manager.db(|c| c.unreferenced()).await? {
         by_server.entry(server).or_default().push(hash);
@@ -55,21 +56,51 @@ async fn collect(manager: &Manager) -> Result<(), FrameError> {
     Ok(())
 }
 
-/// Stops counting a damaged copy and asks its server to delete it; healing
-/// then makes a good one. A server that cannot be told keeps an orphan,
-/// which its next scrub or reconciliation finds.
-pub(crate) async fn drop_corrupt_copy(
+/// Stops counting a copy that failed its hash and has its server set it
+/// aside, never delete it: it may be the last trace of its content. Healing
+/// makes a good copy from another holder; collection deletes the damaged
+/// one once enough good copies exist. A server that cannot be told keeps
+/// the copy in place, where its next scrub finds it.
+pub(crate) async fn set_aside_damaged(
     manager: &Manager,
     hash: BlobHash,
     server: ServerId,
 ) -> Result<(), FrameError> {
-    tracing::warn!(server, hash = %hash.short(), "corrupt copy found; healing it");
-    manager.db(move |c| c.remove_holder(&hash, server)).await?;
+    tracing::warn!(server, hash = %hash.short(), "damaged copy found; setting it aside and healing");
+    manager.db(move |c| c.set_aside(&hash, server)).await?;
     manager.heal.notify_one();
     if let Some(addr) = manager.live_addr(server)
-        && let Err(e) = delete_blobs(manager, &addr, &[hash]).await
+        && let Err(e) = tell(manager, &addr, &[Message::Quarantine { hash }]).await
     {
-        tracing::warn!(server, "could not drop the corrupt copy: {e}");
+        tracing::warn!(server, "could not set the damaged copy aside: {e}");
+    }
+    Ok(())
+}
+
+/// Deletes damaged copies whose content has all its good copies again, or
+/// that nothing uses any more.
+async fn collect_damaged(manager: &Manager) -> Result<(), FrameError> {
+    let damaged = manager.db(|c| c.damaged()).await?;
+    if damaged.is_empty() {
+        return Ok(());
+    }
+    let hashes: Vec<BlobHash> = damaged.iter().map(|d| d.0).collect();
+    let holders = manager.db(move |c| c.holders_of(&hashes)).await?;
+    let wanted = manager.config.replicas as usize;
+    for ((hash, server, referenced), holders) in damaged.into_iter().zip(holders) {
+        let good = {
+            let members = manager.members();
+            holders.iter().filter(|id| members.is_alive(**id)).count()
+        };
+        if referenced && good < wanted {
+            continue;
+        }
+        let Some(addr) = manager.live_addr(server) else {
+            continue;
+        };
+        tell(manager, &addr, &[Message::DeleteDamaged { hash }]).await?;
+        manager.db(move |c| c.drop_damaged(&hash, server)).await?;
+        tracing::info!(server, hash = %hash.short(), "deleted a damaged copy: good copies exist");
     }
     Ok(())
 }
@@ -80,9 +111,18 @@ pub(crate) async fn delete_blobs(
     addr: &str,
     hashes: &[BlobHash],
 ) -> Result<(), FrameError> {
+    let requests: Vec<Message> = hashes
+        .iter()
+        .map(|hash| Message::DeleteBlob { hash: *hash })
+        .collect();
+    tell(manager, addr, &requests).await
+}
+
+/// Sends the server at `addr` each request, each answered with `Ok`.
+async fn tell(manager: &Manager, addr: &str, requests: &[Message]) -> Result<(), FrameError> {
     let mut conn = manager.connect(addr).await?;
-    for hash in hashes {
-        match conn.call(&Message::DeleteBlob { hash: *hash }).await? {
+    for request in requests {
+        match conn.call(request).await? {
             Message::Ok => {}
             other => return Err(FrameError::unexpected(&other, "Ok")),
         }

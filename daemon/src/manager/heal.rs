@@ -16,7 +16,8 @@ use arca_shared::ticket::{Ticket, TicketKind};
 use arca_shared::{BlobHash, FrameError, Message};
 use tokio::sync::Semaphore;
 
-use super::{Manager, pacing};
+use super::cmd::verify;
+use super::{Manager, gc, pacing};
 
 const EVERY: Duration = Duration::from_secs(1);
 /// Copies made at once, so healing does not starve uploads.
@@ -45,7 +46,7 @@ async fn pass(
     in_flight: &Arc<Mutex<HashSet<BlobHash>>>,
 ) -> Result<bool, FrameError> {
     let wanted = manager.config.replicas as usize;
-    let mut under = 0;
+    let mut under = Vec::new();
     for (hash, size, holders) in manager.db(|c| c.referenced()).await? {
         let (live, kept) = {
             let members = manager.members();
@@ -65,7 +66,7 @@ async fn pass(
             (live, kept)
         };
         if live.len() < wanted {
-            under += 1;
+            under.push(hash);
         }
         if live.len() > wanted {
             trim(manager, hash).await?;
@@ -93,10 +94,14 @@ async fn pass(
             });
         }
     }
-    manager.under_replicated.store(under, Ordering::Relaxed);
+    let work_left = !under.is_empty();
+    manager
+        .under_replicated
+        .store(under.len() as u64, Ordering::Relaxed);
+    *manager.at_risk.lock().unwrap_or_else(|p| p.into_inner()) = under;
     // Every copy to make is below count (live holders are among the kept
     // ones); below count within `heal_after` needs no copy yet, only recounts.
-    Ok(under > 0)
+    Ok(work_left)
 }
 
 /// Makes one more copy of `hash` from its best live holder.
@@ -155,27 +160,36 @@ async fn copy(manager: &Manager, hash: BlobHash, size: u64) -> Result<(), FrameE
     Ok(())
 }
 
-/// Drops live copies beyond the replica count, from the worst-scored servers.
+/// Drops live copies beyond the replica count. Each is hashed in place
+/// first: damaged ones are set aside, and only intact ones count towards
+/// the copies kept, the best-scored; the rest are dropped.
 async fn trim(manager: &Manager, hash: BlobHash) -> Result<(), FrameError> {
     let _guard = manager.hash_locks.lock(hash).await;
     let holders = manager.db(move |c| c.holders(&hash)).await?;
-    let extra: Vec<(ServerId, String)> = {
+    let ranked: Vec<(ServerId, String)> = {
         let members = manager.members();
         let live: Vec<_> = members
             .candidates(&[])
             .into_iter()
             .filter(|c| holders.contains(&c.id))
             .collect();
-        let ranked = choice::rank(&live, 0, manager.config.weights);
-        ranked
+        choice::rank(&live, 0, manager.config.weights)
             .iter()
-            .skip(manager.config.replicas as usize)
             .filter_map(|s| members.get(s.id).map(|m| (s.id, m.addr.clone())))
             .collect()
     };
-    for (server, addr) in extra {
+    let mut intact = Vec::new();
+    for (server, addr) in ranked {
+        match verify::check_at(manager, &addr, hash).await {
+            Ok(true) => intact.push((server, addr)),
+            Ok(false) => gc::set_aside_damaged(manager, hash, server).await?,
+            // Not known to be intact, so not counted, but not dropped either.
+            Err(e) => tracing::warn!(server, "cannot check a copy before trimming: {e}"),
+        }
+    }
+    for (server, addr) in intact.into_iter().skip(manager.config.replicas as usize) {
         manager.db(move |c| c.remove_holder(&hash, server)).await?;
-        super::gc::delete_blobs(manager, &addr, &[hash]).await?;
+        gc::delete_blobs(manager, &addr, &[hash]).await?;
         tracing::info!(hash = %hash.short(), server, "dropped an extra copy");
     }
     Ok(())

@@ -16,6 +16,9 @@ use super::Manager;
 const HISTORY: usize = 40;
 /// Weight of a new round-trip sample in the smoothed latency.
 const SMOOTHING: f64 = 0.3;
+/// How long after this manager starts a known server that has not yet
+/// registered again is waited for, rather than counted as down.
+const RETURN_GRACE: Duration = Duration::from_secs(10);
 
 pub struct Member {
     pub addr: String,
@@ -103,6 +106,14 @@ impl Members {
             .is_some_and(|seen| seen.elapsed() < self.dead_after)
     }
 
+    /// Whether a server known from the catalog has not registered since this
+    /// manager started, early enough that it is likely on its way back.
+    pub fn awaited(&self, id: ServerId) -> bool {
+        self.servers
+            .get(&id)
+            .is_some_and(|m| m.last_seen.is_none() && self.started.elapsed() < RETURN_GRACE)
+    }
+
     /// How long a server has been dead; `None` while it is alive.
     pub fn dead_for(&self, id: ServerId) -> Option<Duration> {
         let member = self.servers.get(&id)?;
@@ -157,6 +168,14 @@ impl Members {
         self.servers.values().filter(|m| self.alive(m)).count()
     }
 
+    /// Live servers whose disks refuse writes.
+    pub fn read_only_count(&self) -> usize {
+        self.servers
+            .values()
+            .filter(|m| self.alive(m) && m.stats.read_only)
+            .count()
+    }
+
     /// Live servers as the choice function sees them, minus `exclude`.
     pub fn candidates(&self, exclude: &[ServerId]) -> Vec<Candidate> {
         let live: Vec<(&ServerId, &Member)> = self
@@ -196,6 +215,7 @@ impl Members {
                 capacity_bytes: m.stats.capacity_bytes,
                 free_bytes: m.stats.free_bytes,
                 blobs: m.stats.blobs,
+                read_only: m.stats.read_only,
                 score: scores.iter().find(|s| s.id == *id).map(|s| s.score),
             })
             .collect()

@@ -18,7 +18,7 @@ use std::time::Duration;
 use arca_shared::auth::ClusterKey;
 use arca_shared::choice::Weights;
 use arca_shared::protocol::{FileEntry, ServerId};
-use arca_shared::{Connection, FrameError, Message};
+use arca_shared::{BlobHash, Connection, FrameError, Message};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -71,6 +71,8 @@ pub(crate) struct Manager {
     heal: Notify,
     /// Last count of contents below their replica count, and copies in flight.
     under_replicated: AtomicU64,
+    /// The contents below their replica count at the last healing pass.
+    at_risk: Mutex<Vec<BlobHash>>,
     healing: AtomicU64,
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -106,6 +108,7 @@ pub async fn run_manager(
         collect: Notify::new(),
         heal: Notify::new(),
         under_replicated: AtomicU64::new(0),
+        at_risk: Mutex::default(),
         healing: AtomicU64::new(0),
         tasks: tasks.clone(),
         shutdown: shutdown.clone(),
@@ -162,6 +165,7 @@ async fn handle(manager: Arc<Manager>, mut conn: Connection) {
                 version,
             } => cmd::remove::run(&manager, &mut conn, client, name, version).await,
             Message::Status => cmd::status::run(&manager, &mut conn).await,
+            Message::AtRisk { client } => cmd::at_risk::run(&manager, &mut conn, client).await,
             other => Err(FrameError::unexpected(&other, "a request")),
         };
         match result {

@@ -1,7 +1,8 @@
 //! Reconciliation: a server's blobs against the catalog. Copies the catalog
-//! forgot are recorded again (or, when nothing uses them and they are older
-//! than the grace period, deleted); copies it lost are forgotten, so healing
-//! makes new ones. Runs when a server registers and periodically.
+//! forgot are hashed in place and recorded again only if intact (or, when
+//! nothing uses them and they are older than the grace period, deleted);
+//! copies it lost are forgotten, so healing makes new ones. Runs when a
+//! server registers and periodically.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -10,7 +11,8 @@ use arca_shared::connection::recv_pages;
 use arca_shared::protocol::ServerId;
 use arca_shared::{BlobHash, FrameError, Message};
 
-use super::Manager;
+use super::cmd::verify;
+use super::{Manager, gc};
 
 pub(crate) async fn run(manager: Arc<Manager>) {
     let every = (manager.config.orphan_grace / 2).max(std::time::Duration::from_secs(1));
@@ -60,8 +62,13 @@ pub(crate) async fn server(manager: &Manager, id: ServerId) -> Result<(), FrameE
         }
         let _guard = manager.hash_locks.lock(hash).await;
         if manager.db(move |c| c.is_referenced(&hash)).await? {
-            manager.db(move |c| c.add_holder(&hash, id)).await?;
-            tracing::info!(id, hash = %hash.short(), "reconciled: a copy the catalog did not count");
+            // A copy is counted only once it is known to be intact.
+            if verify::check(&mut conn, hash).await? {
+                manager.db(move |c| c.add_holder(&hash, id)).await?;
+                tracing::info!(id, hash = %hash.short(), "reconciled: a copy the catalog did not count");
+            } else {
+                gc::set_aside_damaged(manager, hash, id).await?;
+            }
         } else if blob.age_secs >= manager.config.orphan_grace.as_secs() {
             match conn.call(&Message::DeleteBlob { hash }).await? {
                 Message::Ok => tracing::info!(id, hash = %hash.short(), "removed an orphan copy"),

@@ -1,6 +1,7 @@
 //! Blobs on disk: `<data>/blobs/<first two hex>/<hash>`, written through
 //! `<data>/tmp/` so nothing is visible in `blobs/` before it is complete,
-//! verified and fsynced.
+//! verified and fsynced. Copies that fail their hash wait in
+//! `<data>/quarantine/<hash>` until the manager says a good copy exists.
 
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
@@ -21,6 +22,9 @@ fn in_blobs(hash: &BlobHash) -> String {
     format!("{}/{hex}", &hex[..2])
 }
 
+/// Where damaged copies are kept aside, outside what is served and listed.
+const QUARANTINE: &str = "quarantine";
+
 /// Length of a temp file's random name.
 const TEMP_NAME: usize = 24;
 
@@ -38,8 +42,10 @@ impl Dirs {
         std::fs::File::from(fd).write_all(bytes)
     }
 
-    /// Moves a temp file to its blob's place; false if that blob is there.
-    fn place(&self, name: &str, hash: &BlobHash) -> io::Result<bool> {
+    /// Moves a verified temp file to its blob's place. A file already
+    /// there is replaced, never trusted: it may have been damaged or planted
+    /// since it was written. Returns the size of the file replaced, if any.
+    fn place(&self, name: &str, hash: &BlobHash) -> io::Result<Option<u64>> {
         let target = in_blobs(hash);
         let renamed = rustix::fs::renameat_with(
             &self.tmp,
@@ -49,20 +55,18 @@ impl Dirs {
             RenameFlags::NOREPLACE,
         );
         match renamed {
-            Ok(()) => Ok(true),
-            Err(Errno::EXIST) => Ok(false),
-            // A file system without the flag: look, then move.
-            Err(Errno::INVAL | Errno::NOSYS) => {
-                match rustix::fs::statat(&self.blobs, &target, AtFlags::empty()) {
-                    Ok(_) => Ok(false),
-                    Err(_) => {
-                        rustix::fs::renameat(&self.tmp, name, &self.blobs, &target)?;
-                        Ok(true)
-                    }
-                }
-            }
-            Err(e) => Err(e.into()),
+            Ok(()) => return Ok(None),
+            // A file system without the flag, or a blob already there.
+            Err(Errno::EXIST | Errno::INVAL | Errno::NOSYS) => {}
+            Err(e) => return Err(e.into()),
         }
+        let replaced = match rustix::fs::statat(&self.blobs, &target, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => Some(stat.st_size as u64),
+            Err(Errno::NOENT) => None,
+            Err(e) => return Err(e.into()),
+        };
+        rustix::fs::renameat(&self.tmp, name, &self.blobs, &target)?;
+        Ok(replaced)
     }
 
     /// Flushes everything written to the store's file system to disk.
@@ -143,6 +147,7 @@ impl BlobStore {
             std::fs::remove_dir_all(&tmp)?;
         }
         std::fs::create_dir_all(&tmp)?;
+        std::fs::create_dir_all(root.join(QUARANTINE))?;
         let blobs = root.join("blobs");
         // Every shard up front: commits then never look for one.
         for shard in 0..=255u8 {
@@ -242,30 +247,42 @@ impl BlobStore {
             temp.close().await?;
         }
         let dirs = self.dirs.clone();
-        let (bytes, count) = tokio::task::spawn_blocking(move || -> io::Result<(u64, u64)> {
+        let (added, replaced) = tokio::task::spawn_blocking(move || -> io::Result<_> {
             for (temp, _) in &blobs {
                 if let Content::Memory(memory) = &temp.content {
                     dirs.write_temp(temp.name(), memory)?;
                 }
             }
             dirs.sync()?;
-            let (mut bytes, mut count) = (0, 0);
+            let (mut added, mut replaced) = ((0, 0), (0, 0));
             for (temp, item) in &mut blobs {
-                // Content-addressed: an identical blob already there will do.
-                if dirs.place(temp.name(), &item.hash)? {
-                    temp.committed = true;
-                    bytes += item.size;
-                    count += 1;
+                let old = dirs.place(temp.name(), &item.hash)?;
+                temp.committed = true;
+                added = (added.0 + item.size, added.1 + 1);
+                if let Some(old) = old {
+                    replaced = (replaced.0 + old, replaced.1 + 1);
                 }
             }
             dirs.sync()?;
-            Ok((bytes, count))
+            Ok((added, replaced))
         })
         .await
         .map_err(io::Error::other)??;
-        self.stored.fetch_add(bytes, Ordering::Relaxed);
-        self.blobs.fetch_add(count, Ordering::Relaxed);
+        self.stored.fetch_add(added.0, Ordering::Relaxed);
+        self.blobs.fetch_add(added.1, Ordering::Relaxed);
+        self.forget(replaced.0, replaced.1);
         Ok(())
+    }
+
+    /// Takes bytes and blobs off the counts, never below zero.
+    fn forget(&self, bytes: u64, blobs: u64) {
+        let less = |by: u64| move |n: u64| Some(n.saturating_sub(by));
+        let _ = self
+            .stored
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, less(bytes));
+        let _ = self
+            .blobs
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, less(blobs));
     }
 
     /// Deletes a blob; returns the bytes freed (0 if it was not here).
@@ -277,9 +294,34 @@ impl BlobStore {
             Err(e) => return Err(e),
         };
         tokio::fs::remove_file(&path).await?;
-        self.stored.fetch_sub(size, Ordering::Relaxed);
-        self.blobs.fetch_sub(1, Ordering::Relaxed);
+        self.forget(size, 1);
         Ok(size)
+    }
+
+    /// Moves a damaged blob out of `blobs/` into the quarantine, where it
+    /// is neither served nor listed but not lost; false if it was not here.
+    pub async fn quarantine(&self, hash: &BlobHash) -> io::Result<bool> {
+        let from = self.path(hash);
+        let size = match tokio::fs::symlink_metadata(&from).await {
+            Ok(meta) => meta.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        tokio::fs::rename(&from, self.quarantined(hash)).await?;
+        self.forget(size, 1);
+        Ok(true)
+    }
+
+    /// Deletes a damaged copy kept aside, if there is one.
+    pub async fn delete_quarantined(&self, hash: &BlobHash) -> io::Result<()> {
+        match tokio::fs::remove_file(self.quarantined(hash)).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    fn quarantined(&self, hash: &BlobHash) -> PathBuf {
+        self.root.join(QUARANTINE).join(hash.to_hex().as_str())
     }
 
     /// Bytes this server can still take: its capacity left, bounded by the disk.
@@ -291,11 +333,32 @@ impl BlobStore {
         let stored = self.stored.load(Ordering::Relaxed);
         let disk_free = fs4::available_space(&self.root).unwrap_or(0);
         let capacity = self.capacity.unwrap_or(stored + disk_free);
+        let read_only = self.read_only();
         ServerStats {
             stored_bytes: stored,
             capacity_bytes: capacity,
-            free_bytes: capacity.saturating_sub(stored).min(disk_free),
+            free_bytes: if read_only {
+                0
+            } else {
+                capacity.saturating_sub(stored).min(disk_free)
+            },
             blobs: self.blobs.load(Ordering::Relaxed),
+            read_only,
         }
+    }
+
+    /// Whether writes to the store would fail: a read-only mount, or a
+    /// temp folder this process may not write to.
+    fn read_only(&self) -> bool {
+        let mount_read_only = rustix::fs::fstatvfs(&self.dirs.tmp)
+            .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY));
+        mount_read_only
+            || rustix::fs::accessat(
+                &self.dirs.tmp,
+                ".",
+                rustix::fs::Access::WRITE_OK,
+                AtFlags::empty(),
+            )
+            .is_err()
     }
 }

@@ -135,6 +135,12 @@ async fn handle(server: Arc<Server>, mut conn: Connection) {
                 cmd::fetch::run(&server, &mut conn, ticket, offset).await
             }
             Message::DeleteBlob { hash } => cmd::delete::run(&server, &mut conn, hash).await,
+            Message::Quarantine { hash } => {
+                cmd::quarantine::set_aside(&server, &mut conn, hash).await
+            }
+            Message::DeleteDamaged { hash } => {
+                cmd::quarantine::delete(&server, &mut conn, hash).await
+            }
             Message::Replicate { hash, target } => {
                 cmd::replicate::run(&server, &mut conn, hash, target).await
             }

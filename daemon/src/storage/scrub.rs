@@ -1,6 +1,6 @@
 //! Scrubbing: every stored blob is re-hashed in the background at a bounded
-//! rate. A damaged one is dropped and reported, so the manager heals it from
-//! a good copy.
+//! rate. A damaged one is set aside (never deleted: it may be the last trace
+//! of its content) and reported, so the manager heals it from a good copy.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,9 +29,9 @@ pub(crate) async fn run(server: Arc<Server>, shutdown: CancellationToken) {
             match server.store.verify(&blob.hash).await {
                 Ok(true) => {}
                 Ok(false) => {
-                    tracing::error!(hash = %blob.hash.short(), "scrub found a corrupt blob; dropping it");
-                    if let Err(e) = server.store.remove(&blob.hash).await {
-                        tracing::warn!("cannot drop the corrupt blob: {e}");
+                    tracing::error!(hash = %blob.hash.short(), "scrub found a corrupt blob; setting it aside");
+                    if let Err(e) = server.store.quarantine(&blob.hash).await {
+                        tracing::warn!("cannot set the corrupt blob aside: {e}");
                     }
                     let _ = server.corrupt.send(blob.hash);
                 }

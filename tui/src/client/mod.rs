@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use arca_shared::auth::{self, ClusterKey};
 use arca_shared::connection::recv_pages;
 use arca_shared::limits::IDLE_TIMEOUT;
-use arca_shared::protocol::{ClusterStatus, CopyCheck, FileEntry};
+use arca_shared::protocol::{ClusterStatus, FileEntry, VersionCheck, VersionHealth};
 use arca_shared::{Connection, FrameError, Message};
 
 pub use hashes::HashCache;
@@ -126,7 +126,7 @@ impl Session {
     }
 
     /// Has every live holder hash its copy in place; names as for [`Session::list`].
-    pub async fn verify(&mut self, name: Option<&str>) -> Result<Vec<CopyCheck>, ClientError> {
+    pub async fn verify(&mut self, name: Option<&str>) -> Result<Vec<VersionCheck>, ClientError> {
         self.conn
             .send(&Message::Verify {
                 client: self.settings.client.clone(),
@@ -134,7 +134,22 @@ impl Session {
             })
             .await?;
         recv_pages(&mut self.conn, "Verified", |m| match m {
-            Message::Verified { copies } => Some(copies),
+            Message::Verified { versions } => Some(versions),
+            _ => None,
+        })
+        .await
+        .map_err(refusal)
+    }
+
+    /// This client's versions short of intact copies on live servers.
+    pub async fn at_risk(&mut self) -> Result<Vec<VersionHealth>, ClientError> {
+        self.conn
+            .send(&Message::AtRisk {
+                client: self.settings.client.clone(),
+            })
+            .await?;
+        recv_pages(&mut self.conn, "Risks", |m| match m {
+            Message::Risks { versions } => Some(versions),
             _ => None,
         })
         .await

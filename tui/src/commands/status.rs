@@ -8,8 +8,21 @@ use crate::client::{ClientError, Session, Settings};
 use crate::format;
 
 pub async fn run(settings: Settings, json: bool) -> Result<ExitCode, ClientError> {
-    let status = Session::connect(settings).await?.status().await?;
+    let mut session = Session::connect(settings).await?;
+    let status = session.status().await?;
+    let at_risk = session.at_risk().await?;
     if json {
+        let at_risk: Vec<_> = at_risk
+            .iter()
+            .map(|v| {
+                json!({
+                    "name": v.name,
+                    "version": v.version,
+                    "live_copies": v.live,
+                    "damaged_copies": v.damaged,
+                })
+            })
+            .collect();
         let servers: Vec<_> = status
             .servers
             .iter()
@@ -23,6 +36,7 @@ pub async fn run(settings: Settings, json: bool) -> Result<ExitCode, ClientError
                     "capacity_bytes": s.capacity_bytes,
                     "free_bytes": s.free_bytes,
                     "blobs": s.blobs,
+                    "read_only": s.read_only,
                     "score": s.score,
                 })
             })
@@ -33,6 +47,7 @@ pub async fn run(settings: Settings, json: bool) -> Result<ExitCode, ClientError
                 "replicas": status.replicas,
                 "under_replicated": status.under_replicated,
                 "healing": status.healing,
+                "at_risk": at_risk,
                 "servers": servers,
             })
         );
@@ -57,13 +72,25 @@ pub async fn run(settings: Settings, json: bool) -> Result<ExitCode, ClientError
             "{:<4} {:<22} {:<6} {:>7.2} ms {:>10} {:>10} {:>6} {:>6}",
             format!("s{}", s.id),
             s.addr,
-            if s.alive { "alive" } else { "dead" },
+            match (s.alive, s.read_only) {
+                (false, _) => "dead",
+                (true, true) => "ro",
+                (true, false) => "alive",
+            },
             s.latency_ms,
             format::bytes(s.stored_bytes),
             format::bytes(s.capacity_bytes),
             s.blobs,
             s.score.map_or("-".into(), |v| format!("{v:.2}")),
         );
+    }
+    for v in &at_risk {
+        let state = match (v.live, v.damaged) {
+            (0, 0) => "LOST: no copy on any live server".to_string(),
+            (0, _) => "DAMAGED: no intact copy; cannot be restored intact".to_string(),
+            (live, _) => format!("under-replicated: {live} of {} copies", status.replicas),
+        };
+        println!("{}  v{}  {state}", v.name, v.version);
     }
     Ok(ExitCode::SUCCESS)
 }

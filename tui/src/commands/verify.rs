@@ -1,26 +1,69 @@
-//! `arca verify [NAME]`: every copy hashed where it lives; corrupt copies are
-//! reported here and healed by the cluster.
+//! `arca verify [NAME]`: every copy hashed where it lives. Damaged copies
+//! are reported here and healed by the cluster; a version short of intact
+//! copies, or with none, is named.
 
 use std::process::ExitCode;
+
+use arca_shared::protocol::VersionCheck;
 
 use crate::client::{ClientError, Session, Settings};
 
 pub async fn run(settings: Settings, name: Option<&str>) -> Result<ExitCode, ClientError> {
-    let copies = Session::connect(settings).await?.verify(name).await?;
-    if copies.is_empty() {
+    let versions = Session::connect(settings).await?.verify(name).await?;
+    if versions.is_empty() {
         println!("nothing to verify");
         return Ok(ExitCode::SUCCESS);
     }
-    let mut corrupt = 0;
-    for c in &copies {
-        let verdict = if c.ok { "ok" } else { "CORRUPT (being healed)" };
-        corrupt += usize::from(!c.ok);
-        println!("{}  v{}  copy {}  {verdict}", c.name, c.version, c.copy);
+    let (mut copies, mut damaged, mut short) = (0, 0, 0);
+    for v in &versions {
+        for (i, ok) in v.copies.iter().enumerate() {
+            let verdict = if *ok {
+                "ok"
+            } else {
+                "DAMAGED (set aside, being healed)"
+            };
+            println!("{}  v{}  copy {}  {verdict}", v.name, v.version, i + 1);
+        }
+        copies += v.copies.len();
+        damaged += v.copies.iter().filter(|ok| !**ok).count();
+        if let Some(problem) = shortfall(v) {
+            short += 1;
+            println!("{}  v{}  {problem}", v.name, v.version);
+        }
     }
-    println!("{} copies checked, {corrupt} corrupt", copies.len());
-    Ok(if corrupt > 0 {
+    println!(
+        "{} versions, {copies} copies checked, {damaged} damaged, {short} short of copies",
+        versions.len()
+    );
+    Ok(if damaged > 0 || short > 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+/// What is wrong with a version that has fewer intact copies than wanted.
+fn shortfall(v: &VersionCheck) -> Option<String> {
+    let intact = v.intact();
+    if intact >= v.wanted {
+        return None;
+    }
+    let down = match v.unreachable {
+        0 => String::new(),
+        n => format!("; {n} on servers that are down"),
+    };
+    Some(if intact > 0 {
+        format!(
+            "UNDER-REPLICATED: {intact} of {} intact copies{down}; being healed",
+            v.wanted
+        )
+    } else if v.unreachable > 0 {
+        format!("UNAVAILABLE: no intact copy on a live server{down}")
+    } else if v.damaged > 0 || v.copies.iter().any(|ok| !ok) {
+        "DAMAGED: every copy failed its hash; it cannot be restored intact \
+         (the damaged copies are kept). Back the file up again if you still have it."
+            .to_string()
+    } else {
+        "LOST: no server holds a copy. Back the file up again if you still have it.".to_string()
     })
 }

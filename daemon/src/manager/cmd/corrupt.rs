@@ -2,7 +2,7 @@
 //! word alone never costs a copy: the bad bytes may have come from another
 //! holder earlier in a resumed restore, or from the client itself. So the
 //! accused holder hashes its copy in place, in the background, and only a
-//! copy that fails there stops counting and is dropped.
+//! copy that fails there stops counting and is set aside.
 
 use std::sync::Arc;
 
@@ -39,15 +39,11 @@ async fn check_reported(manager: &Manager, hash: BlobHash, server: ServerId) {
     let Some(addr) = manager.live_addr(server) else {
         return;
     };
-    let checked = match manager.connect(&addr).await {
-        Ok(mut holder) => verify::check(&mut holder, hash).await,
-        Err(e) => Err(e),
-    };
-    match checked {
+    match verify::check_at(manager, &addr, hash).await {
         Ok(true) => tracing::warn!(server, "the reported copy checks out in place; kept"),
         Ok(false) => {
-            if let Err(e) = gc::drop_corrupt_copy(manager, hash, server).await {
-                tracing::warn!(server, "cannot drop the corrupt copy: {e}");
+            if let Err(e) = gc::set_aside_damaged(manager, hash, server).await {
+                tracing::warn!(server, "cannot set the corrupt copy aside: {e}");
             }
         }
         Err(e) => tracing::warn!(server, "cannot check the reported copy, so it is kept: {e}"),

@@ -1,13 +1,18 @@
 //! `GetBegin`: names the best live holder of a version for a restore, by the
 //! same score as uploads, skipping servers the client already gave up on.
 
+use std::time::Duration;
+
 use arca_shared::choice;
 use arca_shared::protocol::ServerId;
 use arca_shared::ticket::{Ticket, TicketKind};
 use arca_shared::{Connection, FrameError, Message};
 
 use super::{check_client, check_name};
-use crate::manager::{Manager, refuse};
+use crate::manager::{FileRow, Manager, refuse};
+
+/// How often a restore waits on servers that are registering again.
+const AWAIT_POLL: Duration = Duration::from_millis(100);
 
 pub(crate) async fn run(
     manager: &Manager,
@@ -30,23 +35,25 @@ pub(crate) async fn run(
     };
     let hash = row.hash;
     let holders = manager.db(move |c| c.holders(&hash)).await?;
-    let best = {
-        let members = manager.members();
-        let candidates: Vec<_> = members
-            .candidates(&exclude)
-            .into_iter()
-            .filter(|c| holders.contains(&c.id))
-            .collect();
-        choice::rank(&candidates, 0, manager.config.weights)
-            .first()
-            .and_then(|s| members.get(s.id).map(|m| (s.id, m.addr.clone())))
-    };
-    let Some((server, addr)) = best else {
-        return refuse(format!(
-            "no live server holds {name} version {}: its {} copies are on servers that are down or failed",
-            row.version,
-            holders.len()
-        ));
+    let (server, addr) = loop {
+        let (best, awaited) = {
+            let members = manager.members();
+            let candidates: Vec<_> = members
+                .candidates(&exclude)
+                .into_iter()
+                .filter(|c| holders.contains(&c.id))
+                .collect();
+            let best = choice::rank(&candidates, 0, manager.config.weights)
+                .first()
+                .and_then(|s| members.get(s.id).map(|m| (s.id, m.addr.clone())));
+            (best, holders.iter().any(|id| members.awaited(*id)))
+        };
+        match best {
+            Some(best) => break best,
+            // Just after a manager restart, servers are still registering.
+            None if awaited => tokio::time::sleep(AWAIT_POLL).await,
+            None => return refuse(unavailable(manager, &row, holders.len()).await?),
+        }
     };
     let ticket = Ticket::issue(
         &manager.config.key,
@@ -62,4 +69,34 @@ pub(crate) async fn run(
         version: row.version,
     })
     .await
+}
+
+/// Why no copy of a version can be read: its copies are on servers that are
+/// down, or every copy failed its hash (then they are kept, set aside).
+async fn unavailable(
+    manager: &Manager,
+    row: &FileRow,
+    holders: usize,
+) -> Result<String, FrameError> {
+    let hash = row.hash;
+    let damaged = manager.db(move |c| c.damaged_of(&[hash])).await?;
+    let damaged = damaged.first().map_or(0, Vec::len);
+    let (name, version) = (&row.name, row.version);
+    Ok(if holders == 0 && damaged > 0 {
+        format!(
+            "{name} version {version} is damaged: every copy failed its hash check, so it \
+             cannot be restored intact; the {damaged} damaged copies are kept aside on their \
+             servers. Back the file up again if you still have it."
+        )
+    } else if holders == 0 {
+        format!(
+            "{name} version {version} is lost: no server holds a copy. Back the file up again \
+             if you still have it."
+        )
+    } else {
+        format!(
+            "no live server holds {name} version {version}: its {holders} copies are on \
+             servers that are down or failed; start them again"
+        )
+    })
 }

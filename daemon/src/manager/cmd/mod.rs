@@ -1,5 +1,6 @@
 //! One file per request the manager answers.
 
+pub(crate) mod at_risk;
 pub(crate) mod corrupt;
 pub(crate) mod get;
 pub(crate) mod list;

@@ -42,14 +42,24 @@ pub(crate) async fn run(
         files.iter().map(|f| f.name.clone()).collect::<Vec<_>>(),
     );
     let latest = manager.db(move |cat| cat.latest_of(&c, &names)).await?;
+    let wanted = manager.config.replicas as usize;
     let mut results = vec![PutResult::Send; files.len()];
     let mut changed = Vec::new();
-    for (i, (file, latest)) in files.iter().zip(latest).enumerate() {
-        match latest {
-            Some(l) if l.hash == file.hash && l.size == file.size => {
-                results[i] = PutResult::Unchanged { version: l.version };
+    {
+        let members = manager.members();
+        for (i, (file, latest)) in files.iter().zip(latest).enumerate() {
+            match latest {
+                // Unchanged content short of copies is taken again: the
+                // client that has it heals it.
+                Some((l, holders))
+                    if l.hash == file.hash
+                        && l.size == file.size
+                        && holders.iter().filter(|id| members.is_alive(**id)).count() >= wanted =>
+                {
+                    results[i] = PutResult::Unchanged { version: l.version };
+                }
+                _ => changed.push(i),
             }
-            _ => changed.push(i),
         }
     }
     if changed.is_empty() {
@@ -73,7 +83,6 @@ pub(crate) async fn run(
     let holders = manager
         .db(move |cat| cat.holders_of(&wanted_hashes))
         .await?;
-    let wanted = manager.config.replicas as usize;
     let mut stored: Vec<(usize, NewVersion)> = Vec::new();
     let mut send: Vec<usize> = Vec::new();
     {
@@ -230,9 +239,14 @@ fn choose(
     }
     if ranked.len() < wanted {
         let alive = members.alive_count();
+        let read_only = match members.read_only_count() {
+            0 => String::new(),
+            n => format!(" ({n} of them read-only: their disks refuse writes)"),
+        };
         return refuse(format!(
             "not enough live servers: {wanted} needed with room for {size} bytes, \
-             {} such of {alive} alive; start more servers or free space",
+             {} such of {alive} alive{read_only}; start more servers, free space or \
+             make the read-only disks writable",
             ranked.len()
         ));
     }

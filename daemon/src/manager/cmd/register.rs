@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arca_shared::protocol::ServerStats;
 use arca_shared::{Connection, FrameError, Message};
 
-use crate::manager::{Manager, membership, reconcile};
+use crate::manager::{Manager, gc, membership, reconcile};
 
 pub(crate) async fn run(
     manager: &Arc<Manager>,
@@ -63,8 +63,7 @@ async fn session(
                     break;
                 }
                 Message::Corrupt { hash } => {
-                    tracing::warn!(id, hash = %hash.short(), "server found a corrupt copy; healing it");
-                    manager.db(move |c| c.remove_holder(&hash, id)).await?;
+                    gc::set_aside_damaged(manager, hash, id).await?;
                 }
                 other => return Err(FrameError::unexpected(&other, "Heartbeat")),
             }

@@ -1,17 +1,19 @@
 //! `Verify`: every live holder hashes its copy in place (no bytes move); a
-//! corrupt copy stops counting and is dropped, and healing replaces it.
+//! damaged copy stops counting and is set aside, and healing replaces it.
+//! Every version is reported, with its copies on servers that are down and
+//! its damaged ones, so a version short of copies, or lost, is named.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use arca_shared::connection::PageWriter;
-use arca_shared::protocol::{CopyCheck, ServerId};
+use arca_shared::protocol::{ServerId, VersionCheck};
 use arca_shared::{Connection, FrameError, Message};
 
 use super::list;
 use crate::manager::{Manager, gc};
 
-/// Checks per page: well under the control frame cap.
+/// Versions per page: well under the control frame cap.
 const PAGE: usize = 32;
 
 pub(crate) async fn run(
@@ -22,53 +24,75 @@ pub(crate) async fn run(
 ) -> Result<(), FrameError> {
     let rows = list::rows(manager, client, name).await?;
     let mut servers: HashMap<ServerId, Connection> = HashMap::new();
-    let mut pages = PageWriter::new(conn, PAGE, |copies| Message::Verified { copies });
+    let mut pages = PageWriter::new(conn, PAGE, |versions| Message::Verified { versions });
     for row in rows {
         let hash = row.hash;
-        let holders = manager.db(move |c| c.holders(&hash)).await?;
-        let mut copy = 0;
+        let (holders, damaged) = manager
+            .db(move |c| Ok((c.holders(&hash)?, c.damaged_of(&[hash])?)))
+            .await?;
+        let mut checked = VersionCheck {
+            name: row.name,
+            version: row.version,
+            copies: Vec::new(),
+            unreachable: 0,
+            damaged: damaged.first().map_or(0, |d| d.len() as u32),
+            wanted: manager.config.replicas,
+        };
         for server in holders {
-            let Some(addr) = manager.live_addr(server) else {
-                continue;
-            };
-            copy += 1;
-            let holder = match servers.entry(server) {
-                Entry::Occupied(open) => open.into_mut(),
-                Entry::Vacant(slot) => match manager.connect(&addr).await {
-                    Ok(holder) => slot.insert(holder),
-                    Err(e) => {
-                        tracing::warn!(server, "cannot verify a copy: {e}");
-                        continue;
-                    }
-                },
-            };
-            let checked = check(holder, hash).await;
-            let ok = match checked {
-                Ok(ok) => ok,
-                Err(e) => {
-                    tracing::warn!(server, "cannot verify a copy: {e}");
-                    servers.remove(&server);
-                    continue;
+            match check_on(manager, &mut servers, server, hash).await {
+                Some(true) => checked.copies.push(true),
+                Some(false) => {
+                    gc::set_aside_damaged(manager, hash, server).await?;
+                    checked.copies.push(false);
                 }
-            };
-            if !ok {
-                gc::drop_corrupt_copy(manager, hash, server).await?;
+                None => checked.unreachable += 1,
             }
-            pages
-                .push(CopyCheck {
-                    name: row.name.clone(),
-                    version: row.version,
-                    copy,
-                    ok,
-                })
-                .await?;
         }
+        pages.push(checked).await?;
     }
     pages.finish().await
 }
 
+/// Has `server` hash its copy, over a connection kept for the next
+/// version; `None` if it is down or cannot be asked.
+async fn check_on(
+    manager: &Manager,
+    servers: &mut HashMap<ServerId, Connection>,
+    server: ServerId,
+    hash: arca_shared::BlobHash,
+) -> Option<bool> {
+    let addr = manager.live_addr(server)?;
+    let holder = match servers.entry(server) {
+        Entry::Occupied(open) => open.into_mut(),
+        Entry::Vacant(slot) => match manager.connect(&addr).await {
+            Ok(holder) => slot.insert(holder),
+            Err(e) => {
+                tracing::warn!(server, "cannot verify a copy: {e}");
+                return None;
+            }
+        },
+    };
+    match check(holder, hash).await {
+        Ok(ok) => Some(ok),
+        Err(e) => {
+            tracing::warn!(server, "cannot verify a copy: {e}");
+            servers.remove(&server);
+            None
+        }
+    }
+}
+
+/// Has the server at `addr` hash its copy of `hash` in place.
+pub(crate) async fn check_at(
+    manager: &Manager,
+    addr: &str,
+    hash: arca_shared::BlobHash,
+) -> Result<bool, FrameError> {
+    check(&mut manager.connect(addr).await?, hash).await
+}
+
 /// Has `holder` hash its copy of `hash` in place.
-pub(super) async fn check(
+pub(crate) async fn check(
     holder: &mut Connection,
     hash: arca_shared::BlobHash,
 ) -> Result<bool, FrameError> {

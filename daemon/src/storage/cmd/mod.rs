@@ -4,6 +4,7 @@ pub(crate) mod delete;
 pub(crate) mod fetch;
 pub(crate) mod inventory;
 pub(crate) mod prepare;
+pub(crate) mod quarantine;
 pub(crate) mod replicate;
 pub(crate) mod store;
 pub(crate) mod upload;
