@@ -60,6 +60,9 @@ struct Cli {
     /// Manager: how old a blob no catalog entry uses must be before it is removed.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     orphan_grace: Duration,
+    /// Manager: how often a changed catalog is snapshotted to the servers.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    snapshot_every: Duration,
     /// Server: pause between two scrubs (re-hashing every stored blob).
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     scrub_every: Duration,
@@ -75,6 +78,23 @@ struct Cli {
 enum Command {
     /// Write a fresh random cluster secret to PATH (mode 0600).
     InitSecret { path: PathBuf },
+    /// Rebuild a lost or damaged manager catalog from the newest snapshot
+    /// the servers keep (run it while the manager is stopped).
+    Recover {
+        /// The manager's data folder.
+        #[arg(long, default_value = "arca-manager")]
+        data: PathBuf,
+        /// A server to ask, HOST:PORT; repeat it to ask several (the newest
+        /// snapshot among them wins).
+        #[arg(long = "server", required = true)]
+        servers: Vec<String>,
+        /// Replace a catalog that still opens and checks out.
+        #[arg(long)]
+        force: bool,
+        /// The cluster secret [default: ~/.config/arca/secret].
+        #[arg(long, env = "ARCA_SECRET_FILE")]
+        secret_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -96,10 +116,19 @@ where
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .try_init();
-    if let Some(Command::InitSecret { path }) = &cli.command {
-        auth::write_new_secret(path)?;
-        println!("wrote a new cluster secret to {}", path.display());
-        return Ok(());
+    match &cli.command {
+        Some(Command::InitSecret { path }) => {
+            auth::write_new_secret(path)?;
+            println!("wrote a new cluster secret to {}", path.display());
+            return Ok(());
+        }
+        Some(Command::Recover {
+            data,
+            servers,
+            force,
+            secret_file,
+        }) => return recover(data, servers, *force, secret_file.as_deref()).await,
+        None => {}
     }
     let secret_path = cli
         .secret_file
@@ -112,6 +141,34 @@ where
         Some(Role::Server) => server(&cli, &secret_path, shutdown).await,
         None => bail!("say which daemon to run: --role manager or --role server --port PORT"),
     }
+}
+
+async fn recover(
+    data: &Path,
+    servers: &[String],
+    force: bool,
+    secret_file: Option<&Path>,
+) -> Result<()> {
+    let secret_path = secret_file.map_or_else(auth::default_secret_path, Path::to_owned);
+    let key = ClusterKey::load(&secret_path)?;
+    let recovered = crate::manager::recover(data, servers, &key, force).await?;
+    let snapshot = recovered.snapshot;
+    println!(
+        "recovered the catalog into {} from {}: generation {}, taken {} s ago",
+        data.join("catalog.db").display(),
+        recovered.server,
+        snapshot.generation,
+        arca_shared::ticket::now_ms().saturating_sub(snapshot.created_ms) / 1000,
+    );
+    if let Some(aside) = recovered.set_aside {
+        println!("the catalog it replaces is kept at {}", aside.display());
+    }
+    println!(
+        "backups made after the snapshot was taken are not in it: back those files up again. \
+         Start the manager with --data {}",
+        data.display()
+    );
+    Ok(())
 }
 
 async fn manager(cli: &Cli, secret_path: &Path, shutdown: CancellationToken) -> Result<()> {
@@ -136,6 +193,7 @@ async fn manager(cli: &Cli, secret_path: &Path, shutdown: CancellationToken) -> 
     config.dead_after = cli.dead_after;
     config.heal_after = cli.heal_after;
     config.orphan_grace = cli.orphan_grace;
+    config.snapshot_every = cli.snapshot_every;
     config.weights = Weights {
         latency: cli.latency_weight,
         load: cli.load_weight,

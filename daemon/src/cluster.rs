@@ -27,6 +27,8 @@ pub struct ClusterOptions {
     pub scrub_every: Duration,
     /// How old an unreferenced blob must be before it is removed.
     pub orphan_grace: Duration,
+    /// How often a changed catalog is snapshotted to the servers.
+    pub snapshot_every: Duration,
 }
 
 impl Default for ClusterOptions {
@@ -40,6 +42,7 @@ impl Default for ClusterOptions {
             heal_after: Duration::from_secs(3),
             scrub_every: Duration::from_secs(3600),
             orphan_grace: Duration::from_secs(600),
+            snapshot_every: Duration::from_secs(30),
         }
     }
 }
@@ -113,13 +116,19 @@ impl LocalCluster {
         Ok(cluster)
     }
 
+    /// The manager's data folder.
+    pub fn manager_data(&self) -> PathBuf {
+        self.root.join("manager")
+    }
+
     fn start_manager(&mut self, listener: TcpListener) {
-        let mut config = ManagerConfig::new(self.root.join("manager"), self.key.clone());
+        let mut config = ManagerConfig::new(self.manager_data(), self.key.clone());
         config.replicas = self.options.replicas;
         config.dead_after = self.options.dead_after;
         config.weights = self.options.weights;
         config.heal_after = self.options.heal_after;
         config.orphan_grace = self.options.orphan_grace;
+        config.snapshot_every = self.options.snapshot_every;
         config.ping_every = Duration::from_millis(100);
         let stop = CancellationToken::new();
         let token = stop.clone();
@@ -163,9 +172,18 @@ impl LocalCluster {
 
     /// Stops and restarts the manager on its old address and catalog.
     pub async fn restart_manager(&mut self) -> std::io::Result<()> {
+        self.stop_manager().await;
+        self.resume_manager().await
+    }
+
+    pub async fn stop_manager(&mut self) {
         if let Some(daemon) = self.manager.take() {
             daemon.stop().await;
         }
+    }
+
+    /// Starts a stopped manager again on its old address and catalog.
+    pub async fn resume_manager(&mut self) -> std::io::Result<()> {
         let listener = TcpListener::bind(self.manager_addr.as_str()).await?;
         self.start_manager(listener);
         Ok(())

@@ -100,3 +100,25 @@ fn the_manager_creates_a_secret_and_stops_cleanly_on_sigterm() {
     };
     assert!(exit.success(), "{exit:?}");
 }
+
+#[test]
+fn recover_with_no_server_to_ask_says_so_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    let made = daemon().arg("init-secret").arg(&secret).output().unwrap();
+    assert!(made.status.success());
+    let data = dir.path().join("manager");
+    let out = daemon()
+        .arg("recover")
+        .arg("--data")
+        .arg(&data)
+        .args(["--server", &format!("127.0.0.1:{}", free_port())])
+        .arg("--secret-file")
+        .arg(&secret)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no server named keeps"), "{stderr}");
+    assert!(!data.join("catalog.db").exists());
+}

@@ -76,6 +76,7 @@ pub enum SecretError {
 pub struct ClusterKey {
     handshake: [u8; 32],
     tickets: [u8; 32],
+    snapshots: [u8; 32],
 }
 
 impl ClusterKey {
@@ -83,6 +84,7 @@ impl ClusterKey {
         Self {
             handshake: blake3::derive_key("arca 2026 handshake v1", secret),
             tickets: blake3::derive_key("arca 2026 tickets v1", secret),
+            snapshots: blake3::derive_key("arca 2026 catalog snapshots v1", secret),
         }
     }
 
@@ -128,6 +130,11 @@ impl ClusterKey {
 
     pub(crate) fn ticket_mac(&self, parts: &[&[u8]]) -> Mac {
         mac_with(&self.tickets, parts)
+    }
+
+    /// The key catalog snapshots are sealed with (see [`crate::sealed`]).
+    pub fn snapshot_key(&self) -> &[u8; 32] {
+        &self.snapshots
     }
 }
 

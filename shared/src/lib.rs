@@ -11,6 +11,7 @@ pub mod hash;
 pub mod limits;
 pub mod name;
 pub mod protocol;
+pub mod sealed;
 pub mod stream;
 pub mod ticket;
 

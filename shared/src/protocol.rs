@@ -42,6 +42,8 @@ pub enum Message {
         uuid: String,
         addr: String,
         stats: ServerStats,
+        /// The newest catalog snapshot this server keeps.
+        snapshot: Option<SnapshotInfo>,
     },
     Registered {
         id: ServerId,
@@ -81,6 +83,20 @@ pub enum Message {
     Replicate {
         hash: BlobHash,
         target: ReplicaTarget,
+    },
+    /// Keep a sealed catalog snapshot: `Accepted`, its bytes as chunks,
+    /// `End`, then `Stored` once it is durable.
+    StoreSnapshot {
+        snapshot: SnapshotInfo,
+    },
+    /// The catalog snapshots kept; answered with `Snapshots`.
+    ListSnapshots,
+    Snapshots {
+        snapshots: Vec<SnapshotInfo>,
+    },
+    /// Send a kept snapshot: `Accepted`, its bytes as chunks, then `End`.
+    FetchSnapshot {
+        snapshot: SnapshotInfo,
     },
     /// Hash a blob in place; answered with `Checked`.
     Check {
@@ -223,6 +239,10 @@ impl Message {
             Message::Heartbeat { .. } => "Heartbeat",
             Message::Corrupt { .. } => "Corrupt",
             Message::Replicate { .. } => "Replicate",
+            Message::StoreSnapshot { .. } => "StoreSnapshot",
+            Message::ListSnapshots => "ListSnapshots",
+            Message::Snapshots { .. } => "Snapshots",
+            Message::FetchSnapshot { .. } => "FetchSnapshot",
             Message::Check { .. } => "Check",
             Message::Checked { .. } => "Checked",
             Message::Inventory => "Inventory",
@@ -281,6 +301,29 @@ pub struct ServerStats {
     pub blobs: u64,
     /// The data folder's file system refuses writes.
     pub read_only: bool,
+}
+
+/// A sealed copy of the manager's catalog, kept by the servers so that a
+/// lost or damaged catalog can be rebuilt (`daemon recover`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    /// The catalog's count of recorded changes when it was taken.
+    pub generation: u64,
+    /// Milliseconds since the Unix epoch when it was taken.
+    pub created_ms: u64,
+    /// Size and BLAKE3 of the sealed bytes.
+    pub size: u64,
+    pub hash: BlobHash,
+}
+
+impl SnapshotInfo {
+    /// What the snapshot's seal is bound to, so one cannot pass for another.
+    pub fn context(&self) -> Vec<u8> {
+        let mut context = b"arca catalog snapshot".to_vec();
+        context.extend_from_slice(&self.generation.to_le_bytes());
+        context.extend_from_slice(&self.created_ms.to_le_bytes());
+        context
+    }
 }
 
 /// One file in a `PutBegin`.

@@ -10,6 +10,9 @@ use arca_shared::protocol::ServerId;
 use arca_shared::ticket::now_ms;
 use rusqlite::{Connection, OptionalExtension, params};
 
+/// The catalog's file name in the manager's data folder.
+pub const FILE: &str = "catalog.db";
+
 pub struct Catalog {
     db: Connection,
 }
@@ -147,6 +150,27 @@ fn has_table(db: &Connection, name: &str) -> rusqlite::Result<bool> {
     )
 }
 
+/// Refuses a damaged database file at once, rather than at the first
+/// request that reads the damaged pages.
+fn check_integrity(db: &Connection) -> rusqlite::Result<()> {
+    let verdict: String = db.query_row("PRAGMA quick_check", [], |row| row.get(0))?;
+    if verdict == "ok" {
+        return Ok(());
+    }
+    Err(rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+        Some(format!("the integrity check failed: {verdict}")),
+    ))
+}
+
+fn generation(db: &Connection) -> rusqlite::Result<u64> {
+    db.query_row(
+        "SELECT value FROM meta WHERE key = 'generation'",
+        [],
+        |row| row.get::<_, i64>(0).map(|g| g as u64),
+    )
+}
+
 fn bump_generation(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute(
         "UPDATE meta SET value = value + 1 WHERE key = 'generation'",
@@ -171,6 +195,7 @@ impl Catalog {
         db.pragma_update(None, "cache_size", -32 * 1024)?;
         db.busy_timeout(std::time::Duration::from_secs(5))?;
         rusqlite::vtab::array::load_module(&db)?;
+        check_integrity(&db)?;
         let format: i64 = db.query_row("PRAGMA user_version", [], |row| row.get(0))?;
         let tx = db.unchecked_transaction()?;
         if format < FORMAT && has_table(&tx, "files")? {
@@ -186,6 +211,19 @@ impl Catalog {
         tx.pragma_update(None, "user_version", FORMAT)?;
         tx.commit()?;
         Ok(Self { db })
+    }
+
+    /// Writes a consistent copy of the whole catalog to `path`, while it
+    /// stays in use (SQLite's online backup).
+    pub fn backup_to(&self, path: &Path) -> rusqlite::Result<()> {
+        self.db.backup(rusqlite::DatabaseName::Main, path, None)
+    }
+
+    /// Opens a catalog file only to check it, as a recovery does.
+    pub fn check_file(path: &Path) -> rusqlite::Result<u64> {
+        let db = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        check_integrity(&db)?;
+        generation(&db)
     }
 
     /// The stable id of the server with this identity, recording its address.
@@ -376,11 +414,7 @@ impl Catalog {
     /// How many changes to names and versions this catalog has recorded; a
     /// snapshot carries it, so a catalog older than a snapshot shows.
     pub fn generation(&self) -> rusqlite::Result<u64> {
-        self.db.query_row(
-            "SELECT value FROM meta WHERE key = 'generation'",
-            [],
-            |row| row.get::<_, i64>(0).map(|g| g as u64),
-        )
+        generation(&self.db)
     }
 
     pub fn holders(&self, hash: &BlobHash) -> rusqlite::Result<Vec<ServerId>> {

@@ -9,9 +9,11 @@ mod heal;
 mod membership;
 mod pacing;
 mod reconcile;
+mod recover;
+mod snapshot;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -27,6 +29,7 @@ use tokio_util::task::TaskTracker;
 pub use catalog::{Catalog, FileRow, NewVersion};
 use hash_locks::HashLocks;
 use membership::Members;
+pub use recover::{RecoverError, Recovered, recover};
 
 #[derive(Clone)]
 pub struct ManagerConfig {
@@ -42,6 +45,8 @@ pub struct ManagerConfig {
     pub heal_after: Duration,
     /// How old an unreferenced blob must be before it is removed.
     pub orphan_grace: Duration,
+    /// How often a changed catalog is snapshotted to the servers.
+    pub snapshot_every: Duration,
 }
 
 impl ManagerConfig {
@@ -55,6 +60,7 @@ impl ManagerConfig {
             weights: Weights::default(),
             heal_after: Duration::from_secs(30),
             orphan_grace: Duration::from_secs(600),
+            snapshot_every: Duration::from_secs(30),
         }
     }
 }
@@ -73,6 +79,10 @@ pub(crate) struct Manager {
     under_replicated: AtomicU64,
     /// The contents below their replica count at the last healing pass.
     at_risk: Mutex<Vec<BlobHash>>,
+    /// A server keeps a snapshot newer than this catalog: acknowledged
+    /// backups may be missing from it, so nothing is deleted as an orphan
+    /// and no snapshot is taken until the operator recovers it.
+    behind: AtomicBool,
     healing: AtomicU64,
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -82,8 +92,16 @@ pub(crate) struct Manager {
 pub enum StartError {
     #[error("cannot create the data folder {0}: {1}")]
     DataDir(PathBuf, std::io::Error),
-    #[error("cannot open the catalog: {0}")]
-    Catalog(#[from] rusqlite::Error),
+    #[error(
+        "cannot open the catalog {path}: {source}. If it is damaged or lost, rebuild it \
+         from the snapshots the servers keep: `daemon recover --data {data} --server HOST:PORT` \
+         (name one or more servers), then start the manager again"
+    )]
+    Catalog {
+        path: PathBuf,
+        data: PathBuf,
+        source: rusqlite::Error,
+    },
 }
 
 /// Runs a manager on `listener` until `shutdown` fires.
@@ -94,9 +112,15 @@ pub async fn run_manager(
 ) -> Result<(), StartError> {
     std::fs::create_dir_all(&config.data)
         .map_err(|e| StartError::DataDir(config.data.clone(), e))?;
-    let catalog = Catalog::open(&config.data.join("catalog.db"))?;
+    let path = config.data.join(catalog::FILE);
+    let opened = Catalog::open(&path).and_then(|c| Ok((c.servers()?, c)));
+    let (servers, catalog) = opened.map_err(|source| StartError::Catalog {
+        path,
+        data: config.data.clone(),
+        source,
+    })?;
     let mut members = Members::new(config.dead_after);
-    for (id, _, addr) in catalog.servers()? {
+    for (id, _, addr) in servers {
         members.remember(id, addr);
     }
     let tasks = TaskTracker::new();
@@ -109,6 +133,7 @@ pub async fn run_manager(
         heal: Notify::new(),
         under_replicated: AtomicU64::new(0),
         at_risk: Mutex::default(),
+        behind: AtomicBool::new(false),
         healing: AtomicU64::new(0),
         tasks: tasks.clone(),
         shutdown: shutdown.clone(),
@@ -117,6 +142,7 @@ pub async fn run_manager(
     tasks.spawn(gc::run(manager.clone()));
     tasks.spawn(heal::run(manager.clone()));
     tasks.spawn(reconcile::run(manager.clone()));
+    tasks.spawn(snapshot::run(manager.clone()));
     let key = manager.config.key.clone();
     let handler = manager.clone();
     crate::listener::serve(listener, key, shutdown, tasks, move |conn| {
@@ -136,8 +162,13 @@ async fn handle(manager: Arc<Manager>, mut conn: Connection) {
     while let Some(request) = crate::listener::next_request(&mut conn).await {
         let kind = request.kind();
         let result = match request {
-            Message::Register { uuid, addr, stats } => {
-                return cmd::register::run(&manager, conn, uuid, addr, stats).await;
+            Message::Register {
+                uuid,
+                addr,
+                stats,
+                snapshot,
+            } => {
+                return cmd::register::run(&manager, conn, uuid, addr, stats, snapshot).await;
             }
             Message::PutBegin {
                 client,

@@ -69,7 +69,10 @@ pub(crate) async fn server(manager: &Manager, id: ServerId) -> Result<(), FrameE
             } else {
                 gc::set_aside_damaged(manager, hash, id).await?;
             }
-        } else if blob.age_secs >= manager.config.orphan_grace.as_secs() {
+        } else if blob.age_secs >= manager.config.orphan_grace.as_secs()
+            // Behind a snapshot, an "orphan" may be a lost backup's only data.
+            && !manager.behind.load(std::sync::atomic::Ordering::Relaxed)
+        {
             match conn.call(&Message::DeleteBlob { hash }).await? {
                 Message::Ok => tracing::info!(id, hash = %hash.short(), "removed an orphan copy"),
                 other => return Err(FrameError::unexpected(&other, "Ok")),

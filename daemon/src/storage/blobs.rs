@@ -119,6 +119,32 @@ impl TempBlob {
         }
     }
 
+    /// Makes this file durable under `to` (a rename within the data
+    /// folder) instead of in `blobs/`.
+    pub async fn persist(mut self, to: &Path) -> io::Result<()> {
+        self.close().await?;
+        let memory = match std::mem::replace(&mut self.content, Content::Written) {
+            Content::Memory(memory) => Some(memory),
+            _ => None,
+        };
+        let (from, to) = (self.path.clone(), to.to_owned());
+        tokio::task::spawn_blocking(move || {
+            if let Some(memory) = memory {
+                std::fs::write(&from, memory)?;
+            }
+            std::fs::File::open(&from)?.sync_all()?;
+            std::fs::rename(&from, &to)?;
+            match to.parent() {
+                Some(dir) => std::fs::File::open(dir)?.sync_all(),
+                None => Ok(()),
+            }
+        })
+        .await
+        .map_err(io::Error::other)??;
+        self.committed = true;
+        Ok(())
+    }
+
     /// Waits until a streamed blob is all on disk, so a batch holds no
     /// writer thread per file until it commits.
     pub async fn close(&mut self) -> io::Result<()> {

@@ -56,6 +56,7 @@ async fn session(
             uuid: uuid.to_owned(),
             addr: server.config.advertise.clone(),
             stats: server.store.stats(),
+            snapshot: server.snapshots.newest(),
         })
         .await?;
     let Message::Registered { id } = reply else {

@@ -6,6 +6,7 @@ mod cmd;
 mod item_check;
 mod membership;
 mod scrub;
+mod snapshots;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use blobs::BlobStore;
+use snapshots::Snapshots;
 
 #[derive(Clone)]
 pub struct ServerConfig {
@@ -79,6 +81,7 @@ pub(crate) struct Plan {
 pub(crate) struct Server {
     config: ServerConfig,
     store: BlobStore,
+    snapshots: Snapshots,
     /// Given by the manager at registration; 0 until then.
     id: AtomicU64,
     plans: Mutex<HashMap<u64, Plan>>,
@@ -95,10 +98,12 @@ pub async fn run_server(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let store = BlobStore::open(&config.data, config.capacity)?;
+    let snapshots = Snapshots::open(&config.data)?;
     let (corrupt, found) = mpsc::unbounded_channel();
     let server = Arc::new(Server {
         config,
         store,
+        snapshots,
         id: AtomicU64::new(0),
         plans: Mutex::default(),
         used: Mutex::default(),
@@ -149,6 +154,13 @@ async fn handle(server: Arc<Server>, mut conn: Connection) {
                 conn.send(&Message::Checked { ok }).await
             }
             Message::Inventory => cmd::inventory::run(&server, &mut conn).await,
+            Message::StoreSnapshot { snapshot } => {
+                cmd::snapshot::store(&server, &mut conn, snapshot).await
+            }
+            Message::ListSnapshots => cmd::snapshot::list(&server, &mut conn).await,
+            Message::FetchSnapshot { snapshot } => {
+                cmd::snapshot::fetch(&server, &mut conn, snapshot).await
+            }
             other => Err(FrameError::unexpected(&other, "a request")),
         };
         if let Err(e) = result {

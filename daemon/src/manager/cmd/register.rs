@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use arca_shared::protocol::ServerStats;
+use arca_shared::protocol::{ServerStats, SnapshotInfo};
 use arca_shared::{Connection, FrameError, Message};
 
-use crate::manager::{Manager, gc, membership, reconcile};
+use crate::manager::{Manager, gc, membership, reconcile, snapshot};
 
 pub(crate) async fn run(
     manager: &Arc<Manager>,
@@ -14,8 +14,12 @@ pub(crate) async fn run(
     uuid: String,
     addr: String,
     stats: ServerStats,
+    snapshot: Option<SnapshotInfo>,
 ) {
     let peer = conn.peer();
+    if let Some(snapshot) = snapshot {
+        snapshot::compare(manager, &addr, snapshot).await;
+    }
     if let Err(e) = session(manager, &mut conn, uuid, addr, stats).await {
         tracing::info!(%peer, "server session ended: {e}");
     }

@@ -6,5 +6,6 @@ pub(crate) mod inventory;
 pub(crate) mod prepare;
 pub(crate) mod quarantine;
 pub(crate) mod replicate;
+pub(crate) mod snapshot;
 pub(crate) mod store;
 pub(crate) mod upload;

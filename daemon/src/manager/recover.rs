@@ -1,0 +1,207 @@
+//! `daemon recover`: rebuilds a lost or damaged catalog from the newest
+//! sealed snapshot the named servers keep. The snapshot is fetched and
+//! checked against its size and hash, opened with the cluster secret (which
+//! also proves it is this cluster's, whole and unaltered), checked by
+//! SQLite, and only then moved into place; a damaged catalog is kept aside.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use arca_shared::auth::{self, ClusterKey};
+use arca_shared::protocol::SnapshotInfo;
+use arca_shared::sealed::{self, SealError};
+use arca_shared::ticket::now_ms;
+use arca_shared::{BlobHash, Connection, FrameError, Message};
+
+use super::catalog::{self, Catalog};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecoverError {
+    #[error(
+        "the catalog at {0} opens and checks out; pass --force to replace it with the \
+         newest snapshot anyway"
+    )]
+    CatalogIsFine(PathBuf),
+    #[error("no server named keeps a usable catalog snapshot:\n{0}")]
+    NoSnapshot(String),
+    #[error("cannot write the catalog: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What was recovered, and from where.
+#[derive(Debug)]
+pub struct Recovered {
+    pub server: String,
+    pub snapshot: SnapshotInfo,
+    /// Where the damaged or replaced catalog was kept, if there was one.
+    pub set_aside: Option<PathBuf>,
+}
+
+pub async fn recover(
+    data: &Path,
+    servers: &[String],
+    key: &ClusterKey,
+    force: bool,
+) -> Result<Recovered, RecoverError> {
+    let path = data.join(catalog::FILE);
+    if path.exists() && !force && Catalog::check_file(&path).is_ok() {
+        return Err(RecoverError::CatalogIsFine(path));
+    }
+    std::fs::create_dir_all(data)?;
+    // Every snapshot each server keeps, newest first across servers.
+    let mut offers: Vec<(SnapshotInfo, &String)> = Vec::new();
+    let mut problems = Vec::new();
+    for server in servers {
+        match list(server, key).await {
+            Ok(snapshots) if snapshots.is_empty() => {
+                problems.push(format!("  {server}: keeps no snapshot"));
+            }
+            Ok(snapshots) => offers.extend(snapshots.into_iter().map(|s| (s, server))),
+            Err(e) => problems.push(format!("  {server}: {e}")),
+        }
+    }
+    offers.sort_by_key(|offer| std::cmp::Reverse(offer.0));
+    let fresh = data.join("catalog.recovered");
+    for (snapshot, server) in offers {
+        match fetch_and_open(server, key, &snapshot, data, &fresh).await {
+            Ok(()) => {
+                let set_aside = set_aside(&path)?;
+                std::fs::rename(&fresh, &path)?;
+                File::open(data)?.sync_all()?;
+                return Ok(Recovered {
+                    server: server.clone(),
+                    snapshot,
+                    set_aside,
+                });
+            }
+            Err(e) => problems.push(format!(
+                "  {server}: snapshot of generation {}: {e}",
+                snapshot.generation
+            )),
+        }
+    }
+    let _ = std::fs::remove_file(&fresh);
+    Err(RecoverError::NoSnapshot(problems.join("\n")))
+}
+
+async fn connect(server: &str, key: &ClusterKey) -> Result<Connection, FrameError> {
+    let mut conn = Connection::connect(server).await?;
+    auth::initiate(&mut conn, key).await?;
+    Ok(conn)
+}
+
+async fn list(server: &str, key: &ClusterKey) -> Result<Vec<SnapshotInfo>, FrameError> {
+    match connect(server, key)
+        .await?
+        .call(&Message::ListSnapshots)
+        .await?
+    {
+        Message::Snapshots { snapshots } => Ok(snapshots),
+        other => Err(FrameError::unexpected(&other, "Snapshots")),
+    }
+}
+
+/// Fetches one snapshot, checks it, and writes the opened catalog to `to`.
+async fn fetch_and_open(
+    server: &str,
+    key: &ClusterKey,
+    snapshot: &SnapshotInfo,
+    data: &Path,
+    to: &Path,
+) -> Result<(), String> {
+    let sealed = data.join("snapshot.fetched");
+    fetch(server, key, snapshot, &sealed)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (key, context, to_path) = (*key.snapshot_key(), snapshot.context(), to.to_owned());
+    let opened = tokio::task::spawn_blocking(move || -> Result<u64, String> {
+        let open = || -> Result<(), SealError> {
+            let mut from = BufReader::new(File::open(&sealed)?);
+            let mut out = BufWriter::new(File::create(&to_path)?);
+            sealed::open(&key, &context, &mut from, &mut out)?;
+            out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            Ok(())
+        };
+        let result = open().map_err(|e| e.to_string());
+        let _ = std::fs::remove_file(&sealed);
+        result?;
+        Catalog::check_file(&to_path).map_err(|e| format!("not a usable catalog: {e}"))
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    match opened {
+        Ok(generation) if generation == snapshot.generation => Ok(()),
+        Ok(generation) => Err(format!(
+            "holds generation {generation}, not the {} it was named for",
+            snapshot.generation
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// Fetches a snapshot's sealed bytes into `to`, checking size and hash.
+async fn fetch(
+    server: &str,
+    key: &ClusterKey,
+    snapshot: &SnapshotInfo,
+    to: &Path,
+) -> Result<(), FrameError> {
+    let mut conn = connect(server, key).await?;
+    match conn
+        .call(&Message::FetchSnapshot {
+            snapshot: *snapshot,
+        })
+        .await?
+    {
+        Message::Accepted => {}
+        other => return Err(FrameError::unexpected(&other, "Accepted")),
+    }
+    let mut out = BufWriter::new(File::create(to)?);
+    let mut hasher = blake3::Hasher::new();
+    let mut size = 0u64;
+    loop {
+        let frame = conn.recv_data().await?;
+        let Some(data) = frame.chunk() else {
+            match frame.message()? {
+                Message::End => break,
+                other => return Err(FrameError::unexpected(&other, "Chunk or End")),
+            }
+        };
+        size += data.len() as u64;
+        if size > snapshot.size {
+            return Err(FrameError::Remote(
+                "more bytes than the snapshot has".into(),
+            ));
+        }
+        hasher.update(data);
+        out.write_all(data)?;
+    }
+    out.flush()?;
+    if size != snapshot.size || BlobHash::from(hasher.finalize()) != snapshot.hash {
+        return Err(FrameError::Remote(
+            "the snapshot's bytes do not match its size and hash".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Moves an existing catalog (and its write-ahead log) aside, not away.
+fn set_aside(path: &Path) -> std::io::Result<Option<PathBuf>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let aside = path.with_extension(format!("db.replaced-{}", now_ms()));
+    std::fs::rename(path, &aside)?;
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        let side = PathBuf::from(side);
+        if side.exists() {
+            let mut moved = aside.as_os_str().to_owned();
+            moved.push(suffix);
+            std::fs::rename(&side, PathBuf::from(moved))?;
+        }
+    }
+    Ok(Some(aside))
+}

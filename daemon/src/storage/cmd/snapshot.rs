@@ -1,0 +1,67 @@
+//! `StoreSnapshot`, `ListSnapshots` and `FetchSnapshot`: this server keeps
+//! the manager's sealed catalog snapshots and hands them back for recovery.
+
+use arca_shared::protocol::{Item, SnapshotInfo};
+use arca_shared::{Connection, FrameError, Message};
+
+use crate::storage::Server;
+use crate::storage::item_check::ItemCheck;
+
+pub(crate) async fn store(
+    server: &Server,
+    conn: &mut Connection,
+    snapshot: SnapshotInfo,
+) -> Result<(), FrameError> {
+    let disk_error =
+        |e: std::io::Error| FrameError::Remote(format!("cannot keep the catalog snapshot: {e}"));
+    let free = server.store.free_bytes();
+    if free < snapshot.size {
+        return Err(FrameError::Remote(format!(
+            "server {} has {free} bytes free, the snapshot needs {}",
+            server.config.advertise, snapshot.size
+        )));
+    }
+    let mut temp = server.store.temp().await.map_err(disk_error)?;
+    conn.send(&Message::Accepted).await?;
+    let mut check = ItemCheck::new(Item {
+        hash: snapshot.hash,
+        size: snapshot.size,
+    });
+    loop {
+        let frame = conn.recv_data().await?;
+        let Some(data) = frame.chunk() else {
+            match frame.message()? {
+                Message::End => break,
+                other => return Err(FrameError::unexpected(&other, "Chunk or End")),
+            }
+        };
+        check.chunk(data)?;
+        temp.write(data).await.map_err(disk_error)?;
+    }
+    check.end()?;
+    server
+        .snapshots
+        .keep(temp, &snapshot)
+        .await
+        .map_err(disk_error)?;
+    tracing::info!(generation = snapshot.generation, "kept a catalog snapshot");
+    conn.send(&Message::Stored).await
+}
+
+pub(crate) async fn list(server: &Server, conn: &mut Connection) -> Result<(), FrameError> {
+    let snapshots = server.snapshots.list()?;
+    conn.send(&Message::Snapshots { snapshots }).await
+}
+
+pub(crate) async fn fetch(
+    server: &Server,
+    conn: &mut Connection,
+    snapshot: SnapshotInfo,
+) -> Result<(), FrameError> {
+    let file = tokio::fs::File::open(server.snapshots.path(&snapshot))
+        .await
+        .map_err(|e| FrameError::Remote(format!("no such snapshot here: {e}")))?;
+    let len = file.metadata().await?.len();
+    conn.send(&Message::Accepted).await?;
+    Server::send_blob(&mut conn.writer, file, len).await
+}

@@ -1,0 +1,75 @@
+//! The manager's catalog snapshots this server keeps, sealed (it cannot
+//! read them): `<data>/snapshots/<generation>-<created ms>-<hash>`, the
+//! newest few, so a lost catalog can be rebuilt with `daemon recover`.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use arca_shared::protocol::SnapshotInfo;
+
+use super::blobs::TempBlob;
+
+/// Snapshots kept; older ones are deleted as new ones arrive.
+const KEEP: usize = 3;
+
+pub struct Snapshots {
+    dir: PathBuf,
+}
+
+impl Snapshots {
+    pub fn open(root: &Path) -> io::Result<Self> {
+        let dir = root.join("snapshots");
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self { dir })
+    }
+
+    /// Every snapshot kept, oldest first.
+    pub fn list(&self) -> io::Result<Vec<SnapshotInfo>> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let parsed = entry.file_name().to_str().and_then(parse_name);
+            if let Some((generation, created_ms, hash)) = parsed {
+                found.push(SnapshotInfo {
+                    generation,
+                    created_ms,
+                    size: entry.metadata()?.len(),
+                    hash,
+                });
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    pub fn newest(&self) -> Option<SnapshotInfo> {
+        self.list().ok()?.pop()
+    }
+
+    pub fn path(&self, snapshot: &SnapshotInfo) -> PathBuf {
+        self.dir.join(format!(
+            "{:020}-{:020}-{}",
+            snapshot.generation,
+            snapshot.created_ms,
+            snapshot.hash.to_hex()
+        ))
+    }
+
+    /// Keeps a received, verified snapshot durably, then forgets the oldest.
+    pub async fn keep(&self, temp: TempBlob, snapshot: &SnapshotInfo) -> io::Result<()> {
+        temp.persist(&self.path(snapshot)).await?;
+        let all = self.list()?;
+        for old in &all[..all.len().saturating_sub(KEEP)] {
+            std::fs::remove_file(self.path(old))?;
+        }
+        Ok(())
+    }
+}
+
+fn parse_name(name: &str) -> Option<(u64, u64, arca_shared::BlobHash)> {
+    let mut parts = name.splitn(3, '-');
+    let generation = parts.next()?.parse().ok()?;
+    let created_ms = parts.next()?.parse().ok()?;
+    let hash = parts.next()?.parse().ok()?;
+    Some((generation, created_ms, hash))
+}
