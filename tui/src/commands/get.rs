@@ -8,7 +8,7 @@ use arca_shared::name;
 use tokio::sync::watch;
 
 use crate::client::{ClientError, Restored, Session, Settings, TransferProgress};
-use crate::{format, names};
+use crate::{format, names, out};
 
 pub async fn run(
     settings: Settings,
@@ -32,7 +32,7 @@ pub async fn run(
             let dest = names::local_path(&root, &entry.name);
             if let Err(e) = restore(&mut session, &entry.name, None, &dest, force).await {
                 failed += 1;
-                eprintln!("failed     {}: {e}", entry.name);
+                out::error(format_args!("failed     {}: {e}", entry.name));
             }
         }
         return Ok(if failed > 0 {
@@ -59,16 +59,16 @@ async fn restore(
 ) -> Result<(), ClientError> {
     let (progress, _updates) = watch::channel(TransferProgress::default());
     match session.get(name, version, dest, force, &progress).await? {
-        Restored::Written { version, size } => println!(
+        Restored::Written { version, size } => out::line(format_args!(
             "restored   {name}  v{version}  {}  -> {}",
             format::bytes(size),
             dest.display()
-        ),
+        )),
         Restored::AlreadyThere { version } => {
-            println!(
+            out::line(format_args!(
                 "current    {name}  v{version}  {} already matches",
                 dest.display()
-            );
+            ));
         }
     }
     Ok(())

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use crate::client::{
     ClientError, HashCache, LocalFile, Phase, Session, Settings, TransferProgress, Uploaded,
 };
-use crate::names;
+use crate::{names, out};
 
 /// Files smaller than this share batches.
 const SMALL_FILE: u64 = 1 << 20;
@@ -128,7 +128,7 @@ pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, Clie
         bar.finish_and_clear();
     }
     if failed > 0 {
-        eprintln!("arca: {failed} of {total_files} files failed");
+        out::error(format_args!("arca: {failed} of {total_files} files failed"));
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
