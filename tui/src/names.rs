@@ -32,10 +32,35 @@ pub fn files_to_back_up(files: &Path, root: &Path) -> Result<Vec<(PathBuf, Strin
     Ok(found)
 }
 
-/// Where a catalog name lands under a folder.
+/// Where a catalog name lands under a folder, for reading what is there.
 pub fn local_path(root: &Path, name: &str) -> PathBuf {
     name.split('/')
         .fold(root.to_owned(), |path, part| path.join(part))
+}
+
+/// Where a restored name is written under `root`. The name comes from the
+/// manager, which the client does not take on trust: it must be a valid
+/// catalog name (relative, no '..', no backslash or control character), and
+/// no folder it passes through under `root` may be a symbolic link, which
+/// could lead out of `root`. (A link put there while the restore runs is
+/// the local user's own doing, not the network's.)
+pub fn restore_path(root: &Path, name: &str) -> Result<PathBuf, String> {
+    name::validate(name).map_err(|e| format!("refusing to restore {name:?}: {e}"))?;
+    let mut path = root.to_owned();
+    let mut parts = name.split('/').peekable();
+    while let Some(part) = parts.next() {
+        path.push(part);
+        let is_folder = parts.peek().is_some();
+        if is_folder && path.symlink_metadata().is_ok_and(|m| m.is_symlink()) {
+            return Err(format!(
+                "refusing to restore {name}: {} is a symbolic link, which could lead outside {}; \
+                 remove it or restore elsewhere with -o",
+                path.display(),
+                root.display()
+            ));
+        }
+    }
+    Ok(path)
 }
 
 fn absolute(path: &Path) -> Result<PathBuf, String> {
@@ -93,5 +118,37 @@ mod tests {
         assert_eq!(names(&outside), ["elsewhere/sub/c.txt"]);
         assert!(files_to_back_up(&files, &dir.path().join("missing")).is_err());
         assert_eq!(local_path(Path::new("/r"), "a/b"), Path::new("/r/a/b"));
+    }
+
+    #[test]
+    fn restored_names_cannot_leave_the_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&target).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, target.join("link")).unwrap();
+        assert_eq!(
+            restore_path(&target, "a/b.txt").unwrap(),
+            target.join("a/b.txt")
+        );
+        for hostile in [
+            "../escape",
+            "a/../../escape",
+            "/etc/passwd",
+            "a\\..\\..\\x",
+            "",
+            "a//b",
+            "a/./b",
+            "link/inside.txt",
+            "link/deeper/inside.txt",
+        ] {
+            assert!(
+                restore_path(&target, hostile).is_err(),
+                "{hostile:?} was let through"
+            );
+        }
+        // A link as the last part is replaced by the restore, not written through.
+        assert_eq!(restore_path(&target, "link").unwrap(), target.join("link"));
     }
 }

@@ -29,10 +29,25 @@ pub async fn run(
         }
         let mut failed = 0;
         for entry in entries {
-            let dest = names::local_path(&root, &entry.name);
-            if let Err(e) = restore(&mut session, &entry.name, None, &dest, force).await {
+            // The manager's answer is checked, not trusted: it must stay
+            // under the folder asked for, and inside `root`.
+            let dest = match entry.name.strip_prefix(name) {
+                Some(_) => names::restore_path(&root, &entry.name).map_err(ClientError::Local),
+                None => Err(ClientError::Refused(format!(
+                    "the manager listed {:?}, which is not under {name}",
+                    entry.name
+                ))),
+            };
+            let restored = match dest {
+                Ok(dest) => restore(&mut session, &entry.name, None, &dest, force).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = restored {
                 failed += 1;
-                out::error(format_args!("failed     {}: {e}", entry.name));
+                out::error(format_args!(
+                    "failed     {}: {e}",
+                    entry.name.escape_debug()
+                ));
             }
         }
         return Ok(if failed > 0 {
@@ -44,7 +59,7 @@ pub async fn run(
     let dest = match output {
         Some(out) if out.is_dir() => out.join(name.rsplit('/').next().unwrap_or(name)),
         Some(out) => out,
-        None => names::local_path(&files, name),
+        None => names::restore_path(&files, name).map_err(ClientError::Local)?,
     };
     restore(&mut session, name, version, &dest, force).await?;
     Ok(ExitCode::SUCCESS)

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::app::{Effect, Kind};
-use crate::client::{ClientError, HashCache, Session, Settings, TransferProgress};
+use crate::client::{ClientError, HashCache, Phase, Session, Settings, TransferProgress};
 use crate::names;
 
 /// How often the poller asks the manager for the cluster and the catalog.
@@ -244,12 +244,16 @@ async fn run_job(
             .await
         }
         Job::Restore { id, name, version } => {
-            let dest = names::local_path(&settings.files, &name);
+            let dest = names::restore_path(&settings.files, &name);
             with_progress(id, msgs, |p| async move {
-                session
-                    .get(&name, version, &dest, true, &p)
-                    .await
-                    .map(|_| ())
+                match dest {
+                    Ok(dest) => session.get(&name, version, &dest, true, &p).await,
+                    Err(e) => {
+                        p.send_modify(|p| p.phase = Phase::Failed(e.clone()));
+                        Err(ClientError::Local(e))
+                    }
+                }
+                .map(|_| ())
             })
             .await
         }
