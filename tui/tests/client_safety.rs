@@ -6,13 +6,20 @@
 
 mod common;
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arca_shared::protocol::FileEntry;
 use arca_shared::{BlobHash, Connection, Message};
+use arca_tui::client::{LocalFile, Skip, TransferProgress, Uploaded};
 use common::TestCluster;
 use common::real::text;
+use tokio::sync::watch;
 
 /// Longest any one command may take here.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -43,6 +50,121 @@ async fn run_on(t: &TestCluster, manager: &str, args: &[&str]) -> Output {
         .await
         .unwrap_or_else(|_| panic!("arca {args:?} hung"))
         .unwrap()
+}
+
+fn mkfifo(path: &Path) {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+        0,
+    )
+    .unwrap();
+}
+
+fn names_listed(out: &Output) -> Vec<String> {
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn put_one(t: &TestCluster, file: LocalFile) -> Uploaded {
+    let mut session = t.session("laptop").await;
+    let (progress, _) = watch::channel(TransferProgress::default());
+    let batch = [file];
+    let put = session.put_batch(&batch, &progress);
+    tokio::time::timeout(PATIENCE, put)
+        .await
+        .expect("the backup hung")
+        .unwrap()
+        .swap_remove(0)
+}
+
+/// Reads a file for backup, lets `swap` put something else at its path,
+/// then backs it up.
+async fn put_swapped(t: &TestCluster, name: &str, swap: impl FnOnce(&Path)) -> Uploaded {
+    let path = t.write(name, &common::content(5, 2 << 20));
+    let file = LocalFile::read(&path, name, 0).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    swap(&path);
+    put_one(t, file).await
+}
+
+async fn nothing_listed(t: &TestCluster) -> bool {
+    t.session("laptop")
+        .await
+        .list(None)
+        .await
+        .unwrap()
+        .is_empty()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_is_skipped_with_a_warning_and_the_rest_backed_up() {
+    let t = TestCluster::with_servers(3).await;
+    t.write("docs/a.txt", b"alpha");
+    mkfifo(&t.files().join("docs/pipe"));
+    let out = run(&t, &["put", t.files().to_str().unwrap()]).await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("committed  docs/a.txt  v1"), "{stdout}");
+    assert!(
+        stdout.contains("skipped    docs/pipe: it is a FIFO, not a regular file"),
+        "{stdout}"
+    );
+    t.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_replaced_by_a_fifo_after_the_walk_is_skipped_without_blocking() {
+    let t = TestCluster::with_servers(3).await;
+    let outcome = put_swapped(&t, "big.bin", mkfifo).await;
+    assert_eq!(
+        outcome,
+        Uploaded::Skipped(Skip("it is a FIFO, not a regular file".into()))
+    );
+    assert!(nothing_listed(&t).await);
+    t.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_swapped_in_mid_backup_is_not_followed() {
+    let t = TestCluster::with_servers(3).await;
+    let secret = common::content(4, 2 << 20);
+    let secret_path = t.dir.path().join("secret.bin");
+    std::fs::write(&secret_path, &secret).unwrap();
+    let outcome = put_swapped(&t, "notes.bin", |path| {
+        std::os::unix::fs::symlink(&secret_path, path).unwrap()
+    })
+    .await;
+    assert!(
+        matches!(&outcome, Uploaded::Skipped(Skip(why)) if why.contains("symbolic link")),
+        "{outcome:?}"
+    );
+    assert!(t.holders(&BlobHash::of(&secret)).is_empty());
+    assert!(nothing_listed(&t).await);
+
+    // A folder swapped for a link is not walked into either.
+    std::fs::remove_file(t.files().join("notes.bin")).unwrap();
+    let outside = t.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("private.txt"), "private").unwrap();
+    std::os::unix::fs::symlink(&outside, t.files().join("docs")).unwrap();
+    t.write("kept.txt", b"kept");
+    let out = run(&t, &["put", t.files().to_str().unwrap()]).await;
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("skipped    docs: it is a symbolic link"),
+        "{stdout}"
+    );
+    let listed = names_listed(&run(&t, &["ls", "--json"]).await);
+    assert_eq!(listed, ["kept.txt"]);
+    t.cluster.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,6 +203,94 @@ async fn a_closed_output_ends_quietly_and_the_work_is_done() {
     assert_eq!(
         std::fs::read_dir(restored.join("photos")).unwrap().count(),
         20
+    );
+    t.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacceptable_names_are_skipped_and_the_put_says_partial() {
+    let t = TestCluster::with_servers(3).await;
+    let files = t.files();
+    t.write("ok.txt", b"fine");
+    let long: PathBuf = (0..4).map(|i| format!("{i}{}", "d".repeat(240))).collect();
+    let bad: Vec<PathBuf> = vec![
+        files.join("back\\slash.txt"),
+        files.join("new\nline.txt"),
+        files.join("tab\there.txt"),
+        files.join(OsStr::from_bytes(b"latin-\xe9.txt")),
+        files.join(long).join(format!("deep{}.txt", "f".repeat(80))),
+    ];
+    for path in &bad {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "bad").unwrap();
+    }
+    let out = run(&t, &["put", files.to_str().unwrap()]).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("committed  ok.txt  v1"), "{stdout}");
+    for (what, why) in [
+        ("back\\\\slash.txt", "backslash"),
+        ("new\\nline.txt", "control character"),
+        ("tab\\there.txt", "control character"),
+        ("latin-\\xE9.txt", "not valid UTF-8"),
+        ("deepfff", "longer than"),
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("skipped") && l.contains(what) && l.contains(why)),
+            "no line for {what}: {stdout}"
+        );
+    }
+    assert!(
+        text(&out.stderr).contains("5 of 6 files skipped"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(names_listed(&run(&t, &["ls", "--json"]).await), ["ok.txt"]);
+    t.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_keeps_growing_is_skipped_once_and_the_rest_backed_up() {
+    let t = TestCluster::with_servers(3).await;
+    t.write("steady.txt", b"steady");
+    let growing = t.write("growing.log", b"");
+    // Sparse: big enough that reading it takes a while, and no disk used
+    // however long it grows.
+    let log = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&growing)
+        .unwrap();
+    log.set_len(64 << 20).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut len = 64 << 20;
+            while !stop.load(Ordering::Relaxed) {
+                len += 4096;
+                log.set_len(len).unwrap();
+            }
+        })
+    };
+    let out = run(&t, &["put", t.files().to_str().unwrap()]).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("committed  steady.txt  v1"), "{stdout}");
+    assert!(
+        stdout.contains("skipped    growing.log: changed while being read"),
+        "{stdout}"
+    );
+    let mut lines: Vec<&str> = stdout.lines().collect();
+    let all = lines.len();
+    lines.dedup();
+    assert_eq!(lines.len(), all, "a line was printed twice: {stdout}");
+    assert_eq!(
+        names_listed(&run(&t, &["ls", "--json"]).await),
+        ["steady.txt"]
     );
     t.cluster.shutdown().await;
 }

@@ -123,8 +123,17 @@ impl Tasks {
                 tokio::task::spawn_blocking(move || {
                     for root in paths {
                         match names::files_to_back_up(&files, &root) {
-                            Ok(found) => {
-                                for (path, name) in found {
+                            Ok(walked) => {
+                                if let Some(first) = walked.skipped.first() {
+                                    let more = walked.skipped.len() - 1;
+                                    let more = if more > 0 {
+                                        format!(" (and {more} more)")
+                                    } else {
+                                        String::new()
+                                    };
+                                    let _ = msgs.send(Msg::Flash(format!("skipped {first}{more}")));
+                                }
+                                for (path, name) in walked.files {
                                     let id = ids.fetch_add(1, Ordering::Relaxed);
                                     let kind = Kind::Upload;
                                     let _ = msgs.send(Msg::Queued {
