@@ -21,13 +21,17 @@ impl BlobHash {
 
     /// Hashes a file: read in big blocks, each hashed on every core.
     pub fn of_file(path: &Path) -> io::Result<Self> {
-        let mut file = std::fs::File::open(path)?;
+        Self::of_reader(std::fs::File::open(path)?)
+    }
+
+    /// Hashes everything `reader` gives, as [`BlobHash::of_file`] does.
+    pub fn of_reader(mut reader: impl Read) -> io::Result<Self> {
         let mut hasher = blake3::Hasher::new();
         let mut block = vec![0u8; HASH_BLOCK];
         loop {
             let mut filled = 0;
             while filled < block.len() {
-                match file.read(&mut block[filled..]) {
+                match reader.read(&mut block[filled..]) {
                     Ok(0) => break,
                     Ok(n) => filled += n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -10,6 +10,7 @@ use arca_shared::auth::ClusterKey;
 use serde_json::json;
 
 use crate::client::{ClientError, Session, Settings};
+use crate::out;
 
 pub struct Options {
     pub runs: usize,
@@ -96,10 +97,10 @@ pub async fn run(options: Options) -> BenchResult<()> {
     arca_shared::auth::write_new_secret(&bench.secret)
         .map_err(|e| ClientError::Local(e.to_string()))?;
     bench.start_cluster().await?;
-    eprintln!(
+    out::error(format_args!(
         "cluster up: a manager and 4 servers; data under {}",
         bench.dir.display()
-    );
+    ));
 
     let mut cases = Vec::new();
     let big = bench.dir.join("big.bin");
@@ -117,7 +118,7 @@ pub async fn run(options: Options) -> BenchResult<()> {
     let mut disk_floor = Vec::new();
     let mut client_rss = 0u64;
     for run in 0..options.runs {
-        eprintln!("big file, run {}/{}", run + 1, options.runs);
+        out::error(format_args!("big file, run {}/{}", run + 1, options.runs));
         stamp(&big, run as u64)?;
         backup
             .floor
@@ -169,12 +170,12 @@ pub async fn run(options: Options) -> BenchResult<()> {
     );
     let restic = restic_repo(&bench.dir);
     for run in 0..options.runs {
-        eprintln!(
+        out::error(format_args!(
             "{} small files, run {}/{}",
             options.small_files,
             run + 1,
             options.runs
-        );
+        ));
         write_tree(&tree, options.small_files, run as u64 + 1)?;
         let client = format!("small-{run}");
         let (first, _) = bench.arca_as(&client, &["put", path_str(&tree)?], &bench.dir)?;
@@ -484,21 +485,21 @@ fn report(
             std::iter::once(("client".to_owned(), json!(client_rss)))
                 .chain(daemons.iter().map(|(n, r)| (n.clone(), json!(r))))
                 .collect();
-        println!(
+        out::line(format_args!(
             "{}",
             json!({ "runs": options.runs, "big_mib": options.big_mib, "small_files": options.small_files,
                     "cases": cases, "peak_rss_kib": rss })
-        );
+        ));
         return;
     }
-    println!(
+    out::line(format_args!(
         "Arca bench: {} runs, medians; {} MiB file, {} small files; 4 servers, 2 replicas, loopback",
         options.runs, options.big_mib, options.small_files
-    );
-    println!(
+    ));
+    out::line(format_args!(
         "{:<22} {:>10} {:>14}   {:<26} {:>9} {:>7}",
         "case", "time (s)", "rate", "floor", "floor (s)", "ratio"
-    );
+    ));
     for c in cases {
         let secs = median(&c.arca);
         let rate = if c.unit == "MB/s" {
@@ -512,21 +513,23 @@ fn report(
             format!("{:.3}", median(&c.floor))
         };
         let ratio = c.ratio().map_or("-".to_owned(), |r| format!("{r:.2}x"));
-        println!(
+        out::line(format_args!(
             "{:<22} {:>10.3} {:>14}   {:<26} {:>9} {:>7}",
             c.name, secs, rate, c.floor_name, floor, ratio
-        );
+        ));
     }
     if !restic {
-        println!("(restic is not installed: no small-files floor; apt-get install restic)");
+        out::line(format_args!(
+            "(restic is not installed: no small-files floor; apt-get install restic)"
+        ));
     }
     let daemons: Vec<String> = daemons
         .iter()
         .map(|(n, r)| format!("{n} {:.1}", *r as f64 / 1024.0))
         .collect();
-    println!(
+    out::line(format_args!(
         "peak RSS (MiB): client {:.1}; {}",
         client_rss as f64 / 1024.0,
         daemons.join("; ")
-    );
+    ));
 }

@@ -9,3 +9,4 @@ pub mod dashboard;
 pub mod demo;
 pub mod format;
 pub mod names;
+pub mod out;

@@ -26,7 +26,7 @@ async fn main() -> ExitCode {
     match commands::run(cli).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("arca: {e}");
+            arca_tui::out::error(format_args!("arca: {e}"));
             ExitCode::FAILURE
         }
     }

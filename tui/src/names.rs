@@ -1,14 +1,48 @@
 //! From local paths to catalog names and back.
 
+use std::ffi::OsStr;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use arca_shared::name;
+use rustix::fs::{AtFlags, CWD, Dir, FileType, Mode, OFlags};
+
+use crate::client::{Skip, not_regular};
+
+/// What a walk found: regular files with their catalog names, and what it
+/// passed over.
+#[derive(Debug, Default)]
+pub struct Walked {
+    pub files: Vec<(PathBuf, String)>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// Something not backed up, named for people: its catalog name or, when it
+/// has no valid one, its path (quoted, escapes and all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub what: String,
+    pub why: Skip,
+    /// Whether a file meant to be backed up was left out. Links and special
+    /// files are never backed up, so passing one over is not a loss.
+    pub partial: bool,
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.what, self.why)
+    }
+}
 
 /// Every regular file under the argument `root` (itself, if it is a file),
 /// sorted, with its catalog name: relative to the files folder when inside
 /// it, else relative to the argument's parent (so `put /tmp/x.txt` is
-/// `x.txt`). Paths come back absolute.
-pub fn files_to_back_up(files: &Path, root: &Path) -> Result<Vec<(PathBuf, String)>, String> {
+/// `x.txt`). Paths come back absolute. No symbolic link is followed below
+/// `root`, not even one that replaces a folder while it is walked; a name
+/// that cannot be a catalog name is skipped, as is a folder that cannot be
+/// read. Only a `root` that cannot be found is an error.
+pub fn files_to_back_up(files: &Path, root: &Path) -> Result<Walked, String> {
     let root = absolute(root)?;
     let base = match absolute(files) {
         Ok(files) if root.starts_with(&files) => files,
@@ -17,53 +51,161 @@ pub fn files_to_back_up(files: &Path, root: &Path) -> Result<Vec<(PathBuf, Strin
             .map(Path::to_owned)
             .unwrap_or_else(|| root.clone()),
     };
-    let mut found = Vec::new();
-    for file in walk(&root)? {
-        let relative = file
-            .strip_prefix(&base)
-            .map_err(|_| format!("{} is outside {}", file.display(), base.display()))?;
-        let parts: Option<Vec<&str>> = relative.iter().map(|p| p.to_str()).collect();
-        let name = parts
-            .ok_or_else(|| format!("{}: the name is not valid UTF-8", file.display()))?
-            .join("/");
-        name::validate(&name).map_err(|e| format!("{}: {e}", file.display()))?;
-        found.push((file, name));
+    let meta = std::fs::symlink_metadata(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+    let mut walked = Walked::default();
+    let relative = root.strip_prefix(&base).unwrap_or(Path::new(""));
+    let mut prefix = String::new();
+    for part in relative {
+        match child_name(&prefix, part) {
+            Ok(name) => prefix = name,
+            Err(why) => {
+                walked.skip(&root, None, why, true);
+                return Ok(walked);
+            }
+        }
     }
-    Ok(found)
+    if meta.is_dir() {
+        let dir = open_folder(CWD, root.as_os_str())
+            .map_err(|e| format!("{}: {}", root.display(), std::io::Error::from(e)))?;
+        walk(dir, &root, &prefix, &mut walked);
+    } else if meta.is_file() {
+        walked.files.push((root, prefix));
+    } else {
+        walked.skip(&root, Some(&prefix), not_regular(file_type(&meta)), false);
+    }
+    Ok(walked)
 }
 
-/// Where a catalog name lands under a folder.
+impl Walked {
+    fn skip(&mut self, path: &Path, name: Option<&str>, why: Skip, partial: bool) {
+        let what = name.map_or_else(|| format!("{path:?}"), str::to_owned);
+        self.skipped.push(Skipped { what, why, partial });
+    }
+}
+
+fn file_type(meta: &std::fs::Metadata) -> FileType {
+    use std::os::unix::fs::MetadataExt;
+    FileType::from_raw_mode(meta.mode())
+}
+
+/// The catalog name of `part` inside the folder named `prefix` ("" at the
+/// top), if it can be one.
+fn child_name(prefix: &str, part: &OsStr) -> Result<String, Skip> {
+    let part = part
+        .to_str()
+        .ok_or_else(|| Skip("its name is not valid UTF-8".into()))?;
+    let name = if prefix.is_empty() {
+        part.to_owned()
+    } else {
+        format!("{prefix}/{part}")
+    };
+    name::validate(&name).map_err(|e| Skip(format!("it cannot be backed up: {e}")))?;
+    Ok(name)
+}
+
+/// Opens a folder to list it, relative to its parent; a link there (one
+/// that replaced the folder since it was listed) is refused, not followed.
+fn open_folder(parent: BorrowedFd<'_>, part: &OsStr) -> rustix::io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    rustix::fs::openat(parent, part, flags, Mode::empty())
+}
+
+/// Adds every regular file under the open folder `dir` (at `path`, named
+/// `prefix`), in name order. Each subfolder is opened relative to its
+/// parent with `O_NOFOLLOW`: a folder swapped for a link is not entered.
+fn walk(dir: OwnedFd, path: &Path, prefix: &str, walked: &mut Walked) {
+    let mut dir = match Dir::new(dir) {
+        Ok(dir) => dir,
+        Err(e) => {
+            return walked.skip(
+                path,
+                Some(prefix),
+                Skip::from(std::io::Error::from(e)),
+                true,
+            );
+        }
+    };
+    let mut entries: Vec<(Vec<u8>, FileType)> = Vec::new();
+    for entry in dir.by_ref() {
+        match entry {
+            Ok(entry) => {
+                let name = entry.file_name().to_bytes();
+                if name != b"." && name != b".." {
+                    entries.push((name.to_vec(), entry.file_type()));
+                }
+            }
+            Err(e) => {
+                let why = Skip(format!(
+                    "cannot list this folder: {}",
+                    std::io::Error::from(e)
+                ));
+                return walked.skip(path, Some(prefix), why, true);
+            }
+        }
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let Ok(fd) = dir.fd() else {
+        return;
+    };
+    for (part, mut kind) in entries {
+        let part = OsStr::from_bytes(&part);
+        let child = path.join(part);
+        if kind == FileType::Unknown {
+            // Some file systems do not say in the listing.
+            kind = rustix::fs::statat(fd, part, AtFlags::SYMLINK_NOFOLLOW)
+                .map_or(FileType::Unknown, |st| FileType::from_raw_mode(st.st_mode));
+        }
+        let name = child_name(prefix, part);
+        match (kind, name) {
+            (FileType::RegularFile | FileType::Directory, Err(why)) => {
+                walked.skip(&child, None, why, true)
+            }
+            (FileType::RegularFile, Ok(name)) => walked.files.push((child, name)),
+            (FileType::Directory, Ok(name)) => match open_folder(fd, part) {
+                Ok(sub) => walk(sub, &child, &name, walked),
+                Err(e) => {
+                    let why = Skip::from(std::io::Error::from(e));
+                    walked.skip(&child, Some(&name), why, true);
+                }
+            },
+            (kind, name) => walked.skip(&child, name.ok().as_deref(), not_regular(kind), false),
+        }
+    }
+}
+
+/// Where a catalog name lands under a folder, for reading what is there.
 pub fn local_path(root: &Path, name: &str) -> PathBuf {
     name.split('/')
         .fold(root.to_owned(), |path, part| path.join(part))
 }
 
-fn absolute(path: &Path) -> Result<PathBuf, String> {
-    std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// Every regular file under `path` (itself, if it is one), sorted; symbolic
-/// links are not followed.
-fn walk(path: &Path) -> Result<Vec<PathBuf>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if meta.is_file() {
-        return Ok(vec![path.to_owned()]);
-    }
-    let mut entries: Vec<(PathBuf, std::fs::FileType)> = std::fs::read_dir(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_type().ok().map(|t| (e.path(), t)))
-        .collect();
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut found = Vec::new();
-    for (entry, kind) in entries {
-        if kind.is_dir() {
-            found.extend(walk(&entry)?);
-        } else if kind.is_file() {
-            found.push(entry);
+/// Where a restored name is written under `root`. The name comes from the
+/// manager, which the client does not take on trust: it must be a valid
+/// catalog name (relative, no '..', no backslash or control character), and
+/// no folder it passes through under `root` may be a symbolic link, which
+/// could lead out of `root`. (A link put there while the restore runs is
+/// the local user's own doing, not the network's.)
+pub fn restore_path(root: &Path, name: &str) -> Result<PathBuf, String> {
+    name::validate(name).map_err(|e| format!("refusing to restore {name:?}: {e}"))?;
+    let mut path = root.to_owned();
+    let mut parts = name.split('/').peekable();
+    while let Some(part) = parts.next() {
+        path.push(part);
+        let is_folder = parts.peek().is_some();
+        if is_folder && path.symlink_metadata().is_ok_and(|m| m.is_symlink()) {
+            return Err(format!(
+                "refusing to restore {name}: {} is a symbolic link, which could lead outside {}; \
+                 remove it or restore elsewhere with -o",
+                path.display(),
+                root.display()
+            ));
         }
     }
-    Ok(found)
+    Ok(path)
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, String> {
+    std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]
@@ -83,6 +225,7 @@ mod tests {
         let names = |root: &Path| -> Vec<String> {
             files_to_back_up(&files, root)
                 .unwrap()
+                .files
                 .into_iter()
                 .map(|(_, n)| n)
                 .collect()
@@ -93,5 +236,121 @@ mod tests {
         assert_eq!(names(&outside), ["elsewhere/sub/c.txt"]);
         assert!(files_to_back_up(&files, &dir.path().join("missing")).is_err());
         assert_eq!(local_path(Path::new("/r"), "a/b"), Path::new("/r/a/b"));
+    }
+
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn unacceptable_names_are_skipped_one_by_one_and_the_rest_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = dir.path().join("files");
+        let write = |path: &Path| {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "x").unwrap();
+        };
+        write(&files.join("ok.txt"));
+        for bad in ["back\\slash", "new\nline", "tab\there"] {
+            write(&files.join(bad));
+        }
+        write(&files.join(OsStr::from_bytes(b"latin-\xe9.txt")));
+        // One folder with a bad name: one line for it, not one per file.
+        write(&files.join("bad\tfolder/a"));
+        write(&files.join("bad\tfolder/b"));
+        // Over-long: every part is fine, the whole is over the limit.
+        let long: PathBuf = (0..4).map(|i| format!("{i}{}", "d".repeat(240))).collect();
+        write(
+            &files
+                .join(&long)
+                .join(format!("deep{}.txt", "f".repeat(80))),
+        );
+
+        let walked = files_to_back_up(&files, &files).unwrap();
+        let names: Vec<&str> = walked.files.iter().map(|(_, n)| n.as_str()).collect();
+        assert_eq!(names, ["ok.txt"]);
+        let said: Vec<String> = walked.skipped.iter().map(|s| s.to_string()).collect();
+        assert_eq!(said.len(), 6, "{said:#?}");
+        assert!(walked.skipped.iter().all(|s| s.partial));
+        for (what, why) in [
+            ("back\\\\slash", "backslash"),
+            ("new\\nline", "control character"),
+            ("tab\\there", "control character"),
+            ("latin-\\xE9.txt", "not valid UTF-8"),
+            ("bad\\tfolder", "control character"),
+            ("deepfff", "longer than"),
+        ] {
+            assert!(
+                said.iter().any(|s| s.contains(what) && s.contains(why)),
+                "no line for {what}: {said:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn links_and_special_files_are_passed_over_and_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = dir.path().join("files");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(files.join("real")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(files.join("real/a.txt"), "a").unwrap();
+        std::fs::write(outside.join("secret.txt"), "s").unwrap();
+        std::os::unix::fs::symlink(&outside, files.join("folder-link")).unwrap();
+        std::os::unix::fs::symlink(outside.join("secret.txt"), files.join("file-link")).unwrap();
+        rustix::fs::mknodat(CWD, files.join("fifo"), FileType::Fifo, Mode::RUSR, 0).unwrap();
+
+        let walked = files_to_back_up(&files, &files).unwrap();
+        let names: Vec<&str> = walked.files.iter().map(|(_, n)| n.as_str()).collect();
+        assert_eq!(names, ["real/a.txt"]);
+        let said: Vec<String> = walked.skipped.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            said,
+            [
+                "fifo: it is a FIFO, not a regular file",
+                "file-link: it is a symbolic link; links are not followed",
+                "folder-link: it is a symbolic link; links are not followed",
+            ]
+        );
+        // Never backed up by design, so not a partial backup.
+        assert!(walked.skipped.iter().all(|s| !s.partial));
+
+        // A folder swapped for a link after it was listed as a folder: the
+        // walk enters folders only through this, which refuses the link.
+        let top = open_folder(CWD, files.as_os_str()).unwrap();
+        assert!(open_folder(top.as_fd(), OsStr::new("real")).is_ok());
+        std::fs::remove_dir_all(files.join("real")).unwrap();
+        std::os::unix::fs::symlink(&outside, files.join("real")).unwrap();
+        assert!(open_folder(top.as_fd(), OsStr::new("real")).is_err());
+    }
+
+    #[test]
+    fn restored_names_cannot_leave_the_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&target).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, target.join("link")).unwrap();
+        assert_eq!(
+            restore_path(&target, "a/b.txt").unwrap(),
+            target.join("a/b.txt")
+        );
+        for hostile in [
+            "../escape",
+            "a/../../escape",
+            "/etc/passwd",
+            "a\\..\\..\\x",
+            "",
+            "a//b",
+            "a/./b",
+            "link/inside.txt",
+            "link/deeper/inside.txt",
+        ] {
+            assert!(
+                restore_path(&target, hostile).is_err(),
+                "{hostile:?} was let through"
+            );
+        }
+        // A link as the last part is replaced by the restore, not written through.
+        assert_eq!(restore_path(&target, "link").unwrap(), target.join("link"));
     }
 }

@@ -287,31 +287,30 @@ async fn an_upload_that_cannot_recover_leaves_no_entry_and_no_partial_file() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_file_that_shrinks_after_hashing_fails_and_leaves_nothing() {
+async fn a_file_that_shrinks_after_hashing_is_read_again_and_nothing_stale_is_kept() {
     let t = TestCluster::with_servers(3).await;
     let data = content(9, 3 * 1024 * 1024);
     let path = t.write("growing.log", &data);
-    let file = arca_tui::client::LocalFile {
-        path: path.clone(),
-        name: "growing.log".into(),
-        size: data.len() as u64,
-        hash: BlobHash::of(&data),
-        content: None,
-    };
+    let file = arca_tui::client::LocalFile::read(&path, "growing.log", 0).unwrap();
     // Someone truncates it between hashing and sending.
-    std::fs::write(&path, &data[..1024 * 1024 + 5]).unwrap();
+    let now = &data[..1024 * 1024 + 5];
+    std::fs::write(&path, now).unwrap();
     let mut session = t.session("laptop").await;
     let (progress, _) = watch::channel(TransferProgress::default());
-    let err = session.put_batch(&[file], &progress).await.unwrap_err();
-    assert!(
-        matches!(&err, ClientError::Local(m) if m.contains("shrank")),
-        "{err}"
+    let done = session.put_batch(&[file], &progress).await.unwrap();
+    assert_eq!(
+        done,
+        [Uploaded::Committed {
+            version: 1,
+            replicas: 2
+        }]
     );
-    assert!(session.list(None).await.unwrap().is_empty());
+    let listed = session.list(None).await.unwrap();
+    assert_eq!(listed[0].hash, BlobHash::of(now));
     eventually(Duration::from_secs(5), "temp files to go", || {
         (0..3).all(|i| t.temp_files(i) == 0)
     })
     .await;
-    assert_eq!(t.visible_blobs(), 0);
+    assert_eq!(t.visible_blobs(), 2);
     t.cluster.shutdown().await;
 }

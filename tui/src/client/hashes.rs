@@ -4,28 +4,12 @@
 //! in the user's cache folder.
 
 use std::collections::{HashMap, HashSet};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use arca_shared::BlobHash;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-struct Stamp {
-    size: u64,
-    mtime_ns: i128,
-    inode: u64,
-}
-
-impl Stamp {
-    fn of(meta: &std::fs::Metadata) -> Self {
-        Self {
-            size: meta.len(),
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-            inode: meta.ino(),
-        }
-    }
-}
+use super::local::{self, Skip, Stamp};
 
 #[derive(Default, Serialize, Deserialize)]
 pub struct HashCache {
@@ -53,32 +37,33 @@ impl HashCache {
         cache
     }
 
-    /// The size and hash of `path`, hashing it only if it changed.
-    pub fn hash(&mut self, path: &Path) -> std::io::Result<(u64, BlobHash)> {
-        let meta = std::fs::metadata(path)?;
-        if let Some(hash) = self.known(path, &meta) {
+    /// The size and hash of `path`, reading it only if it changed.
+    pub fn hash(&mut self, path: &Path) -> Result<(u64, BlobHash), Skip> {
+        let meta = std::fs::symlink_metadata(path)?;
+        local::regular(&meta)?;
+        if let Some(hash) = self.known(path, Stamp::of(&meta)) {
             return Ok((meta.len(), hash));
         }
-        let hash = BlobHash::of_file(path)?;
-        self.remember(path, &meta, hash);
-        Ok((meta.len(), hash))
+        let read = local::read_stable(path, 0)?;
+        self.remember(path, read.stamp, read.hash);
+        Ok((read.stamp.size(), read.hash))
     }
 
     /// The remembered hash of `path`, if the file is unchanged since.
-    pub fn known(&mut self, path: &Path, meta: &std::fs::Metadata) -> Option<BlobHash> {
+    pub fn known(&mut self, path: &Path, stamp: Stamp) -> Option<BlobHash> {
         let key = std::path::absolute(path).ok()?;
         let found = self.entries.get(&key).copied();
         self.touched.insert(key);
         match found {
-            Some((stamp, hash)) if stamp == Stamp::of(meta) => Some(hash),
+            Some((was, hash)) if was == stamp => Some(hash),
             _ => None,
         }
     }
 
-    /// Remembers the hash of `path` as it is described by `meta`.
-    pub fn remember(&mut self, path: &Path, meta: &std::fs::Metadata, hash: BlobHash) {
+    /// Remembers the hash of `path` as it was when it had `stamp`.
+    pub fn remember(&mut self, path: &Path, stamp: Stamp, hash: BlobHash) {
         if let Ok(key) = std::path::absolute(path) {
-            self.entries.insert(key.clone(), (Stamp::of(meta), hash));
+            self.entries.insert(key.clone(), (stamp, hash));
             self.touched.insert(key);
             self.changed = true;
         }

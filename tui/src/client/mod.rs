@@ -2,6 +2,7 @@
 //! hands out to servers. Used by the headless commands and the dashboard.
 
 mod hashes;
+mod local;
 mod progress;
 mod restore;
 mod upload;
@@ -15,6 +16,7 @@ use arca_shared::protocol::{ClusterStatus, FileEntry, VersionCheck, VersionHealt
 use arca_shared::{Connection, FrameError, Message};
 
 pub use hashes::HashCache;
+pub use local::{Skip, Stamp, not_regular, regular};
 pub use progress::{Phase, Progress, TransferProgress};
 pub use restore::Restored;
 pub use upload::{LocalFile, Uploaded};

@@ -13,12 +13,12 @@ use arca_shared::stream::{Reading, SendFileError, send_file};
 use arca_shared::ticket::Ticket;
 use arca_shared::{BlobHash, Connection, FrameError, Message, name};
 
-use super::hashes::HashCache;
+use super::local::{Skip, Stamp, open_regular, read_stable};
 use super::progress::set_phase;
 use super::{ClientError, Phase, Progress, Session, open_server};
 
 /// How a backup ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Uploaded {
     Committed {
         version: u32,
@@ -28,10 +28,13 @@ pub enum Uploaded {
     Unchanged {
         version: u32,
     },
+    /// Not backed up, and why (it kept changing while it was read).
+    Skipped(Skip),
 }
 
 /// A local file ready to back up: where it is, its name, size and hash,
-/// and its bytes when they were already read to hash it (small files).
+/// its bytes when they were already read to hash it (small files), and
+/// what it looked like then (sending it checks that it still does).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalFile {
     pub path: PathBuf,
@@ -39,6 +42,31 @@ pub struct LocalFile {
     pub size: u64,
     pub hash: BlobHash,
     pub content: Option<Arc<[u8]>>,
+    pub stamp: Stamp,
+}
+
+impl LocalFile {
+    /// Reads `path` to back it up as `name`, keeping its bytes if it is
+    /// smaller than `keep_below`.
+    pub fn read(path: &Path, name: &str, keep_below: u64) -> Result<Self, Skip> {
+        let read = read_stable(path, keep_below)?;
+        Ok(Self {
+            path: path.to_owned(),
+            name: name.to_owned(),
+            size: read.stamp.size(),
+            hash: read.hash,
+            content: read.content,
+            stamp: read.stamp,
+        })
+    }
+
+    /// The same file read again, its bytes not kept, off the async threads.
+    async fn read_again(&self) -> Result<Self, Skip> {
+        let (path, name) = (self.path.clone(), self.name.clone());
+        tokio::task::spawn_blocking(move || Self::read(&path, &name, 0))
+            .await
+            .map_err(|e| Skip(format!("the reading task failed: {e}")))?
+    }
 }
 
 /// Attempts per batch before giving up.
@@ -54,6 +82,8 @@ enum Attempt {
         reconnect: bool,
     },
     Final(ClientError),
+    /// The file at this index changed since it was read.
+    Changed(usize),
 }
 
 impl From<ClientError> for Attempt {
@@ -79,24 +109,23 @@ impl Session {
         progress: &Progress,
     ) -> Result<Uploaded, ClientError> {
         set_phase(progress, Phase::Hashing);
-        let result = match hash_file(local).await {
-            Ok((size, hash)) => {
-                let file = LocalFile {
-                    path: local.to_owned(),
-                    name: name.to_owned(),
-                    size,
-                    hash,
-                    content: None,
-                };
-                self.put_batch(&[file], progress).await.map(|done| done[0])
-            }
-            Err(e) => Err(e),
+        let (path, owned) = (local.to_owned(), name.to_owned());
+        let read = tokio::task::spawn_blocking(move || LocalFile::read(&path, &owned, 0))
+            .await
+            .map_err(|e| ClientError::local("reading task", e))?;
+        let result = match read {
+            Ok(file) => self
+                .put_batch(&[file], progress)
+                .await
+                .map(|mut done| done.swap_remove(0)),
+            Err(skip) => Err(ClientError::local(local.display(), skip)),
         };
         set_phase(
             progress,
             match &result {
                 Ok(Uploaded::Committed { version, .. }) => Phase::Committed { version: *version },
                 Ok(Uploaded::Unchanged { version }) => Phase::Unchanged { version: *version },
+                Ok(Uploaded::Skipped(skip)) => Phase::Failed(format!("skipped: {skip}")),
                 Err(e) => Phase::Failed(e.to_string()),
             },
         );
@@ -104,7 +133,8 @@ impl Session {
     }
 
     /// Backs up a batch of files with one request, one ticket, one stream
-    /// and one catalog commit; returns each file's outcome, in order.
+    /// and one catalog commit; returns each file's outcome, in order. A file
+    /// found changed while it is sent is read again once, then skipped.
     pub async fn put_batch(
         &mut self,
         files: &[LocalFile],
@@ -115,12 +145,46 @@ impl Session {
                 .map_err(|e| ClientError::local(format!("bad name {:?}", file.name), e))?;
         }
         progress.send_modify(|p| p.total = files.iter().map(|f| f.size).sum());
+        let mut files = files.to_vec();
+        let mut read_again = vec![false; files.len()];
+        let mut skipped: Vec<Option<Skip>> = vec![None; files.len()];
         let mut exclude = Vec::new();
         let mut reasons = Vec::new();
         let mut reconnected = false;
-        for attempt in 1..=ATTEMPTS {
-            let reason = match self.put_once(files, &exclude, progress).await {
-                Ok(done) => return Ok(done),
+        loop {
+            let active: Vec<usize> = (0..files.len()).filter(|i| skipped[*i].is_none()).collect();
+            let batch: Vec<&LocalFile> = active.iter().map(|i| &files[*i]).collect();
+            let outcome = if batch.is_empty() {
+                Ok(Vec::new())
+            } else {
+                self.put_once(&batch, &exclude, progress).await
+            };
+            let reason = match outcome {
+                Ok(done) => {
+                    let mut all: Vec<Option<Uploaded>> = skipped
+                        .into_iter()
+                        .map(|s| s.map(Uploaded::Skipped))
+                        .collect();
+                    for (i, outcome) in active.into_iter().zip(done) {
+                        all[i] = Some(outcome);
+                    }
+                    return Ok(all.into_iter().flatten().collect());
+                }
+                // A change is not the cluster's failure: it costs no attempt.
+                Err(Attempt::Changed(k)) => {
+                    let i = active[k];
+                    tracing::info!("{} changed while being read", files[i].name);
+                    if read_again[i] {
+                        skipped[i] = Some(Skip::changed());
+                    } else {
+                        read_again[i] = true;
+                        match files[i].read_again().await {
+                            Ok(file) => files[i] = file,
+                            Err(skip) => skipped[i] = Some(skip),
+                        }
+                    }
+                    continue;
+                }
                 // Just after a manager restart, servers are still re-registering.
                 Err(Attempt::Final(ClientError::Refused(reason))) if reconnected => reason,
                 Err(Attempt::Final(e)) if reasons.is_empty() => return Err(e),
@@ -143,22 +207,23 @@ impl Session {
                     reason
                 }
             };
-            tracing::warn!(attempt, "backup attempt failed: {reason}");
             reasons.push(reason.clone());
-            if attempt < ATTEMPTS {
-                set_phase(progress, Phase::Retrying { attempt, reason });
-                tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
+            let attempt = reasons.len() as u32;
+            tracing::warn!(attempt, "backup attempt failed: {reason}");
+            if attempt == ATTEMPTS {
+                return Err(ClientError::Refused(format!(
+                    "gave up after {ATTEMPTS} attempts: {}",
+                    reasons.join("; ")
+                )));
             }
+            set_phase(progress, Phase::Retrying { attempt, reason });
+            tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
         }
-        Err(ClientError::Refused(format!(
-            "gave up after {ATTEMPTS} attempts: {}",
-            reasons.join("; ")
-        )))
     }
 
     async fn put_once(
         &mut self,
-        files: &[LocalFile],
+        files: &[&LocalFile],
         exclude: &[ServerId],
         progress: &Progress,
     ) -> Result<Vec<Uploaded>, Attempt> {
@@ -189,11 +254,9 @@ impl Session {
         let Some(upload) = upload else {
             return Ok(outcomes(&results, Vec::new(), 0));
         };
-        let to_send: Vec<&LocalFile> = files
-            .iter()
-            .zip(&results)
-            .filter(|(_, r)| **r == PutResult::Send)
-            .map(|(f, _)| f)
+        // Indexes in `files` of those the cluster needs.
+        let to_send: Vec<usize> = (0..files.len())
+            .filter(|i| results[*i] == PutResult::Send)
             .collect();
         let primary_id = upload.ticket.server;
         set_phase(progress, Phase::Uploading);
@@ -208,7 +271,8 @@ impl Session {
                 });
             }
         };
-        let transfer = send(conn, &to_send, progress).await;
+        let sending: Vec<&LocalFile> = to_send.iter().map(|i| files[*i]).collect();
+        let transfer = send(conn, &sending, progress).await;
         // The manager has the last word: it commits, or says why not.
         let verdict = self.reply().await;
         match (transfer, verdict) {
@@ -217,7 +281,7 @@ impl Session {
             {
                 Ok(outcomes(&results, versions, replicas))
             }
-            (Err(Transfer::Local(e)), _) => Err(Attempt::Final(e)),
+            (Err(Transfer::Changed(k)), _) => Err(Attempt::Changed(to_send[k])),
             (Err(Transfer::Primary { reason, lost }), Err(ClientError::Refused(_))) => {
                 Err(Attempt::Retry {
                     reason,
@@ -257,8 +321,8 @@ fn outcomes(results: &[PutResult], sent: Vec<u32>, replicas: u32) -> Vec<Uploade
 
 /// How streaming to the primary failed.
 enum Transfer {
-    /// This machine's side: the file could not be read.
-    Local(ClientError),
+    /// The file at this index is no longer what was hashed.
+    Changed(usize),
     /// The primary said why, or (`lost`) the connection to it broke.
     Primary { reason: String, lost: bool },
 }
@@ -271,16 +335,6 @@ impl Transfer {
             lost,
         }
     }
-}
-
-/// The size and hash of one file (without a cache: the dashboard's single
-/// uploads are few).
-async fn hash_file(path: &Path) -> Result<(u64, BlobHash), ClientError> {
-    let owned = path.to_owned();
-    tokio::task::spawn_blocking(move || HashCache::default().hash(&owned))
-        .await
-        .map_err(|e| ClientError::local("hashing task", e))?
-        .map_err(|e| ClientError::local(path.display(), e))
 }
 
 /// Connects to the primary and presents the ticket.
@@ -315,7 +369,7 @@ async fn stream_files(
     progress: &Progress,
 ) -> Result<(), Transfer> {
     let mut sent = 0u64;
-    for file in files {
+    for (i, file) in files.iter().enumerate() {
         match &file.content {
             Some(bytes) => {
                 for chunk in bytes.chunks(CHUNK_SIZE) {
@@ -323,25 +377,26 @@ async fn stream_files(
                 }
             }
             None => {
-                let local =
-                    |e: std::io::Error| Transfer::Local(ClientError::local(file.path.display(), e));
-                let reader = std::fs::File::open(&file.path).map_err(local)?;
+                // Unchanged since it was hashed, before and after sending,
+                // or the hash announced is not that of the bytes sent.
+                let unchanged = |meta: &std::fs::Metadata| Stamp::of(meta) == file.stamp;
+                let (reader, meta) = open_regular(&file.path).map_err(|_| Transfer::Changed(i))?;
+                let after = reader.try_clone().map_err(|_| Transfer::Changed(i))?;
+                if !unchanged(&meta) {
+                    return Err(Transfer::Changed(i));
+                }
                 // Just hashed, the file is still in the page cache.
                 send_file(primary, reader, file.size, Reading::Cached, |n| {
                     progress.send_modify(|p| p.sent = sent + n)
                 })
                 .await
                 .map_err(|e| match e {
-                    SendFileError::Read(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                        let what = format!(
-                            "{} shrank while it was being backed up",
-                            file.path.display()
-                        );
-                        Transfer::Local(ClientError::local(what, e))
-                    }
-                    SendFileError::Read(e) => local(e),
+                    SendFileError::Read(_) => Transfer::Changed(i),
                     SendFileError::Send(e) => Transfer::primary(e),
                 })?;
+                if !after.metadata().is_ok_and(|meta| unchanged(&meta)) {
+                    return Err(Transfer::Changed(i));
+                }
             }
         }
         sent += file.size;

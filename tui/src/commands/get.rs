@@ -8,7 +8,7 @@ use arca_shared::name;
 use tokio::sync::watch;
 
 use crate::client::{ClientError, Restored, Session, Settings, TransferProgress};
-use crate::{format, names};
+use crate::{format, names, out};
 
 pub async fn run(
     settings: Settings,
@@ -29,10 +29,25 @@ pub async fn run(
         }
         let mut failed = 0;
         for entry in entries {
-            let dest = names::local_path(&root, &entry.name);
-            if let Err(e) = restore(&mut session, &entry.name, None, &dest, force).await {
+            // The manager's answer is checked, not trusted: it must stay
+            // under the folder asked for, and inside `root`.
+            let dest = match entry.name.strip_prefix(name) {
+                Some(_) => names::restore_path(&root, &entry.name).map_err(ClientError::Local),
+                None => Err(ClientError::Refused(format!(
+                    "the manager listed {:?}, which is not under {name}",
+                    entry.name
+                ))),
+            };
+            let restored = match dest {
+                Ok(dest) => restore(&mut session, &entry.name, None, &dest, force).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = restored {
                 failed += 1;
-                eprintln!("failed     {}: {e}", entry.name);
+                out::error(format_args!(
+                    "failed     {}: {e}",
+                    entry.name.escape_debug()
+                ));
             }
         }
         return Ok(if failed > 0 {
@@ -44,7 +59,7 @@ pub async fn run(
     let dest = match output {
         Some(out) if out.is_dir() => out.join(name.rsplit('/').next().unwrap_or(name)),
         Some(out) => out,
-        None => names::local_path(&files, name),
+        None => names::restore_path(&files, name).map_err(ClientError::Local)?,
     };
     restore(&mut session, name, version, &dest, force).await?;
     Ok(ExitCode::SUCCESS)
@@ -59,16 +74,16 @@ async fn restore(
 ) -> Result<(), ClientError> {
     let (progress, _updates) = watch::channel(TransferProgress::default());
     match session.get(name, version, dest, force, &progress).await? {
-        Restored::Written { version, size } => println!(
+        Restored::Written { version, size } => out::line(format_args!(
             "restored   {name}  v{version}  {}  -> {}",
             format::bytes(size),
             dest.display()
-        ),
+        )),
         Restored::AlreadyThere { version } => {
-            println!(
+            out::line(format_args!(
                 "current    {name}  v{version}  {} already matches",
                 dest.display()
-            );
+            ));
         }
     }
     Ok(())

@@ -6,7 +6,7 @@ use arca_shared::protocol::FileEntry;
 use serde_json::json;
 
 use crate::client::{ClientError, Session, Settings};
-use crate::format;
+use crate::{format, out};
 
 pub async fn run(
     settings: Settings,
@@ -16,16 +16,16 @@ pub async fn run(
     let files = Session::connect(settings).await?.list(name).await?;
     if json {
         let list: Vec<_> = files.iter().map(to_json).collect();
-        println!("{}", serde_json::Value::Array(list));
+        out::line(serde_json::Value::Array(list));
     } else if files.is_empty() {
-        println!("no backups yet; `arca put PATH` makes one");
+        out::line("no backups yet; `arca put PATH` makes one");
     } else {
-        println!(
+        out::line(format_args!(
             "{:<40} {:>7} {:>10} {:>8}  {:<12}  TIME",
             "NAME", "VERSION", "SIZE", "REPLICAS", "HASH"
-        );
+        ));
         for f in &files {
-            println!(
+            out::line(format_args!(
                 "{:<40} {:>7} {:>10} {:>8}  {:<12}  {}",
                 f.name,
                 f.version,
@@ -33,7 +33,7 @@ pub async fn run(
                 f.replicas,
                 f.hash.short(),
                 format::time(f.created_ms)
-            );
+            ));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,23 +1,29 @@
 //! `arca put PATH...`: back up files and folders, with a progress bar on a
 //! terminal and one line per file otherwise. Small files travel in batches
 //! (one request, one stream, one commit); unchanged files are recognised
-//! from a cache of their size, modification time and inode, unread.
+//! from a cache of their size, modification time and inode, unread. A file
+//! that cannot be backed up (an unacceptable name, a FIFO, a file that keeps
+//! changing) is skipped with a line that says why, and the rest goes on.
 
 use std::cell::{Cell, RefCell};
 use std::io::{IsTerminal, Write};
-use std::path::Path;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use arca_shared::BlobHash;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
 
 use crate::client::{
-    ClientError, HashCache, LocalFile, Phase, Session, Settings, TransferProgress, Uploaded,
+    ClientError, HashCache, LocalFile, Phase, Session, Settings, Skip, Stamp, TransferProgress,
+    Uploaded, regular,
 };
-use crate::names;
+use crate::names::{self, Skipped};
+use crate::out;
+
+/// The exit code when every file was backed up but some were skipped (see
+/// the README); 1 means something failed.
+const PARTIAL: u8 = 3;
 
 /// Files smaller than this share batches.
 const SMALL_FILE: u64 = 1 << 20;
@@ -32,13 +38,16 @@ const PARALLEL: usize = 4;
 pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, ClientError> {
     // Resolve everything first: a missing path fails before anything moves.
     let mut jobs: Vec<(PathBuf, String)> = Vec::new();
+    let mut skipped = Vec::new();
     for root in paths {
-        let found = names::files_to_back_up(&settings.files, root)
+        let walked = names::files_to_back_up(&settings.files, root)
             .map_err(|e| ClientError::Local(format!("cannot back up {e}")))?;
-        jobs.extend(found);
+        jobs.extend(walked.files);
+        skipped.extend(walked.skipped);
     }
-    let total_files = jobs.len();
-    let (pending, unreadable) = stat_all(jobs).await?;
+    let total_files = jobs.len() + skipped.iter().filter(|s| s.partial).count();
+    let (pending, gone) = stat_all(jobs).await?;
+    skipped.extend(gone);
     let cache = Arc::new(Mutex::new(HashCache::load(&settings.client)));
     let bar = std::io::stdout()
         .is_terminal()
@@ -54,11 +63,14 @@ pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, Clie
     let flush = || {
         let _ = out.borrow_mut().flush();
     };
-    let failed = Cell::new(unreadable.len());
+    let failed = Cell::new(0);
+    let partial = Cell::new(0);
+    let skip = |skipped: Skipped| {
+        partial.set(partial.get() + usize::from(skipped.partial));
+        say(format!("skipped    {skipped}"));
+    };
     let done = Cell::new(0);
-    for line in unreadable {
-        say(line);
-    }
+    skipped.into_iter().for_each(skip);
     // Batches go out on parallel sessions: one batch's transfer overlaps
     // another's wait for the disks.
     let queue = RefCell::new(batches(pending).into_iter());
@@ -67,8 +79,16 @@ pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, Clie
         sessions.push(Session::connect(settings.clone()).await?);
     }
     let workers = sessions.into_iter().map(|mut session| {
-        let (queue, bar, say, flush, failed, done, cache) =
-            (&queue, bar.as_ref(), &say, &flush, &failed, &done, &cache);
+        let (queue, bar, say, skip, flush, failed, done, cache) = (
+            &queue,
+            bar.as_ref(),
+            &say,
+            &skip,
+            &flush,
+            &failed,
+            &done,
+            &cache,
+        );
         async move {
             loop {
                 let Some(pending) = queue.borrow_mut().next() else {
@@ -77,10 +97,7 @@ pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, Clie
                 // Hashing happens here, batch by batch, so it overlaps the
                 // other batches' transfers; small files are read only once.
                 let (batch, unreadable) = read_batch(pending, cache).await?;
-                failed.set(failed.get() + unreadable.len());
-                for line in unreadable {
-                    say(line);
-                }
+                unreadable.into_iter().for_each(skip);
                 if batch.is_empty() {
                     continue;
                 }
@@ -92,17 +109,20 @@ pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, Clie
                 match outcome {
                     Ok(outcomes) => {
                         for (file, outcome) in batch.iter().zip(outcomes) {
-                            say(match outcome {
-                                Uploaded::Committed { version, replicas } => {
-                                    format!(
-                                        "committed  {}  v{version}  {replicas} replicas",
-                                        file.name
-                                    )
-                                }
+                            match outcome {
+                                Uploaded::Committed { version, replicas } => say(format!(
+                                    "committed  {}  v{version}  {replicas} replicas",
+                                    file.name
+                                )),
                                 Uploaded::Unchanged { version } => {
-                                    format!("unchanged  {}  v{version}", file.name)
+                                    say(format!("unchanged  {}  v{version}", file.name))
                                 }
-                            });
+                                Uploaded::Skipped(why) => skip(Skipped {
+                                    what: file.name.clone(),
+                                    why,
+                                    partial: true,
+                                }),
+                            }
                         }
                     }
                     Err(e @ (ClientError::Unreachable { .. } | ClientError::Protocol(_))) => {
@@ -123,15 +143,24 @@ pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, Clie
     flush();
     cache.lock().unwrap_or_else(|p| p.into_inner()).save();
     outcome?;
-    let failed = failed.get();
+    let (failed, partial) = (failed.get(), partial.get());
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
+    if partial > 0 {
+        out::error(format_args!(
+            "arca: {partial} of {total_files} files skipped (each line \"skipped\" says why)"
+        ));
+    }
     if failed > 0 {
-        eprintln!("arca: {failed} of {total_files} files failed");
+        out::error(format_args!("arca: {failed} of {total_files} files failed"));
         return Ok(ExitCode::FAILURE);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if partial > 0 {
+        ExitCode::from(PARTIAL)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// A file found on disk, not yet read.
@@ -140,35 +169,37 @@ struct Pending {
     path: PathBuf,
     name: String,
     size: u64,
-    meta: Option<std::fs::Metadata>,
+    stamp: Stamp,
 }
 
-/// The size of every file; files that cannot be read are reported, not fatal.
+/// The size of every file; one that is gone or is no longer a regular file
+/// is skipped. Links are not followed: the walk found a regular file here.
 async fn stat_all(
     jobs: Vec<(PathBuf, String)>,
-) -> Result<(Vec<Pending>, Vec<String>), ClientError> {
+) -> Result<(Vec<Pending>, Vec<Skipped>), ClientError> {
     tokio::task::spawn_blocking(move || {
         let mut pending = Vec::with_capacity(jobs.len());
-        let mut unreadable = Vec::new();
+        let mut gone = Vec::new();
         for (path, name) in jobs {
-            match std::fs::metadata(&path) {
+            let meta = std::fs::symlink_metadata(&path).map_err(Skip::from);
+            match meta.and_then(|meta| regular(&meta).map(|()| meta)) {
                 Ok(meta) => pending.push(Pending {
                     path,
                     name,
                     size: meta.len(),
-                    meta: Some(meta),
+                    stamp: Stamp::of(&meta),
                 }),
-                Err(e) => unreadable.push(cannot_read(&name, &path, &e)),
+                Err(why) => gone.push(Skipped {
+                    what: name,
+                    why,
+                    partial: true,
+                }),
             }
         }
-        (pending, unreadable)
+        (pending, gone)
     })
     .await
     .map_err(|e| ClientError::local("listing task", e))
-}
-
-fn cannot_read(name: &str, path: &Path, e: &std::io::Error) -> String {
-    format!("failed     {name}: cannot read {}: {e}", path.display())
 }
 
 /// Hashes a batch, from the cache where it still holds; a small file that
@@ -176,52 +207,40 @@ fn cannot_read(name: &str, path: &Path, e: &std::io::Error) -> String {
 async fn read_batch(
     batch: Vec<Pending>,
     cache: &Arc<Mutex<HashCache>>,
-) -> Result<(Vec<LocalFile>, Vec<String>), ClientError> {
+) -> Result<(Vec<LocalFile>, Vec<Skipped>), ClientError> {
     let cache = cache.clone();
     tokio::task::spawn_blocking(move || {
         let lock = || cache.lock().unwrap_or_else(|p| p.into_inner());
         let mut files = Vec::with_capacity(batch.len());
-        let mut unreadable = Vec::new();
+        let mut skipped = Vec::new();
         for p in batch {
-            let meta = match p.meta {
-                Some(meta) => Ok(meta),
-                None => std::fs::metadata(&p.path),
-            };
-            let read = meta.and_then(|meta| {
-                if let Some(hash) = lock().known(&p.path, &meta) {
-                    return Ok((meta.len(), hash, None));
-                }
-                let read = read_one(&p.path, &meta)?;
-                lock().remember(&p.path, &meta, read.1);
-                Ok(read)
-            });
-            match read {
-                Ok((size, hash, content)) => files.push(LocalFile {
+            if let Some(hash) = lock().known(&p.path, p.stamp) {
+                files.push(LocalFile {
                     path: p.path,
                     name: p.name,
-                    size,
+                    size: p.size,
                     hash,
-                    content,
+                    content: None,
+                    stamp: p.stamp,
+                });
+                continue;
+            }
+            match LocalFile::read(&p.path, &p.name, SMALL_FILE) {
+                Ok(file) => {
+                    lock().remember(&file.path, file.stamp, file.hash);
+                    files.push(file);
+                }
+                Err(why) => skipped.push(Skipped {
+                    what: p.name,
+                    why,
+                    partial: true,
                 }),
-                Err(e) => unreadable.push(cannot_read(&p.name, &p.path, &e)),
             }
         }
-        (files, unreadable)
+        (files, skipped)
     })
     .await
     .map_err(|e| ClientError::local("hashing task", e))
-}
-
-/// A file's size, hash and, when already read, its bytes.
-type Read = (u64, BlobHash, Option<Arc<[u8]>>);
-
-/// Size, hash and (for a small file) the bytes of one file.
-fn read_one(path: &Path, meta: &std::fs::Metadata) -> std::io::Result<Read> {
-    if meta.len() < SMALL_FILE {
-        let bytes = std::fs::read(path)?;
-        return Ok((bytes.len() as u64, BlobHash::of(&bytes), Some(bytes.into())));
-    }
-    Ok((meta.len(), BlobHash::of_file(path)?, None))
 }
 
 /// Large files alone; small ones together, within the batch limits.
@@ -259,6 +278,7 @@ async fn put_batch(
 ) -> Result<Vec<Uploaded>, ClientError> {
     let (progress, mut updates) = watch::channel(TransferProgress::default());
     let mut counted = 0;
+    let mut said = 0;
     let put = session.put_batch(batch, &progress);
     tokio::pin!(put);
     loop {
@@ -276,11 +296,25 @@ async fn put_batch(
                     bar.inc(progress.sent.saturating_sub(counted));
                     counted = counted.max(progress.sent);
                 }
-                if let Phase::Retrying { attempt, reason } = &progress.phase {
-                    say(format!("retrying   {} file(s) (attempt {attempt} failed: {reason})", batch.len()));
+                if let Some(line) = retry_line(&progress, &mut said, batch.len()) {
+                    say(line);
                 }
             }
         }
+    }
+}
+
+/// The line for a failed attempt, once: the phase stays `Retrying` while
+/// the next attempt's progress comes in. `said` is the last attempt told.
+fn retry_line(progress: &TransferProgress, said: &mut u32, files: usize) -> Option<String> {
+    match &progress.phase {
+        Phase::Retrying { attempt, reason } if *attempt > *said => {
+            *said = *attempt;
+            Some(format!(
+                "retrying   {files} file(s) (attempt {attempt} failed: {reason})"
+            ))
+        }
+        _ => None,
     }
 }
 
@@ -299,12 +333,48 @@ mod tests {
     use super::*;
 
     fn file(name: &str, size: u64) -> Pending {
+        let any = std::fs::metadata(env!("CARGO_MANIFEST_DIR")).unwrap();
         Pending {
             path: PathBuf::from(name),
             name: name.into(),
             size,
-            meta: None,
+            stamp: Stamp::of(&any),
         }
+    }
+
+    #[test]
+    fn each_failed_attempt_is_told_once() {
+        let mut said = 0;
+        let mut lines = Vec::new();
+        let retrying = |attempt| Phase::Retrying {
+            attempt,
+            reason: "a replica died".into(),
+        };
+        // What a batch's progress goes through: each retry is followed by
+        // the next attempt's reset of the counts, still in `Retrying`.
+        for (phase, sent) in [
+            (Phase::Uploading, 10),
+            (retrying(1), 10),
+            (retrying(1), 0),
+            (Phase::Uploading, 5),
+            (retrying(2), 5),
+            (retrying(2), 0),
+            (retrying(2), 0),
+        ] {
+            let progress = TransferProgress {
+                phase,
+                sent,
+                ..TransferProgress::default()
+            };
+            lines.extend(retry_line(&progress, &mut said, 3));
+        }
+        assert_eq!(
+            lines,
+            [
+                "retrying   3 file(s) (attempt 1 failed: a replica died)",
+                "retrying   3 file(s) (attempt 2 failed: a replica died)"
+            ]
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use arca_shared::name;
 
 use crate::client::{ClientError, Session, Settings};
+use crate::out;
 
 pub async fn run(
     settings: Settings,
@@ -53,7 +54,7 @@ async fn remove_folder(mut session: Session, prefix: &str) -> Result<ExitCode, C
             Ok(removed) => print_removed(&entry.name, &removed),
             Err(e) => {
                 failed += 1;
-                eprintln!("failed     {}: {e}", entry.name);
+                out::error(format_args!("failed     {}: {e}", entry.name));
             }
         }
     }
@@ -66,5 +67,5 @@ async fn remove_folder(mut session: Session, prefix: &str) -> Result<ExitCode, C
 
 fn print_removed(name: &str, versions: &[u32]) {
     let list: Vec<String> = versions.iter().map(|v| format!("v{v}")).collect();
-    println!("removed {name} {}", list.join(", "));
+    out::line(format_args!("removed {name} {}", list.join(", ")));
 }

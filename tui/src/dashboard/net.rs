@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::app::{Effect, Kind};
-use crate::client::{ClientError, HashCache, Session, Settings, TransferProgress};
+use crate::client::{ClientError, HashCache, Phase, Session, Settings, TransferProgress};
 use crate::names;
 
 /// How often the poller asks the manager for the cluster and the catalog.
@@ -123,8 +123,17 @@ impl Tasks {
                 tokio::task::spawn_blocking(move || {
                     for root in paths {
                         match names::files_to_back_up(&files, &root) {
-                            Ok(found) => {
-                                for (path, name) in found {
+                            Ok(walked) => {
+                                if let Some(first) = walked.skipped.first() {
+                                    let more = walked.skipped.len() - 1;
+                                    let more = if more > 0 {
+                                        format!(" (and {more} more)")
+                                    } else {
+                                        String::new()
+                                    };
+                                    let _ = msgs.send(Msg::Flash(format!("skipped {first}{more}")));
+                                }
+                                for (path, name) in walked.files {
                                     let id = ids.fetch_add(1, Ordering::Relaxed);
                                     let kind = Kind::Upload;
                                     let _ = msgs.send(Msg::Queued {
@@ -244,12 +253,16 @@ async fn run_job(
             .await
         }
         Job::Restore { id, name, version } => {
-            let dest = names::local_path(&settings.files, &name);
+            let dest = names::restore_path(&settings.files, &name);
             with_progress(id, msgs, |p| async move {
-                session
-                    .get(&name, version, &dest, true, &p)
-                    .await
-                    .map(|_| ())
+                match dest {
+                    Ok(dest) => session.get(&name, version, &dest, true, &p).await,
+                    Err(e) => {
+                        p.send_modify(|p| p.phase = Phase::Failed(e.clone()));
+                        Err(ClientError::Local(e))
+                    }
+                }
+                .map(|_| ())
             })
             .await
         }
