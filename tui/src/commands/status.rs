@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::client::{ClientError, Session, Settings};
 use crate::format;
+use crate::out;
 
 pub async fn run(settings: Settings, json: bool) -> Result<ExitCode, ClientError> {
     let mut session = Session::connect(settings).await?;
@@ -41,7 +42,7 @@ pub async fn run(settings: Settings, json: bool) -> Result<ExitCode, ClientError
                 })
             })
             .collect();
-        println!(
+        out::line(format_args!(
             "{}",
             json!({
                 "replicas": status.replicas,
@@ -50,25 +51,25 @@ pub async fn run(settings: Settings, json: bool) -> Result<ExitCode, ClientError
                 "at_risk": at_risk,
                 "servers": servers,
             })
-        );
+        ));
         return Ok(ExitCode::SUCCESS);
     }
     let alive = status.servers.iter().filter(|s| s.alive).count();
-    println!(
+    out::line(format_args!(
         "{alive} of {} servers alive; every file is kept on {} servers",
         status.servers.len(),
         status.replicas
-    );
-    println!(
+    ));
+    out::line(format_args!(
         "{} stored contents under-replicated, {} copies being made",
         status.under_replicated, status.healing
-    );
-    println!(
+    ));
+    out::line(format_args!(
         "{:<4} {:<22} {:<6} {:>10} {:>10} {:>10} {:>6} {:>6}",
         "ID", "ADDRESS", "STATE", "LATENCY", "STORED", "CAPACITY", "BLOBS", "SCORE"
-    );
+    ));
     for s in &status.servers {
-        println!(
+        out::line(format_args!(
             "{:<4} {:<22} {:<6} {:>7.2} ms {:>10} {:>10} {:>6} {:>6}",
             format!("s{}", s.id),
             s.addr,
@@ -82,7 +83,7 @@ pub async fn run(settings: Settings, json: bool) -> Result<ExitCode, ClientError
             format::bytes(s.capacity_bytes),
             s.blobs,
             s.score.map_or("-".into(), |v| format!("{v:.2}")),
-        );
+        ));
     }
     for v in &at_risk {
         let state = match (v.live, v.damaged) {
@@ -90,7 +91,7 @@ pub async fn run(settings: Settings, json: bool) -> Result<ExitCode, ClientError
             (0, _) => "DAMAGED: no intact copy; cannot be restored intact".to_string(),
             (live, _) => format!("under-replicated: {live} of {} copies", status.replicas),
         };
-        println!("{}  v{}  {state}", v.name, v.version);
+        out::line(format_args!("{}  v{}  {state}", v.name, v.version));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,11 +7,12 @@ use std::process::ExitCode;
 use arca_shared::protocol::VersionCheck;
 
 use crate::client::{ClientError, Session, Settings};
+use crate::out;
 
 pub async fn run(settings: Settings, name: Option<&str>) -> Result<ExitCode, ClientError> {
     let versions = Session::connect(settings).await?.verify(name).await?;
     if versions.is_empty() {
-        println!("nothing to verify");
+        out::line("nothing to verify");
         return Ok(ExitCode::SUCCESS);
     }
     let (mut copies, mut damaged, mut short) = (0, 0, 0);
@@ -22,19 +23,24 @@ pub async fn run(settings: Settings, name: Option<&str>) -> Result<ExitCode, Cli
             } else {
                 "DAMAGED (set aside, being healed)"
             };
-            println!("{}  v{}  copy {}  {verdict}", v.name, v.version, i + 1);
+            out::line(format_args!(
+                "{}  v{}  copy {}  {verdict}",
+                v.name,
+                v.version,
+                i + 1
+            ));
         }
         copies += v.copies.len();
         damaged += v.copies.iter().filter(|ok| !**ok).count();
         if let Some(problem) = shortfall(v) {
             short += 1;
-            println!("{}  v{}  {problem}", v.name, v.version);
+            out::line(format_args!("{}  v{}  {problem}", v.name, v.version));
         }
     }
-    println!(
+    out::line(format_args!(
         "{} versions, {copies} copies checked, {damaged} damaged, {short} short of copies",
         versions.len()
-    );
+    ));
     Ok(if damaged > 0 || short > 0 {
         ExitCode::FAILURE
     } else {
