@@ -8,7 +8,7 @@ use std::time::Duration;
 use arca_daemon::cluster::ClusterOptions;
 use arca_shared::BlobHash;
 use arca_tui::client::{Progress, Session, TransferProgress, Uploaded};
-use common::{TestCluster, content, eventually, put};
+use common::{TestCluster, content, eventually, poll, put};
 use tokio::sync::watch;
 
 fn fast() -> ClusterOptions {
@@ -85,8 +85,16 @@ async fn a_dead_server_is_healed_and_trimmed_when_it_returns() {
         },
     )
     .await;
-    let listed = session.list(None).await.unwrap();
-    assert!(listed.iter().all(|f| f.replicas == 2), "{listed:?}");
+    // The catalog counts a healed copy just after it is on disk.
+    poll(
+        Duration::from_secs(10),
+        "every file listed at two copies",
+        async || {
+            let listed = session.list(None).await.unwrap();
+            listed.iter().all(|f| f.replicas == 2).then_some(())
+        },
+    )
+    .await;
 
     // It comes back with its old copies: the extra ones are dropped.
     t.cluster.restart_server(victim).await.unwrap();
@@ -245,14 +253,15 @@ async fn damaged_last_copies_are_kept_and_an_upload_heals_them() {
         .unwrap_err();
     assert!(refused.contains("damaged"), "{refused}");
     // Named at risk once the manager's healing pass has counted it.
-    let mut named = Vec::new();
-    for _ in 0..200 {
-        named = session.at_risk().await.unwrap();
-        if !named.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let named = poll(
+        Duration::from_secs(10),
+        "the version named at risk",
+        async || {
+            let named = session.at_risk().await.unwrap();
+            (!named.is_empty()).then_some(named)
+        },
+    )
+    .await;
     let named: Vec<_> = named
         .iter()
         .map(|v| (v.name.as_str(), v.version, v.live, v.damaged))

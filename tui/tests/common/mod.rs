@@ -135,6 +135,22 @@ pub fn content(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
+/// Polls `attempt` until it gives a value, failing the test after `timeout`.
+pub async fn poll<T>(
+    timeout: Duration,
+    what: &str,
+    mut attempt: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = attempt().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Polls `check` until it holds, failing the test after `timeout`.
 pub async fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
