@@ -216,7 +216,8 @@ impl Catalog {
     /// Writes a consistent copy of the whole catalog to `path`, while it
     /// stays in use (SQLite's online backup).
     pub fn backup_to(&self, path: &Path) -> rusqlite::Result<()> {
-        self.db.backup(rusqlite::DatabaseName::Main, path, None)
+        self.db
+            .backup(rusqlite::MAIN_DB, path, None::<fn(rusqlite::backup::Progress)>)
     }
 
     /// Opens a catalog file only to check it, as a recovery does.
