@@ -63,6 +63,10 @@ struct Cli {
     /// Manager: how often a changed catalog is snapshotted to the servers.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     snapshot_every: Duration,
+    /// How logs are written: `text` for people, `json` (one object a line)
+    /// for log collectors. Text is coloured only on a terminal.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
     /// Server: pause between two scrubs (re-hashing every stored blob).
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     scrub_every: Duration,
@@ -98,6 +102,12 @@ enum Command {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Role {
     Manager,
     Server,
@@ -111,11 +121,7 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     let cli = Cli::parse_from(args);
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .try_init();
+    init_logs(cli.log_format);
     match &cli.command {
         Some(Command::InitSecret { path }) => {
             auth::write_new_secret(path)?;
@@ -141,6 +147,22 @@ where
         Some(Role::Server) => server(&cli, &secret_path, shutdown).await,
         None => bail!("say which daemon to run: --role manager or --role server --port PORT"),
     }
+}
+
+/// Logs go to standard error, at the level `RUST_LOG` sets (info by
+/// default); colour codes only when that is a terminal.
+fn init_logs(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // Set once per process; a second call (tests run several daemons) keeps the first.
+    let _ = match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Json => logs.json().try_init(),
+    };
 }
 
 async fn recover(

@@ -59,32 +59,30 @@ fn a_role_is_required() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--role"));
 }
 
-#[test]
-fn the_manager_creates_a_secret_and_stops_cleanly_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
+/// Starts a manager with `extra` flags, waits until it listens, stops it
+/// with SIGTERM and returns what it logged.
+fn run_manager_until_sigterm(dir: &std::path::Path, extra: &[&str]) -> String {
     let port = free_port();
     let mut child = daemon()
-        .env("XDG_CONFIG_HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir)
         .args([
             "--role",
             "manager",
             "--listen",
             &format!("127.0.0.1:{port}"),
         ])
+        .args(extra)
         .arg("--data")
-        .arg(dir.path().join("manager"))
+        .arg(dir.join("manager"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let secret = dir.path().join("arca/secret");
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "manager never listened");
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(secret.is_file());
-    assert!(dir.path().join("manager/catalog.db").is_file());
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -99,6 +97,33 @@ fn the_manager_creates_a_secret_and_stops_cleanly_on_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(exit.success(), "{exit:?}");
+    let mut logs = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut logs).unwrap();
+    logs
+}
+
+#[test]
+fn the_manager_creates_a_secret_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = run_manager_until_sigterm(dir.path(), &[]);
+    assert!(dir.path().join("arca/secret").is_file());
+    assert!(dir.path().join("manager/catalog.db").is_file());
+    assert!(logs.contains("manager running"), "{logs}");
+    // Not a terminal: no colour codes in the file or pipe.
+    assert!(!logs.contains('\u{1b}'), "{logs}");
+}
+
+#[test]
+fn logs_can_be_json_for_collectors() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = run_manager_until_sigterm(dir.path(), &["--log-format", "json"]);
+    assert!(logs.lines().count() >= 2, "{logs}");
+    for line in logs.lines() {
+        assert!(
+            line.starts_with('{') && line.ends_with('}') && line.contains("\"level\""),
+            "{line}"
+        );
+    }
 }
 
 #[test]

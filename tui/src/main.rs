@@ -15,8 +15,10 @@ async fn main() -> ExitCode {
         None | Some(Command::Demo | Command::Daemon { .. })
     );
     if !quiet {
+        use std::io::IsTerminal;
         tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
                     .unwrap_or_else(|_| "error".into()),

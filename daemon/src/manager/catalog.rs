@@ -216,8 +216,11 @@ impl Catalog {
     /// Writes a consistent copy of the whole catalog to `path`, while it
     /// stays in use (SQLite's online backup).
     pub fn backup_to(&self, path: &Path) -> rusqlite::Result<()> {
-        self.db
-            .backup(rusqlite::MAIN_DB, path, None::<fn(rusqlite::backup::Progress)>)
+        self.db.backup(
+            rusqlite::MAIN_DB,
+            path,
+            None::<fn(rusqlite::backup::Progress)>,
+        )
     }
 
     /// Opens a catalog file only to check it, as a recovery does.
