@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::{ManagerConfig, ServerConfig, run_manager, run_server};
-use arca_shared::auth::{self, ClusterKey};
 use arca_shared::choice::Weights;
+use arca_shared::keys::{self, ClusterKey};
 use clap::{Parser, Subcommand, ValueEnum};
 use color_eyre::eyre::{Result, WrapErr, bail};
 use tokio::net::TcpListener;
@@ -124,7 +124,7 @@ where
     init_logs(cli.log_format);
     match &cli.command {
         Some(Command::InitSecret { path }) => {
-            auth::write_new_secret(path)?;
+            keys::write_new_secret(path)?;
             println!("wrote a new cluster secret to {}", path.display());
             return Ok(());
         }
@@ -139,7 +139,7 @@ where
     let secret_path = cli
         .secret_file
         .clone()
-        .unwrap_or_else(auth::default_secret_path);
+        .unwrap_or_else(keys::default_secret_path);
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     match cli.role {
@@ -171,7 +171,7 @@ async fn recover(
     force: bool,
     secret_file: Option<&Path>,
 ) -> Result<()> {
-    let secret_path = secret_file.map_or_else(auth::default_secret_path, Path::to_owned);
+    let secret_path = secret_file.map_or_else(keys::default_secret_path, Path::to_owned);
     let key = ClusterKey::load(&secret_path)?;
     let recovered = crate::manager::recover(data, servers, &key, force).await?;
     let snapshot = recovered.snapshot;
@@ -180,7 +180,7 @@ async fn recover(
         data.join("catalog.db").display(),
         recovered.server,
         snapshot.generation,
-        arca_shared::ticket::now_ms().saturating_sub(snapshot.created_ms) / 1000,
+        arca_shared::types::now_ms().saturating_sub(snapshot.created_ms) / 1000,
     );
     if let Some(aside) = recovered.set_aside {
         println!("the catalog it replaces is kept at {}", aside.display());

@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use arca_shared::auth::{self, ClusterKey};
 use arca_shared::choice::Weights;
+use arca_shared::handshake;
+use arca_shared::keys::ClusterKey;
 use arca_shared::protocol::ClusterStatus;
 use arca_shared::{Connection, FrameError, Message};
 use tokio::net::TcpListener;
@@ -191,7 +192,7 @@ impl LocalCluster {
 
     pub async fn status(&self) -> Result<ClusterStatus, FrameError> {
         let mut conn = Connection::connect(&self.manager_addr).await?;
-        auth::initiate(&mut conn, &self.key).await?;
+        handshake::initiate(&mut conn, &self.key).await?;
         match conn.call(&Message::Status).await? {
             Message::Cluster { status } => Ok(status),
             other => Err(FrameError::unexpected(&other, "Cluster")),

@@ -4,7 +4,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use arca_shared::auth::{self, ClusterKey};
+use arca_shared::handshake;
+use arca_shared::keys::ClusterKey;
 use arca_shared::{Connection, FrameError, Message};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -66,7 +67,7 @@ pub async fn serve<H, F>(
                 Err(e) => return tracing::debug!("connection lost at once: {e}"),
             };
             let peer = conn.peer();
-            let shaken = auth::accept(&mut conn, &key).await;
+            let shaken = handshake::accept(&mut conn, &key).await;
             drop(handshake);
             if let Err(e) = shaken {
                 return tracing::warn!(%peer, "refused connection: {e}");

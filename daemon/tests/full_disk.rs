@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use arca_daemon::cluster::{ClusterOptions, LocalCluster};
 use arca_shared::protocol::{PutFile, UploadGrant};
-use arca_shared::{BlobHash, Connection, FrameError, Message, auth};
+use arca_shared::{BlobHash, Connection, FrameError, Message, handshake};
 use serde_bytes::ByteBuf;
 
 /// A tmpfs mounted for the test's lifetime.
@@ -47,7 +47,7 @@ fn put_begin(name: &str, content: &[u8]) -> Message {
 
 async fn put(cluster: &LocalCluster, name: &str, content: &[u8]) -> Result<Message, FrameError> {
     let mut manager = Connection::connect(&cluster.manager_addr).await?;
-    auth::initiate(&mut manager, &cluster.key).await?;
+    handshake::initiate(&mut manager, &cluster.key).await?;
     let Message::Planned {
         upload: Some(UploadGrant { primary, ticket }),
         ..
@@ -56,7 +56,7 @@ async fn put(cluster: &LocalCluster, name: &str, content: &[u8]) -> Result<Messa
         panic!("no ticket");
     };
     let mut upload = Connection::connect(&primary).await?;
-    auth::initiate(&mut upload, &cluster.key).await?;
+    handshake::initiate(&mut upload, &cluster.key).await?;
     if upload.call(&Message::Upload { ticket }).await? == Message::Accepted {
         for part in content.chunks(256 * 1024) {
             let chunk = Message::Chunk {
@@ -147,7 +147,9 @@ async fn a_full_disk_fails_clearly_leaves_nothing_and_is_avoided_until_freed() {
 
 async fn put_begin_refusal(cluster: &LocalCluster, content: &[u8]) -> String {
     let mut manager = Connection::connect(&cluster.manager_addr).await.unwrap();
-    auth::initiate(&mut manager, &cluster.key).await.unwrap();
+    handshake::initiate(&mut manager, &cluster.key)
+        .await
+        .unwrap();
     match manager.call(&put_begin("big", content)).await {
         Err(FrameError::Remote(reason)) => reason,
         other => panic!("expected a refusal, got {other:?}"),

@@ -6,8 +6,9 @@
 use std::time::{Duration, Instant};
 
 use arca_daemon::cluster::{ClusterOptions, LocalCluster};
-use arca_shared::auth::{self, ClusterKey};
 use arca_shared::connection::encode;
+use arca_shared::handshake;
+use arca_shared::keys::ClusterKey;
 use arca_shared::limits::{CONTROL_FRAME_MAX, HANDSHAKE_TIMEOUT};
 use arca_shared::protocol::{Item, PutFile, UploadGrant, items_digest};
 use arca_shared::ticket::{Ticket, TicketKind};
@@ -28,7 +29,7 @@ async fn cluster(servers: usize) -> (tempfile::TempDir, LocalCluster) {
 
 async fn authenticated(addr: &str, key: &ClusterKey) -> Connection {
     let mut conn = Connection::connect(addr).await.unwrap();
-    auth::initiate(&mut conn, key).await.unwrap();
+    handshake::initiate(&mut conn, key).await.unwrap();
     conn
 }
 
@@ -119,7 +120,7 @@ async fn the_wrong_secret_is_refused_before_anything_else() {
     let (stranger, _) = ClusterKey::random();
     for addr in [cluster.manager_addr.as_str(), cluster.server_addr(0)] {
         let mut conn = Connection::connect(addr).await.unwrap();
-        let refused = auth::initiate(&mut conn, &stranger).await;
+        let refused = handshake::initiate(&mut conn, &stranger).await;
         assert!(matches!(refused, Err(FrameError::Auth(_))), "{refused:?}");
         // Requests without a handshake are not answered either.
         let mut conn = Connection::connect(addr).await.unwrap();

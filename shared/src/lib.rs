@@ -3,17 +3,19 @@
 //! No I/O policy lives here beyond reading and writing frames, and moving
 //! file bytes through them.
 
-pub mod auth;
 pub mod choice;
 pub mod connection;
 mod direct;
+pub mod handshake;
 pub mod hash;
+pub mod keys;
 pub mod limits;
 pub mod name;
 pub mod protocol;
 pub mod sealed;
 pub mod stream;
 pub mod ticket;
+pub mod types;
 
 pub use connection::{Connection, FrameError};
 pub use hash::BlobHash;

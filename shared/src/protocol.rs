@@ -7,12 +7,10 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use crate::auth::{Mac, Nonce};
 use crate::hash::BlobHash;
+use crate::keys::{Mac, Nonce};
 use crate::ticket::Ticket;
-
-/// The manager's number for a registered server; stable across restarts.
-pub type ServerId = u64;
+use crate::types::ServerId;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Message {

@@ -3,14 +3,12 @@
 //! A server checks a ticket on its own (signature, kind, server, expiry) and
 //! never accepts bytes or serves a blob without one.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{ClusterKey, Mac};
 use crate::hash::BlobHash;
+use crate::keys::{ClusterKey, Mac};
 use crate::limits::TICKET_TTL;
-use crate::protocol::ServerId;
+use crate::types::{ServerId, now_ms};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TicketKind {
@@ -106,14 +104,6 @@ impl Ticket {
             &self.expires_ms.to_le_bytes(),
         ])
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

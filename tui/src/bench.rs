@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use arca_shared::auth::ClusterKey;
+use arca_shared::keys::ClusterKey;
 use serde_json::json;
 
 use crate::client::{ClientError, Session, Settings};
@@ -94,7 +94,7 @@ pub async fn run(options: Options) -> BenchResult<()> {
         manager: format!("127.0.0.1:{}", free_port()?),
         daemons: Vec::new(),
     };
-    arca_shared::auth::write_new_secret(&bench.secret)
+    arca_shared::keys::write_new_secret(&bench.secret)
         .map_err(|e| ClientError::Local(e.to_string()))?;
     bench.start_cluster().await?;
     out::error(format_args!(

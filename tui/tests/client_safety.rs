@@ -318,7 +318,7 @@ async fn a_folder_restore_never_writes_through_a_link_in_the_target() {
 /// A manager that answers every listing with `files` and records which
 /// names the client then asks to restore.
 async fn hostile_manager(
-    key: arca_shared::auth::ClusterKey,
+    key: arca_shared::keys::ClusterKey,
     files: Vec<FileEntry>,
 ) -> (String, tokio::task::JoinHandle<Vec<String>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -326,7 +326,9 @@ async fn hostile_manager(
     let task = tokio::spawn(async move {
         let (stream, _) = listener.accept().await.unwrap();
         let mut conn = Connection::new(stream).unwrap();
-        arca_shared::auth::accept(&mut conn, &key).await.unwrap();
+        arca_shared::handshake::accept(&mut conn, &key)
+            .await
+            .unwrap();
         let mut asked = Vec::new();
         while let Ok(message) = conn.recv().await {
             match message {

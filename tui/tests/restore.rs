@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use arca_daemon::cluster::ClusterOptions;
 use arca_shared::choice::Weights;
-use arca_shared::{BlobHash, Connection, Message, auth};
+use arca_shared::{BlobHash, Connection, Message, handshake};
 use arca_tui::client::{ClientError, Restored, Session, TransferProgress, Uploaded};
 use common::{TestCluster, content, eventually, put};
 use tokio::sync::watch;
@@ -159,7 +159,9 @@ async fn a_report_against_a_good_copy_costs_nothing() {
     let accused = first_holder(&t, &hash).await;
 
     let mut manager = Connection::connect(&t.cluster.manager_addr).await.unwrap();
-    auth::initiate(&mut manager, &t.cluster.key).await.unwrap();
+    handshake::initiate(&mut manager, &t.cluster.key)
+        .await
+        .unwrap();
     let ticket = match manager
         .call(&Message::GetBegin {
             client: "laptop".into(),

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::rc::Rc;
 
 use arca_shared::BlobHash;
-use arca_shared::protocol::ServerId;
-use arca_shared::ticket::now_ms;
+use arca_shared::types::ServerId;
+use arca_shared::types::now_ms;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// The catalog's file name in the manager's data folder.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arca_shared::protocol::ServerId;
+use arca_shared::types::ServerId;
 use arca_shared::{BlobHash, FrameError, Message};
 
 use super::{Manager, pacing};

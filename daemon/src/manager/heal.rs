@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arca_shared::choice;
-use arca_shared::protocol::{Item, ReplicaTarget, ServerId, items_digest};
+use arca_shared::protocol::{Item, ReplicaTarget, items_digest};
 use arca_shared::ticket::{Ticket, TicketKind};
+use arca_shared::types::ServerId;
 use arca_shared::{BlobHash, FrameError, Message};
 use tokio::sync::Semaphore;
 

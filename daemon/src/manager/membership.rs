@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arca_shared::choice::{self, Candidate, Weights};
-use arca_shared::protocol::{ServerId, ServerStats, ServerStatus};
+use arca_shared::protocol::{ServerStats, ServerStatus};
+use arca_shared::types::ServerId;
 use arca_shared::{FrameError, Message};
 use tokio_util::sync::CancellationToken;
 

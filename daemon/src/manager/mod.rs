@@ -17,9 +17,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use arca_shared::auth::ClusterKey;
 use arca_shared::choice::Weights;
-use arca_shared::protocol::{FileEntry, ServerId};
+use arca_shared::keys::ClusterKey;
+use arca_shared::protocol::FileEntry;
+use arca_shared::types::ServerId;
 use arca_shared::{BlobHash, Connection, FrameError, Message};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -154,7 +155,7 @@ pub async fn run_manager(
 
 /// Operation ids start from the clock so a restarted manager never reissues one.
 fn seed_op() -> u64 {
-    arca_shared::ticket::now_ms() << 16
+    arca_shared::types::now_ms() << 16
 }
 
 async fn handle(manager: Arc<Manager>, mut conn: Connection) {
@@ -229,7 +230,7 @@ impl Manager {
     /// Opens an authenticated connection to a server.
     async fn connect(&self, addr: &str) -> Result<Connection, FrameError> {
         let mut conn = Connection::connect(addr).await?;
-        arca_shared::auth::initiate(&mut conn, &self.config.key).await?;
+        arca_shared::handshake::initiate(&mut conn, &self.config.key).await?;
         Ok(conn)
     }
 

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use arca_shared::connection::recv_pages;
-use arca_shared::protocol::ServerId;
+use arca_shared::types::ServerId;
 use arca_shared::{BlobHash, FrameError, Message};
 
 use super::cmd::verify;

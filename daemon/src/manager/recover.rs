@@ -8,10 +8,11 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use arca_shared::auth::{self, ClusterKey};
+use arca_shared::handshake;
+use arca_shared::keys::ClusterKey;
 use arca_shared::protocol::SnapshotInfo;
 use arca_shared::sealed::{self, SealError};
-use arca_shared::ticket::now_ms;
+use arca_shared::types::now_ms;
 use arca_shared::{BlobHash, Connection, FrameError, Message};
 
 use super::catalog::{self, Catalog};
@@ -87,7 +88,7 @@ pub async fn recover(
 
 async fn connect(server: &str, key: &ClusterKey) -> Result<Connection, FrameError> {
     let mut conn = Connection::connect(server).await?;
-    auth::initiate(&mut conn, key).await?;
+    handshake::initiate(&mut conn, key).await?;
     Ok(conn)
 }
 

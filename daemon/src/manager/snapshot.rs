@@ -15,10 +15,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use arca_shared::protocol::{ServerId, SnapshotInfo};
+use arca_shared::protocol::SnapshotInfo;
 use arca_shared::sealed;
 use arca_shared::stream::{Reading, send_file};
-use arca_shared::ticket::now_ms;
+use arca_shared::types::ServerId;
+use arca_shared::types::now_ms;
 use arca_shared::{BlobHash, FrameError, Message};
 
 use super::Manager;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arca_shared::BlobHash;
-use arca_shared::auth::Nonce;
+use arca_shared::keys::Nonce;
 use arca_shared::protocol::{BlobInfo, Item, ServerStats};
 use arca_shared::stream::FileSink;
 use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use arca_shared::BlobHash;
-use arca_shared::auth;
+use arca_shared::handshake;
 use arca_shared::{Connection, FrameError, Message};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -50,7 +50,7 @@ async fn session(
     corrupt: &mut mpsc::UnboundedReceiver<BlobHash>,
 ) -> Result<(), FrameError> {
     let mut conn = Connection::connect(&server.config.manager).await?;
-    auth::initiate(&mut conn, &server.config.key).await?;
+    handshake::initiate(&mut conn, &server.config.key).await?;
     let reply = conn
         .call(&Message::Register {
             uuid: uuid.to_owned(),
@@ -82,7 +82,7 @@ fn server_uuid(server: &Server) -> std::io::Result<String> {
         Ok(text) => Ok(text.trim().to_owned()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let uuid =
-                blake3::Hash::from(arca_shared::auth::Nonce::fresh().0).to_hex()[..32].to_owned();
+                blake3::Hash::from(arca_shared::keys::Nonce::fresh().0).to_hex()[..32].to_owned();
             std::fs::write(&path, &uuid)?;
             Ok(uuid)
         }

@@ -14,11 +14,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arca_shared::auth::ClusterKey;
 use arca_shared::connection::FrameWriter;
-use arca_shared::protocol::{Item, ReplicaTarget, ServerId, items_digest};
+use arca_shared::keys::ClusterKey;
+use arca_shared::protocol::{Item, ReplicaTarget, items_digest};
 use arca_shared::stream::{Reading, SendFileError, send_file};
 use arca_shared::ticket::{Ticket, TicketError, TicketKind};
+use arca_shared::types::ServerId;
 use arca_shared::{BlobHash, Connection, FrameError, Message};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -180,7 +181,7 @@ impl Server {
         items: &[Item],
     ) -> Result<Connection, FrameError> {
         let mut conn = Connection::connect(&target.addr).await?;
-        arca_shared::auth::initiate(&mut conn, &self.config.key).await?;
+        arca_shared::handshake::initiate(&mut conn, &self.config.key).await?;
         match conn
             .call(&Message::Store {
                 ticket: target.ticket.clone(),

@@ -9,8 +9,9 @@ mod upload;
 
 use std::path::PathBuf;
 
-use arca_shared::auth::{self, ClusterKey};
 use arca_shared::connection::recv_pages;
+use arca_shared::handshake;
+use arca_shared::keys::ClusterKey;
 use arca_shared::limits::IDLE_TIMEOUT;
 use arca_shared::protocol::{ClusterStatus, FileEntry, VersionCheck, VersionHealth};
 use arca_shared::{Connection, FrameError, Message};
@@ -70,7 +71,7 @@ impl Session {
         let mut conn = Connection::connect(&settings.manager)
             .await
             .map_err(unreachable)?;
-        auth::initiate(&mut conn, &settings.key)
+        handshake::initiate(&mut conn, &settings.key)
             .await
             .map_err(unreachable)?;
         Ok(Self { settings, conn })
@@ -187,7 +188,7 @@ fn refusal(e: FrameError) -> ClientError {
 /// Opens an authenticated connection to a storage server.
 async fn open_server(addr: &str, key: &ClusterKey) -> Result<Connection, FrameError> {
     let mut conn = Connection::connect(addr).await?;
-    auth::initiate(&mut conn, key).await?;
+    handshake::initiate(&mut conn, key).await?;
     conn.set_timeout(IDLE_TIMEOUT);
     Ok(conn)
 }

@@ -7,9 +7,9 @@
 use std::io::Seek;
 use std::path::Path;
 
-use arca_shared::protocol::ServerId;
 use arca_shared::stream::FileSink;
 use arca_shared::ticket::Ticket;
+use arca_shared::types::ServerId;
 use arca_shared::{BlobHash, FrameError, Message};
 
 use super::progress::set_phase;
@@ -249,7 +249,7 @@ async fn download(
     ticket: &Ticket,
     part: &mut Partial,
     progress: &Progress,
-    key: &arca_shared::auth::ClusterKey,
+    key: &arca_shared::keys::ClusterKey,
 ) -> Result<(), Failure> {
     let mut conn = open_server(holder, key).await.map_err(Failure::Holder)?;
     let request = Message::Fetch {

@@ -5,12 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arca_shared::auth::ClusterKey;
 use arca_shared::connection::{FrameReader, FrameWriter};
+use arca_shared::keys::ClusterKey;
 use arca_shared::limits::CHUNK_SIZE;
-use arca_shared::protocol::{PutFile, PutResult, ServerId};
+use arca_shared::protocol::{PutFile, PutResult};
 use arca_shared::stream::{Reading, SendFileError, send_file};
 use arca_shared::ticket::Ticket;
+use arca_shared::types::ServerId;
 use arca_shared::{BlobHash, Connection, FrameError, Message, name};
 
 use super::local::{Skip, Stamp, open_regular, read_stable};

@@ -9,7 +9,7 @@ mod verify;
 
 use std::process::ExitCode;
 
-use arca_shared::auth::{self, ClusterKey};
+use arca_shared::keys::{self, ClusterKey};
 
 use crate::cli::{Cli, Command};
 use crate::client::{ClientError, Settings};
@@ -80,7 +80,7 @@ pub fn settings(
         client.unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
     arca_shared::name::validate(&client)
         .map_err(|e| ClientError::Local(format!("bad client name {client:?}: {e}")))?;
-    let secret = secret_file.unwrap_or_else(auth::default_secret_path);
+    let secret = secret_file.unwrap_or_else(keys::default_secret_path);
     let key = ClusterKey::load(&secret).map_err(|e| ClientError::Local(e.to_string()))?;
     Ok(Settings {
         manager: manager.to_owned(),

@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use arca_shared::protocol::ServerId;
 use arca_shared::ticket::Ticket;
+use arca_shared::types::ServerId;
 use arca_shared::{BlobHash, Connection, FrameError, Message};
 
 use super::verify;

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use arca_shared::choice;
-use arca_shared::protocol::ServerId;
 use arca_shared::ticket::{Ticket, TicketKind};
+use arca_shared::types::ServerId;
 use arca_shared::{Connection, FrameError, Message};
 
 use super::{check_client, check_name};

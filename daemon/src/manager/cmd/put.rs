@@ -11,10 +11,9 @@ use std::collections::BTreeSet;
 
 use arca_shared::choice;
 use arca_shared::limits::{IDLE_TIMEOUT, LIST_MAX};
-use arca_shared::protocol::{
-    Item, PutFile, PutResult, ReplicaTarget, ServerId, UploadGrant, items_digest,
-};
+use arca_shared::protocol::{Item, PutFile, PutResult, ReplicaTarget, UploadGrant, items_digest};
 use arca_shared::ticket::{Ticket, TicketKind};
+use arca_shared::types::ServerId;
 use arca_shared::{BlobHash, Connection, FrameError, Message};
 
 use super::{check_client, check_name};

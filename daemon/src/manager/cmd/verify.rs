@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use arca_shared::connection::PageWriter;
-use arca_shared::protocol::{ServerId, VersionCheck};
+use arca_shared::protocol::VersionCheck;
+use arca_shared::types::ServerId;
 use arca_shared::{Connection, FrameError, Message};
 
 use super::list;

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use arca_shared::connection::{FrameReader, FrameWriter};
 use arca_shared::limits::IDLE_TIMEOUT;
-use arca_shared::protocol::{Item, ReplicaTarget, ServerId};
+use arca_shared::protocol::{Item, ReplicaTarget};
 use arca_shared::ticket::{Ticket, TicketKind};
+use arca_shared::types::ServerId;
 use arca_shared::{Connection, FrameError, Message};
 use futures::future::try_join_all;
 use tokio::sync::mpsc;
