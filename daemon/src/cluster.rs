@@ -8,7 +8,7 @@ use arca_shared::choice::Weights;
 use arca_shared::handshake;
 use arca_shared::keys::ClusterKey;
 use arca_shared::protocol::ClusterStatus;
-use arca_shared::{Connection, FrameError, Message};
+use arca_shared::{FrameError, Message};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -191,12 +191,10 @@ impl LocalCluster {
     }
 
     pub async fn status(&self) -> Result<ClusterStatus, FrameError> {
-        let mut conn = Connection::connect(&self.manager_addr).await?;
-        handshake::initiate(&mut conn, &self.key).await?;
-        match conn.call(&Message::Status).await? {
-            Message::Cluster { status } => Ok(status),
-            other => Err(FrameError::unexpected(&other, "Cluster")),
-        }
+        handshake::connect(&self.manager_addr, &self.key)
+            .await?
+            .request(&Message::Status)
+            .await
     }
 
     /// Polls the manager's status until `ready` holds or `timeout` passes.

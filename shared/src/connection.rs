@@ -13,6 +13,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::limits::{CONNECT_TIMEOUT, CONTROL_FRAME_MAX, DATA_FRAME_MAX, IDLE_TIMEOUT};
 use crate::protocol::Message;
+use crate::reply::Reply;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -155,14 +156,53 @@ impl Connection {
         self.reader.recv_data().await
     }
 
+    /// The next chunk of a stream of them, or `None` at its `End`.
+    pub async fn recv_chunk(&mut self) -> Result<Option<&[u8]>, FrameError> {
+        let frame = self.reader.recv_data().await?;
+        match frame.chunk() {
+            Some(data) => Ok(Some(data)),
+            None => match frame.message()? {
+                Message::End => Ok(None),
+                other => Err(FrameError::unexpected(&other, "Chunk or End")),
+            },
+        }
+    }
+
     /// Sends a request and reads its (control-sized) reply.
     pub async fn call(&mut self, message: &Message) -> Result<Message, FrameError> {
         self.send(message).await?;
         self.recv().await
     }
+
+    /// Sends a request answered by pages of items (see [`PageWriter`])
+    /// and reads them all, until `End`.
+    pub async fn request_pages<T>(&mut self, message: &Message) -> Result<Vec<T>, FrameError>
+    where
+        Vec<T>: Reply,
+    {
+        self.send(message).await?;
+        let mut items = Vec::new();
+        loop {
+            match self.recv().await? {
+                Message::End => return Ok(items),
+                page => items.extend(unpacked::<Vec<T>>(page)?),
+            }
+        }
+    }
+
+    /// Sends a request and reads the one reply it expects.
+    pub async fn request<R: Reply>(&mut self, message: &Message) -> Result<R, FrameError> {
+        self.send(message).await?;
+        self.reader.expect().await
+    }
 }
 
 impl FrameReader {
+    /// Reads the one reply expected next; any other message is an error.
+    pub async fn expect<R: Reply>(&mut self) -> Result<R, FrameError> {
+        unpacked(self.recv().await?)
+    }
+
     /// Reads a control message.
     pub async fn recv(&mut self) -> Result<Message, FrameError> {
         self.recv_capped(CONTROL_FRAME_MAX).await
@@ -304,25 +344,6 @@ impl<'a, T> PageWriter<'a, T> {
     }
 }
 
-/// Reads pages sent by a [`PageWriter`] until `End`; `unwrap` takes a page's
-/// items out of its message (`None` if it is no page).
-pub async fn recv_pages<T>(
-    conn: &mut Connection,
-    wanted: &'static str,
-    unwrap: impl Fn(Message) -> Option<Vec<T>>,
-) -> Result<Vec<T>, FrameError> {
-    let mut items = Vec::new();
-    loop {
-        match conn.recv().await? {
-            Message::End => return Ok(items),
-            message => {
-                let got = message.kind().to_string();
-                items.extend(unwrap(message).ok_or(FrameError::Unexpected { got, wanted })?);
-            }
-        }
-    }
-}
-
 /// A frame read by [`FrameReader::recv_data`]: a `Chunk` (its bytes read in
 /// place) or any other message (decoded on demand).
 pub struct DataFrame<'a> {
@@ -368,6 +389,14 @@ pub fn chunk_prefix(len: usize) -> Vec<u8> {
     // Writing to a Vec cannot fail.
     let _ = rmp::encode::write_bin_len(&mut prefix, len as u32);
     prefix
+}
+
+/// The reply `R` out of `message`; any other message is an error.
+fn unpacked<R: Reply>(message: Message) -> Result<R, FrameError> {
+    R::unpack(message).map_err(|got| FrameError::Unexpected {
+        got: got.to_owned(),
+        wanted: R::WANTED,
+    })
 }
 
 /// Checks a frame's announced length before anything is allocated for it.

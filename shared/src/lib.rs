@@ -12,6 +12,7 @@ pub mod keys;
 pub mod limits;
 pub mod name;
 pub mod protocol;
+pub mod reply;
 pub mod sealed;
 pub mod stream;
 pub mod ticket;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arca_shared::reply::Done;
 use arca_shared::types::ServerId;
 use arca_shared::{BlobHash, FrameError, Message};
 
@@ -46,10 +47,7 @@ async fn collect(manager: &Manager) -> Result<(), FrameError> {
             if manager.db(move |c| c.is_referenced(&hash)).await? {
                 continue;
             }
-            match conn.call(&Message::DeleteBlob { hash }).await? {
-                Message::Ok => {}
-                other => return Err(FrameError::unexpected(&other, "Ok")),
-            }
+            let Done = conn.request(&Message::DeleteBlob { hash }).await?;
             manager.db(move |c| c.remove_holder(&hash, server)).await?;
         }
     }
@@ -122,10 +120,7 @@ pub(crate) async fn delete_blobs(
 async fn tell(manager: &Manager, addr: &str, requests: &[Message]) -> Result<(), FrameError> {
     let mut conn = manager.connect(addr).await?;
     for request in requests {
-        match conn.call(request).await? {
-            Message::Ok => {}
-            other => return Err(FrameError::unexpected(&other, "Ok")),
-        }
+        let Done = conn.request(request).await?;
     }
     Ok(())
 }

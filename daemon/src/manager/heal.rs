@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use arca_shared::choice;
 use arca_shared::protocol::{Item, ReplicaTarget, items_digest};
+use arca_shared::reply::Done;
 use arca_shared::ticket::{Ticket, TicketKind};
 use arca_shared::types::ServerId;
 use arca_shared::{BlobHash, FrameError, Message};
@@ -152,10 +153,7 @@ async fn copy(manager: &Manager, hash: BlobHash, size: u64) -> Result<(), FrameE
             ticket,
         },
     };
-    match conn.call(&request).await? {
-        Message::Ok => {}
-        other => return Err(FrameError::unexpected(&other, "Ok")),
-    }
+    let Done = conn.request(&request).await?;
     manager.db(move |c| c.add_holder(&hash, target_id)).await?;
     tracing::info!(hash = %hash.short(), target = target_id, "healed: copied to another server");
     Ok(())

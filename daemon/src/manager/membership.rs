@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use arca_shared::choice::{self, Candidate, Weights};
 use arca_shared::protocol::{ServerStats, ServerStatus};
+use arca_shared::reply::Pong;
 use arca_shared::types::ServerId;
 use arca_shared::{FrameError, Message};
 use tokio_util::sync::CancellationToken;
@@ -256,10 +257,7 @@ async fn ping_session(manager: &Manager, id: ServerId, addr: &str) -> Result<(),
     let mut conn = manager.connect(addr).await?;
     loop {
         let start = Instant::now();
-        match conn.call(&Message::Ping).await? {
-            Message::Pong => {}
-            other => return Err(FrameError::unexpected(&other, "Pong")),
-        }
+        let Pong = conn.request(&Message::Ping).await?;
         let rtt = start.elapsed().as_secs_f64() * 1000.0;
         manager.members().record_latency(id, rtt);
         tokio::time::sleep(manager.config.ping_every).await;

@@ -229,9 +229,7 @@ impl Manager {
 
     /// Opens an authenticated connection to a server.
     async fn connect(&self, addr: &str) -> Result<Connection, FrameError> {
-        let mut conn = Connection::connect(addr).await?;
-        arca_shared::handshake::initiate(&mut conn, &self.config.key).await?;
-        Ok(conn)
+        arca_shared::handshake::connect(addr, &self.config.key).await
     }
 
     /// The address of a live server.

@@ -7,7 +7,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use arca_shared::connection::recv_pages;
+use arca_shared::protocol::BlobInfo;
+use arca_shared::reply::Done;
 use arca_shared::types::ServerId;
 use arca_shared::{BlobHash, FrameError, Message};
 
@@ -49,12 +50,7 @@ pub(crate) async fn server(manager: &Manager, id: ServerId) -> Result<(), FrameE
         return Ok(());
     };
     let mut conn = manager.connect(&addr).await?;
-    conn.send(&Message::Inventory).await?;
-    let blobs = recv_pages(&mut conn, "Blobs", |m| match m {
-        Message::Blobs { blobs } => Some(blobs),
-        _ => None,
-    })
-    .await?;
+    let blobs: Vec<BlobInfo> = conn.request_pages(&Message::Inventory).await?;
     for blob in blobs {
         let hash = blob.hash;
         if recorded.remove(&hash) {
@@ -73,10 +69,8 @@ pub(crate) async fn server(manager: &Manager, id: ServerId) -> Result<(), FrameE
             // Behind a snapshot, an "orphan" may be a lost backup's only data.
             && !manager.behind.load(std::sync::atomic::Ordering::Relaxed)
         {
-            match conn.call(&Message::DeleteBlob { hash }).await? {
-                Message::Ok => tracing::info!(id, hash = %hash.short(), "removed an orphan copy"),
-                other => return Err(FrameError::unexpected(&other, "Ok")),
-            }
+            let Done = conn.request(&Message::DeleteBlob { hash }).await?;
+            tracing::info!(id, hash = %hash.short(), "removed an orphan copy");
         }
     }
     for hash in &recorded {

@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 use arca_shared::handshake;
 use arca_shared::keys::ClusterKey;
 use arca_shared::protocol::SnapshotInfo;
+use arca_shared::reply::Accepted;
 use arca_shared::sealed::{self, SealError};
 use arca_shared::types::now_ms;
-use arca_shared::{BlobHash, Connection, FrameError, Message};
+use arca_shared::{BlobHash, FrameError, Message};
 
 use super::catalog::{self, Catalog};
 
@@ -86,21 +87,11 @@ pub async fn recover(
     Err(RecoverError::NoSnapshot(problems.join("\n")))
 }
 
-async fn connect(server: &str, key: &ClusterKey) -> Result<Connection, FrameError> {
-    let mut conn = Connection::connect(server).await?;
-    handshake::initiate(&mut conn, key).await?;
-    Ok(conn)
-}
-
 async fn list(server: &str, key: &ClusterKey) -> Result<Vec<SnapshotInfo>, FrameError> {
-    match connect(server, key)
+    handshake::connect(server, key)
         .await?
-        .call(&Message::ListSnapshots)
-        .await?
-    {
-        Message::Snapshots { snapshots } => Ok(snapshots),
-        other => Err(FrameError::unexpected(&other, "Snapshots")),
-    }
+        .request(&Message::ListSnapshots)
+        .await
 }
 
 /// Fetches one snapshot, checks it, and writes the opened catalog to `to`.
@@ -148,27 +139,16 @@ async fn fetch(
     snapshot: &SnapshotInfo,
     to: &Path,
 ) -> Result<(), FrameError> {
-    let mut conn = connect(server, key).await?;
-    match conn
-        .call(&Message::FetchSnapshot {
+    let mut conn = handshake::connect(server, key).await?;
+    let Accepted = conn
+        .request(&Message::FetchSnapshot {
             snapshot: *snapshot,
         })
-        .await?
-    {
-        Message::Accepted => {}
-        other => return Err(FrameError::unexpected(&other, "Accepted")),
-    }
+        .await?;
     let mut out = BufWriter::new(File::create(to)?);
     let mut hasher = blake3::Hasher::new();
     let mut size = 0u64;
-    loop {
-        let frame = conn.recv_data().await?;
-        let Some(data) = frame.chunk() else {
-            match frame.message()? {
-                Message::End => break,
-                other => return Err(FrameError::unexpected(&other, "Chunk or End")),
-            }
-        };
+    while let Some(data) = conn.recv_chunk().await? {
         size += data.len() as u64;
         if size > snapshot.size {
             return Err(FrameError::Remote(

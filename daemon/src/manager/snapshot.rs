@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use arca_shared::protocol::SnapshotInfo;
+use arca_shared::reply::{Accepted, Stored};
 use arca_shared::sealed;
 use arca_shared::stream::{Reading, send_file};
 use arca_shared::types::ServerId;
@@ -128,15 +129,11 @@ async fn hand_over(
 ) -> Result<(), FrameError> {
     let file = File::open(sealed_path(manager))?;
     let mut conn = manager.connect(addr).await?;
-    match conn
-        .call(&Message::StoreSnapshot {
+    let Accepted = conn
+        .request(&Message::StoreSnapshot {
             snapshot: *snapshot,
         })
-        .await?
-    {
-        Message::Accepted => {}
-        other => return Err(FrameError::unexpected(&other, "Accepted")),
-    }
+        .await?;
     send_file(
         &mut conn.writer,
         file,
@@ -146,11 +143,8 @@ async fn hand_over(
     )
     .await
     .map_err(|e| FrameError::Remote(e.to_string()))?;
-    conn.writer.send(&Message::End).await?;
-    match conn.recv().await? {
-        Message::Stored => Ok(()),
-        other => Err(FrameError::unexpected(&other, "Stored")),
-    }
+    let Stored = conn.request(&Message::End).await?;
+    Ok(())
 }
 
 /// Checks a registering server's newest snapshot against this catalog.

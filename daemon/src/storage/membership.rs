@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use arca_shared::BlobHash;
 use arca_shared::handshake;
-use arca_shared::{Connection, FrameError, Message};
+use arca_shared::reply::Registered;
+use arca_shared::{FrameError, Message};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -49,19 +50,15 @@ async fn session(
     uuid: &str,
     corrupt: &mut mpsc::UnboundedReceiver<BlobHash>,
 ) -> Result<(), FrameError> {
-    let mut conn = Connection::connect(&server.config.manager).await?;
-    handshake::initiate(&mut conn, &server.config.key).await?;
-    let reply = conn
-        .call(&Message::Register {
+    let mut conn = handshake::connect(&server.config.manager, &server.config.key).await?;
+    let Registered(id) = conn
+        .request(&Message::Register {
             uuid: uuid.to_owned(),
             addr: server.config.advertise.clone(),
             stats: server.store.stats(),
             snapshot: server.snapshots.newest(),
         })
         .await?;
-    let Message::Registered { id } = reply else {
-        return Err(FrameError::unexpected(&reply, "Registered"));
-    };
     server.id.store(id, Ordering::Relaxed);
     tracing::info!(id, manager = %server.config.manager, "registered with the manager");
     let mut beat = tokio::time::interval(server.config.heartbeat_every);

@@ -15,8 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arca_shared::connection::FrameWriter;
+use arca_shared::handshake;
 use arca_shared::keys::ClusterKey;
 use arca_shared::protocol::{Item, ReplicaTarget, items_digest};
+use arca_shared::reply::Accepted;
 use arca_shared::stream::{Reading, SendFileError, send_file};
 use arca_shared::ticket::{Ticket, TicketError, TicketKind};
 use arca_shared::types::ServerId;
@@ -180,18 +182,14 @@ impl Server {
         target: &ReplicaTarget,
         items: &[Item],
     ) -> Result<Connection, FrameError> {
-        let mut conn = Connection::connect(&target.addr).await?;
-        arca_shared::handshake::initiate(&mut conn, &self.config.key).await?;
-        match conn
-            .call(&Message::Store {
+        let mut conn = handshake::connect(&target.addr, &self.config.key).await?;
+        let Accepted = conn
+            .request(&Message::Store {
                 ticket: target.ticket.clone(),
                 items: items.to_vec(),
             })
-            .await?
-        {
-            Message::Accepted => Ok(conn),
-            other => Err(FrameError::unexpected(&other, "Accepted")),
-        }
+            .await?;
+        Ok(conn)
     }
 
     /// Streams `len` bytes of a blob file as chunks, then `End`, reading

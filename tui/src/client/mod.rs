@@ -9,11 +9,11 @@ mod upload;
 
 use std::path::PathBuf;
 
-use arca_shared::connection::recv_pages;
 use arca_shared::handshake;
 use arca_shared::keys::ClusterKey;
 use arca_shared::limits::IDLE_TIMEOUT;
 use arca_shared::protocol::{ClusterStatus, FileEntry, VersionCheck, VersionHealth};
+use arca_shared::reply::{Removed, Reply};
 use arca_shared::{Connection, FrameError, Message};
 
 pub use hashes::HashCache;
@@ -64,16 +64,12 @@ pub struct Session {
 
 impl Session {
     pub async fn connect(settings: Settings) -> Result<Self, ClientError> {
-        let unreachable = |source| ClientError::Unreachable {
-            addr: settings.manager.clone(),
-            source,
-        };
-        let mut conn = Connection::connect(&settings.manager)
+        let conn = handshake::connect(&settings.manager, &settings.key)
             .await
-            .map_err(unreachable)?;
-        handshake::initiate(&mut conn, &settings.key)
-            .await
-            .map_err(unreachable)?;
+            .map_err(|source| ClientError::Unreachable {
+                addr: settings.manager.clone(),
+                source,
+            })?;
         Ok(Self { settings, conn })
     }
 
@@ -105,58 +101,35 @@ impl Session {
     }
 
     pub async fn status(&mut self) -> Result<ClusterStatus, ClientError> {
-        match self.call(&Message::Status).await? {
-            Message::Cluster { status } => Ok(status),
-            other => Err(FrameError::unexpected(&other, "Cluster").into()),
-        }
+        self.conn.request(&Message::Status).await.map_err(refusal)
     }
 
     /// With no name, the newest version of every file; with a name ending in
     /// '/', the newest of every file under it; else every version of it.
     pub async fn list(&mut self, name: Option<&str>) -> Result<Vec<FileEntry>, ClientError> {
-        self.conn
-            .send(&Message::List {
-                client: self.settings.client.clone(),
-                name: name.map(str::to_owned),
-            })
-            .await?;
-        recv_pages(&mut self.conn, "Listing", |m| match m {
-            Message::Listing { files } => Some(files),
-            _ => None,
-        })
-        .await
-        .map_err(refusal)
+        let client = self.settings.client.clone();
+        let name = name.map(str::to_owned);
+        self.pages(&Message::List { client, name }).await
     }
 
     /// Has every live holder hash its copy in place; names as for [`Session::list`].
     pub async fn verify(&mut self, name: Option<&str>) -> Result<Vec<VersionCheck>, ClientError> {
-        self.conn
-            .send(&Message::Verify {
-                client: self.settings.client.clone(),
-                name: name.map(str::to_owned),
-            })
-            .await?;
-        recv_pages(&mut self.conn, "Verified", |m| match m {
-            Message::Verified { versions } => Some(versions),
-            _ => None,
-        })
-        .await
-        .map_err(refusal)
+        let client = self.settings.client.clone();
+        let name = name.map(str::to_owned);
+        self.pages(&Message::Verify { client, name }).await
     }
 
     /// This client's versions short of intact copies on live servers.
     pub async fn at_risk(&mut self) -> Result<Vec<VersionHealth>, ClientError> {
-        self.conn
-            .send(&Message::AtRisk {
-                client: self.settings.client.clone(),
-            })
-            .await?;
-        recv_pages(&mut self.conn, "Risks", |m| match m {
-            Message::Risks { versions } => Some(versions),
-            _ => None,
-        })
-        .await
-        .map_err(refusal)
+        let client = self.settings.client.clone();
+        self.pages(&Message::AtRisk { client }).await
+    }
+
+    async fn pages<T>(&mut self, request: &Message) -> Result<Vec<T>, ClientError>
+    where
+        Vec<T>: Reply,
+    {
+        self.conn.request_pages(request).await.map_err(refusal)
     }
 
     /// Removes one version, or every version with `None`; returns those removed.
@@ -170,10 +143,8 @@ impl Session {
             name: name.to_owned(),
             version,
         };
-        match self.call(&request).await? {
-            Message::Removed { versions } => Ok(versions),
-            other => Err(FrameError::unexpected(&other, "Removed").into()),
-        }
+        let Removed(versions) = self.conn.request(&request).await.map_err(refusal)?;
+        Ok(versions)
     }
 }
 
@@ -187,8 +158,7 @@ fn refusal(e: FrameError) -> ClientError {
 
 /// Opens an authenticated connection to a storage server.
 async fn open_server(addr: &str, key: &ClusterKey) -> Result<Connection, FrameError> {
-    let mut conn = Connection::connect(addr).await?;
-    handshake::initiate(&mut conn, key).await?;
+    let mut conn = handshake::connect(addr, key).await?;
     conn.set_timeout(IDLE_TIMEOUT);
     Ok(conn)
 }

@@ -7,6 +7,7 @@
 use std::io::Seek;
 use std::path::Path;
 
+use arca_shared::reply::Accepted;
 use arca_shared::stream::FileSink;
 use arca_shared::ticket::Ticket;
 use arca_shared::types::ServerId;
@@ -256,10 +257,7 @@ async fn download(
         ticket: ticket.clone(),
         offset: part.written,
     };
-    match conn.call(&request).await.map_err(Failure::Holder)? {
-        Message::Accepted => {}
-        other => return Err(Failure::Holder(FrameError::unexpected(&other, "Accepted"))),
-    }
+    let Accepted = conn.request(&request).await.map_err(Failure::Holder)?;
     loop {
         let frame = conn.recv_data().await.map_err(Failure::Holder)?;
         let Some(data) = frame.chunk() else {

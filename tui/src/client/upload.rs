@@ -9,6 +9,7 @@ use arca_shared::connection::{FrameReader, FrameWriter};
 use arca_shared::keys::ClusterKey;
 use arca_shared::limits::CHUNK_SIZE;
 use arca_shared::protocol::{PutFile, PutResult};
+use arca_shared::reply::Accepted;
 use arca_shared::stream::{Reading, SendFileError, send_file};
 use arca_shared::ticket::Ticket;
 use arca_shared::types::ServerId;
@@ -345,10 +346,8 @@ async fn open_upload(
     ticket: Ticket,
 ) -> Result<Connection, FrameError> {
     let mut conn = open_server(primary, key).await?;
-    match conn.call(&Message::Upload { ticket }).await? {
-        Message::Accepted => Ok(conn),
-        other => Err(FrameError::unexpected(&other, "Accepted")),
-    }
+    let Accepted = conn.request(&Message::Upload { ticket }).await?;
+    Ok(conn)
 }
 
 async fn send(

@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 use arca_shared::choice;
 use arca_shared::limits::{IDLE_TIMEOUT, LIST_MAX};
 use arca_shared::protocol::{Item, PutFile, PutResult, ReplicaTarget, UploadGrant, items_digest};
+use arca_shared::reply::Done;
 use arca_shared::ticket::{Ticket, TicketKind};
 use arca_shared::types::ServerId;
 use arca_shared::{BlobHash, Connection, FrameError, Message};
@@ -206,17 +207,14 @@ async fn prepare(
     items: Vec<Item>,
 ) -> Result<Connection, FrameError> {
     let mut conn = manager.connect(primary).await?;
-    match conn
-        .call(&Message::Prepare {
+    let Done = conn
+        .request(&Message::Prepare {
             upload_id: op,
             replicas,
             items,
         })
-        .await?
-    {
-        Message::Ok => Ok(conn),
-        other => Err(FrameError::unexpected(&other, "Ok")),
-    }
+        .await?;
+    Ok(conn)
 }
 
 /// A chosen server: its id and address.

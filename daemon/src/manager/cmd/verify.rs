@@ -8,6 +8,7 @@ use std::collections::hash_map::Entry;
 
 use arca_shared::connection::PageWriter;
 use arca_shared::protocol::VersionCheck;
+use arca_shared::reply::Intact;
 use arca_shared::types::ServerId;
 use arca_shared::{Connection, FrameError, Message};
 
@@ -97,8 +98,6 @@ pub(crate) async fn check(
     holder: &mut Connection,
     hash: arca_shared::BlobHash,
 ) -> Result<bool, FrameError> {
-    match holder.call(&Message::Check { hash }).await? {
-        Message::Checked { ok } => Ok(ok),
-        other => Err(FrameError::unexpected(&other, "Checked")),
-    }
+    let Intact(intact) = holder.request(&Message::Check { hash }).await?;
+    Ok(intact)
 }

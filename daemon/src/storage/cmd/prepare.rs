@@ -3,6 +3,7 @@
 
 use arca_shared::limits::{IDLE_TIMEOUT, LIST_MAX, TICKET_TTL};
 use arca_shared::protocol::{Item, ReplicaTarget};
+use arca_shared::reply::Done;
 use arca_shared::{Connection, FrameError, Message};
 use tokio::sync::mpsc;
 
@@ -75,11 +76,8 @@ pub(crate) async fn run(
         match report {
             Report::Progress(bytes) => conn.send(&Message::UploadProgress { bytes }).await?,
             Report::Done(holders) => {
-                let reply = conn.call(&Message::UploadDone { holders }).await?;
-                return match reply {
-                    Message::Ok => Ok(()),
-                    other => Err(FrameError::unexpected(&other, "Ok")),
-                };
+                let Done = conn.request(&Message::UploadDone { holders }).await?;
+                return Ok(());
             }
             Report::Failed { reason, suspects } => {
                 return conn.send(&Message::UploadFailed { reason, suspects }).await;

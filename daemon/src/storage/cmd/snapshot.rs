@@ -27,14 +27,7 @@ pub(crate) async fn store(
         hash: snapshot.hash,
         size: snapshot.size,
     });
-    loop {
-        let frame = conn.recv_data().await?;
-        let Some(data) = frame.chunk() else {
-            match frame.message()? {
-                Message::End => break,
-                other => return Err(FrameError::unexpected(&other, "Chunk or End")),
-            }
-        };
+    while let Some(data) = conn.recv_chunk().await? {
         check.chunk(data)?;
         temp.write(data).await.map_err(disk_error)?;
     }

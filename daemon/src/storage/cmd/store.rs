@@ -54,14 +54,7 @@ pub(crate) async fn run(
             server.store.temp().await.map_err(disk_error)?
         };
         let mut check = ItemCheck::new(item);
-        loop {
-            let frame = conn.recv_data().await?;
-            let Some(data) = frame.chunk() else {
-                match frame.message()? {
-                    Message::End => break,
-                    other => return Err(FrameError::unexpected(&other, "Chunk or End")),
-                }
-            };
+        while let Some(data) = conn.recv_chunk().await? {
             check.chunk(data)?;
             written += data.len() as u64;
             temp.write(data).await.map_err(disk_error)?;
