@@ -8,7 +8,7 @@ use std::time::Duration;
 use arca_daemon::cluster::{ClusterOptions, LocalCluster};
 
 use crate::client::{ClientError, Settings};
-use crate::dashboard::{self, app::Effect};
+use crate::dashboard::{self, event::Effect};
 
 /// The samples in `assets/sample-files`, built into the binary so the demo
 /// works from any folder.

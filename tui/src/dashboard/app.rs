@@ -9,36 +9,13 @@ use std::time::Instant;
 use arca_shared::protocol::{ClusterStatus, FileEntry};
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEventKind};
 
-use super::net::{Link, LocalEntry, Msg};
+use super::event::{Effect, Kind, Link, LocalEntry, Msg};
 use crate::client::{Phase, TransferProgress};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tab {
     Files,
     Backups,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Upload,
-    Restore,
-}
-
-/// Work the event loop must start for the app.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Effect {
-    /// List a folder, relative to the files folder ("" is the top).
-    ListDir(String),
-    Upload(Vec<PathBuf>),
-    Restore {
-        name: String,
-        version: Option<u32>,
-    },
-    Delete {
-        name: String,
-        version: Option<u32>,
-    },
-    Versions(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,8 @@
 //! messages and a tick; state in [`app::App`]; drawing in [`ui`].
 
 pub mod app;
-pub mod net;
+pub mod event;
+mod tasks;
 mod terminal;
 pub mod ui;
 
@@ -14,8 +15,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::Settings;
-use app::{App, Effect};
-use net::Tasks;
+use app::App;
+use event::Effect;
+use tasks::Tasks;
 
 /// How often the folder view is refreshed from disk.
 const REFRESH_EVERY: Duration = Duration::from_secs(2);

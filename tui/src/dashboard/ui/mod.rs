@@ -14,7 +14,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Paragraph, Wrap};
 
 use super::app::{App, Mode, Tab};
-use super::net::Link;
+use super::event::Link;
 
 /// Below this size the dashboard shows a message instead of squeezing.
 pub const MIN_WIDTH: u16 = 60;

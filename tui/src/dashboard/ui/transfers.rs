@@ -10,7 +10,8 @@ use ratatui::widgets::Paragraph;
 use super::bars::{bar, percent};
 use super::pane;
 use crate::client::Phase;
-use crate::dashboard::app::{App, Kind, Transfer};
+use crate::dashboard::app::{App, Transfer};
+use crate::dashboard::event::Kind;
 use crate::format;
 
 const BAR: usize = 10;

@@ -7,58 +7,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
-use arca_shared::BlobHash;
-use arca_shared::protocol::{ClusterStatus, FileEntry};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::app::{Effect, Kind};
+use super::event::{Effect, Kind, Link, LocalEntry, Msg};
 use crate::client::{ClientError, HashCache, Phase, Session, Settings, TransferProgress};
 use crate::names;
 
 /// How often the poller asks the manager for the cluster and the catalog.
 const POLL_EVERY: Duration = Duration::from_secs(1);
-
-/// The state of the dashboard's link to the manager.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Link {
-    Connecting,
-    Connected,
-    Down(String),
-}
-
-/// One local file or folder, as the browser shows it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LocalEntry {
-    pub name: String,
-    pub is_dir: bool,
-    pub size: u64,
-    pub modified_ms: u64,
-    /// The content hash, once computed (files only).
-    pub hash: Option<BlobHash>,
-}
-
-/// What tasks tell the UI loop.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Msg {
-    Link(Link),
-    Cluster(ClusterStatus),
-    Catalog(Vec<FileEntry>),
-    Versions(String, Vec<FileEntry>),
-    /// The entries of a folder, relative to the files folder.
-    Dir(String, Vec<LocalEntry>),
-    Queued {
-        id: u64,
-        name: String,
-        kind: Kind,
-    },
-    Progress {
-        id: u64,
-        progress: TransferProgress,
-    },
-    /// A one-line message for the status bar.
-    Flash(String),
-}
 
 /// Work for the transfer worker.
 enum Job {
