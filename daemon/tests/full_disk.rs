@@ -93,7 +93,7 @@ async fn a_full_disk_fails_clearly_leaves_nothing_and_is_avoided_until_freed() {
     let filler = disk.0.join("filler");
     std::fs::write(&filler, vec![1u8; 3_500_000]).unwrap();
     let verdict = put(&cluster, "big", &content).await;
-    let Err(FrameError::Remote(reason)) = verdict else {
+    let Err(FrameError::Refused(reason)) = verdict else {
         panic!("the upload to a full disk succeeded: {verdict:?}");
     };
     assert!(
@@ -151,7 +151,7 @@ async fn put_begin_refusal(cluster: &LocalCluster, content: &[u8]) -> String {
         .await
         .unwrap();
     match manager.call(&put_begin("big", content)).await {
-        Err(FrameError::Remote(reason)) => reason,
+        Err(FrameError::Refused(reason)) => reason,
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
@@ -192,6 +192,67 @@ async fn a_read_only_disk_is_reported_as_read_only() {
     );
     let refused = put_begin_refusal(&cluster, b"some bytes").await;
     assert!(refused.contains("1 of them read-only"), "{refused}");
+    cluster.shutdown().await;
+    drop(disk);
+}
+
+/// Log lines written in this test process, for checking their level.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_that_cannot_be_written_is_the_managers_fault_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&dir.path().join("manager")) else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let logs = Logs::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .init();
+    let cluster = LocalCluster::start(
+        dir.path(),
+        ClusterOptions {
+            servers: 2,
+            ..ClusterOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let before = put(&cluster, "before", b"recorded fine").await.unwrap();
+    assert!(matches!(before, Message::Committed { .. }), "{before:?}");
+
+    // The manager's disk fills up behind its back.
+    let mut filler = std::fs::File::create(disk.0.join("filler")).unwrap();
+    while std::io::Write::write_all(&mut filler, &[1u8; 64 * 1024]).is_ok() {}
+    let failed = put(&cluster, "after", b"cannot be recorded").await;
+    let Err(FrameError::PeerFailed(reason)) = failed else {
+        panic!("expected the manager's own failure, got {failed:?}");
+    };
+    assert!(reason.contains("could not record the backup"), "{reason}");
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logged = logs
+        .lines()
+        .find(|l| l.contains("could not record the backup"))
+        .unwrap_or_else(|| panic!("not logged: {logs}"));
+    assert!(logged.contains("ERROR"), "{logged}");
+    // The manager keeps serving: its status still answers.
+    cluster.status().await.unwrap();
     cluster.shutdown().await;
     drop(disk);
 }

@@ -247,7 +247,7 @@ async fn servers_accept_no_bytes_and_serve_no_blob_without_a_valid_ticket() {
         let mut conn = authenticated(cluster.server_addr(0), &cluster.key).await;
         let answer = conn.call(&request).await;
         assert!(
-            matches!(answer, Err(FrameError::Remote(_))),
+            matches!(answer, Err(FrameError::Refused(_))),
             "{request:?}: {answer:?}"
         );
     }
@@ -324,7 +324,7 @@ async fn sizes_and_hashes_that_lie_are_rejected_and_nothing_is_kept() {
         }
         let verdict = manager.recv().await;
         assert!(
-            matches!(verdict, Err(FrameError::Remote(_))),
+            matches!(verdict, Err(FrameError::Refused(_))),
             "{name}: {verdict:?}"
         );
     }
@@ -376,7 +376,7 @@ async fn names_that_escape_are_refused_by_the_manager() {
     ] {
         let answer = manager.call(&put_begin(name, 1, BlobHash::of(b"x"))).await;
         assert!(
-            matches!(&answer, Err(FrameError::Remote(reason)) if reason.contains("bad name")),
+            matches!(&answer, Err(FrameError::Refused(reason)) if reason.contains("bad name")),
             "{name:?}: {answer:?}"
         );
         let answer = manager
@@ -388,7 +388,7 @@ async fn names_that_escape_are_refused_by_the_manager() {
             })
             .await;
         assert!(
-            matches!(&answer, Err(FrameError::Remote(reason)) if reason.contains("bad client"))
+            matches!(&answer, Err(FrameError::Refused(reason)) if reason.contains("bad client"))
         );
     }
     cluster.shutdown().await;

@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::limits::{CONNECT_TIMEOUT, CONTROL_FRAME_MAX, DATA_FRAME_MAX, IDLE_TIMEOUT};
-use crate::protocol::Message;
+use crate::protocol::{Fault, Message};
 use crate::reply::Reply;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,8 +29,12 @@ pub enum FrameError {
     Encode(#[from] rmp_serde::encode::Error),
     #[error("unexpected message {got} (wanted {wanted})")]
     Unexpected { got: String, wanted: &'static str },
+    /// The peer refused the request and said why: the asker can act on it.
     #[error("{0}")]
-    Remote(String),
+    Refused(String),
+    /// The peer failed at its own work (its disk, its catalog) and said so.
+    #[error("{0}")]
+    PeerFailed(String),
     #[error("authentication failed: {0}")]
     Auth(String),
     #[error("i/o: {0}")]
@@ -220,7 +224,7 @@ impl FrameReader {
     }
 
     /// Reads one frame no larger than `max` and decodes it. A peer's `Error`
-    /// message comes back as [`FrameError::Remote`].
+    /// message comes back as [`FrameError::Refused`].
     pub async fn recv_capped(&mut self, max: usize) -> Result<Message, FrameError> {
         let timeout = self.timeout;
         let frame = tokio::time::timeout(timeout, self.read_frame(max))
@@ -407,10 +411,17 @@ pub fn check_len(len: usize, max: usize) -> Result<(), FrameError> {
     Ok(())
 }
 
-/// Decodes a frame body; a peer's `Error` message becomes [`FrameError::Remote`].
+/// Decodes a frame body; a peer's `Error` message becomes [`FrameError::Refused`].
 pub fn decode(frame: &[u8]) -> Result<Message, FrameError> {
     match rmp_serde::from_slice(frame)? {
-        Message::Error { message } => Err(FrameError::Remote(message)),
+        Message::Error {
+            message,
+            fault: Fault::Refused,
+        } => Err(FrameError::Refused(message)),
+        Message::Error {
+            message,
+            fault: Fault::Failed,
+        } => Err(FrameError::PeerFailed(message)),
         message => Ok(message),
     }
 }
@@ -484,7 +495,7 @@ mod tests {
         };
         assert_eq!(decode(&encode(&message).unwrap()).unwrap(), message);
         assert!(
-            matches!(decode(&encode(&Message::error("no")).unwrap()), Err(FrameError::Remote(m)) if m == "no")
+            matches!(decode(&encode(&Message::error("no")).unwrap()), Err(FrameError::Refused(m)) if m == "no")
         );
     }
 }

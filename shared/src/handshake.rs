@@ -45,7 +45,7 @@ pub async fn initiate(conn: &mut Connection, key: &ClusterKey) -> Result<(), Fra
         match conn.reader.recv_capped(HANDSHAKE_FRAME_MAX).await {
             Ok(Message::Welcome) => Ok(()),
             Ok(other) => Err(FrameError::unexpected(&other, "Welcome")),
-            Err(FrameError::Remote(reason)) => Err(FrameError::Auth(reason)),
+            Err(FrameError::Refused(reason)) => Err(FrameError::Auth(reason)),
             Err(e) => Err(e),
         }
     })
@@ -72,7 +72,7 @@ pub async fn accept(conn: &mut Connection, key: &ClusterKey) -> Result<(), Frame
         })
         .await?;
         let answer = match conn.reader.recv_capped(HANDSHAKE_FRAME_MAX).await {
-            Err(FrameError::Remote(reason)) => return Err(FrameError::Auth(reason)),
+            Err(FrameError::Refused(reason)) => return Err(FrameError::Auth(reason)),
             other => other?,
         };
         match answer {
@@ -91,7 +91,7 @@ pub async fn accept(conn: &mut Connection, key: &ClusterKey) -> Result<(), Frame
 }
 
 fn version_mismatch(theirs: u32) -> FrameError {
-    FrameError::Remote(format!(
+    FrameError::Refused(format!(
         "protocol version mismatch: peer speaks {theirs}, this build speaks {PROTOCOL_VERSION}; run the same Arca version everywhere"
     ))
 }

@@ -28,9 +28,11 @@ pub enum Message {
         proof: Mac,
     },
     Welcome,
-    /// Ends the current exchange with a reason for people to read.
+    /// Ends the current exchange with a reason for people to read, and
+    /// whose fault it is.
     Error {
         message: String,
+        fault: Fault,
     },
     /// A generic "done" for requests that return nothing else.
     Ok,
@@ -282,11 +284,30 @@ impl Message {
         }
     }
 
+    /// A refusal: the request cannot be done as asked.
     pub fn error(message: impl Into<String>) -> Self {
         Message::Error {
             message: message.into(),
+            fault: Fault::Refused,
         }
     }
+
+    /// The sender failed at its own work; the request itself was fine.
+    pub fn failure(message: impl Into<String>) -> Self {
+        Message::Error {
+            message: message.into(),
+            fault: Fault::Failed,
+        }
+    }
+}
+
+/// Whose fault an `Error` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Fault {
+    /// The request cannot be done as asked; the asker can act on the reason.
+    Refused,
+    /// The sender failed at its own work (its disk, its catalog).
+    Failed,
 }
 
 /// A server's own account of itself, sent with every heartbeat.

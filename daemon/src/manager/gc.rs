@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use arca_shared::reply::Done;
 use arca_shared::types::ServerId;
-use arca_shared::{BlobHash, FrameError, Message};
+use arca_shared::{BlobHash, Message};
 
 use super::{Manager, pacing};
+use crate::error::Error;
 
 const EVERY: Duration = Duration::from_secs(5);
 
@@ -30,7 +31,7 @@ pub(crate) async fn run(manager: Arc<Manager>) {
     pacing::run_passes(manager, &manager.collect, EVERY, pass).await;
 }
 
-async fn collect(manager: &Manager) -> Result<(), FrameError> {
+async fn collect(manager: &Manager) -> Result<(), Error> {
     collect_damaged(manager).await?;
     let mut by_server: BTreeMap<ServerId, Vec<BlobHash>> = BTreeMap::new();
     for (hash, server) in manager.db(|c| c.unreferenced()).await? {
@@ -63,7 +64,7 @@ pub(crate) async fn set_aside_damaged(
     manager: &Manager,
     hash: BlobHash,
     server: ServerId,
-) -> Result<(), FrameError> {
+) -> Result<(), Error> {
     tracing::warn!(server, hash = %hash.short(), "damaged copy found; setting it aside and healing");
     manager.db(move |c| c.set_aside(&hash, server)).await?;
     manager.heal.notify_one();
@@ -77,7 +78,7 @@ pub(crate) async fn set_aside_damaged(
 
 /// Deletes damaged copies whose content has all its good copies again, or
 /// that nothing uses any more.
-async fn collect_damaged(manager: &Manager) -> Result<(), FrameError> {
+async fn collect_damaged(manager: &Manager) -> Result<(), Error> {
     let damaged = manager.db(|c| c.damaged()).await?;
     if damaged.is_empty() {
         return Ok(());
@@ -108,7 +109,7 @@ pub(crate) async fn delete_blobs(
     manager: &Manager,
     addr: &str,
     hashes: &[BlobHash],
-) -> Result<(), FrameError> {
+) -> Result<(), Error> {
     let requests: Vec<Message> = hashes
         .iter()
         .map(|hash| Message::DeleteBlob { hash: *hash })
@@ -117,7 +118,7 @@ pub(crate) async fn delete_blobs(
 }
 
 /// Sends the server at `addr` each request, each answered with `Ok`.
-async fn tell(manager: &Manager, addr: &str, requests: &[Message]) -> Result<(), FrameError> {
+async fn tell(manager: &Manager, addr: &str, requests: &[Message]) -> Result<(), Error> {
     let mut conn = manager.connect(addr).await?;
     for request in requests {
         let Done = conn.request(request).await?;

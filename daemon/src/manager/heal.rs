@@ -15,11 +15,12 @@ use arca_shared::protocol::{Item, ReplicaTarget, items_digest};
 use arca_shared::reply::Done;
 use arca_shared::ticket::{Ticket, TicketKind};
 use arca_shared::types::ServerId;
-use arca_shared::{BlobHash, FrameError, Message};
+use arca_shared::{BlobHash, Message};
 use tokio::sync::Semaphore;
 
 use super::cmd::verify;
 use super::{Manager, gc, pacing};
+use crate::error::Error;
 
 const EVERY: Duration = Duration::from_secs(1);
 /// Copies made at once, so healing does not starve uploads.
@@ -46,7 +47,7 @@ async fn pass(
     manager: &Arc<Manager>,
     slots: &Arc<Semaphore>,
     in_flight: &Arc<Mutex<HashSet<BlobHash>>>,
-) -> Result<bool, FrameError> {
+) -> Result<bool, Error> {
     let wanted = manager.config.replicas as usize;
     let mut under = Vec::new();
     for (hash, size, holders) in manager.db(|c| c.referenced()).await? {
@@ -107,7 +108,7 @@ async fn pass(
 }
 
 /// Makes one more copy of `hash` from its best live holder.
-async fn copy(manager: &Manager, hash: BlobHash, size: u64) -> Result<(), FrameError> {
+async fn copy(manager: &Manager, hash: BlobHash, size: u64) -> Result<(), Error> {
     let _guard = manager.hash_locks.lock(hash).await;
     let holders = manager.db(move |c| c.holders(&hash)).await?;
     let weights = manager.config.weights;
@@ -129,7 +130,7 @@ async fn copy(manager: &Manager, hash: BlobHash, size: u64) -> Result<(), FrameE
         ) {
             (Some(source), Some(target)) => (source, target),
             _ => {
-                return Err(FrameError::Remote(
+                return Err(Error::Refused(
                     "no live holder or no server with room".into(),
                 ));
             }
@@ -162,7 +163,7 @@ async fn copy(manager: &Manager, hash: BlobHash, size: u64) -> Result<(), FrameE
 /// Drops live copies beyond the replica count. Each is hashed in place
 /// first: damaged ones are set aside, and only intact ones count towards
 /// the copies kept, the best-scored; the rest are dropped.
-async fn trim(manager: &Manager, hash: BlobHash) -> Result<(), FrameError> {
+async fn trim(manager: &Manager, hash: BlobHash) -> Result<(), Error> {
     let _guard = manager.hash_locks.lock(hash).await;
     let holders = manager.db(move |c| c.holders(&hash)).await?;
     let ranked: Vec<(ServerId, String)> = {

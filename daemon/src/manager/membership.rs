@@ -5,14 +5,15 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arca_shared::Message;
 use arca_shared::choice::{self, Candidate, Weights};
 use arca_shared::protocol::{ServerStats, ServerStatus};
 use arca_shared::reply::Pong;
 use arca_shared::types::ServerId;
-use arca_shared::{FrameError, Message};
 use tokio_util::sync::CancellationToken;
 
 use super::Manager;
+use crate::error::Error;
 
 /// How many latency samples each server keeps for the dashboard's sparkline.
 const HISTORY: usize = 40;
@@ -253,7 +254,7 @@ pub async fn ping(manager: Arc<Manager>, id: ServerId, shutdown: CancellationTok
     }
 }
 
-async fn ping_session(manager: &Manager, id: ServerId, addr: &str) -> Result<(), FrameError> {
+async fn ping_session(manager: &Manager, id: ServerId, addr: &str) -> Result<(), Error> {
     let mut conn = manager.connect(addr).await?;
     loop {
         let start = Instant::now();

@@ -22,6 +22,8 @@ use arca_shared::keys::ClusterKey;
 use arca_shared::protocol::FileEntry;
 use arca_shared::types::ServerId;
 use arca_shared::{BlobHash, Connection, FrameError, Message};
+
+use crate::error::Error;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -198,26 +200,15 @@ async fn handle(manager: Arc<Manager>, mut conn: Connection) {
             } => cmd::remove::run(&manager, &mut conn, client, name, version).await,
             Message::Status => cmd::status::run(&manager, &mut conn).await,
             Message::AtRisk { client } => cmd::at_risk::run(&manager, &mut conn, client).await,
-            other => Err(FrameError::unexpected(&other, "a request")),
+            other => Err(FrameError::unexpected(&other, "a request").into()),
         };
-        match result {
-            Ok(()) => {}
-            // A refusal the peer can act on: say why and keep serving it.
-            Err(FrameError::Remote(reason)) => {
-                tracing::debug!(%peer, "{kind} refused: {reason}");
-                if conn
-                    .send(&Message::Error { message: reason })
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(%peer, "{kind} failed: {e}");
-                let _ = conn.send(&Message::error(e.to_string())).await;
-                return;
-            }
+        let Err(e) = result else { continue };
+        e.log(peer, kind);
+        let told = conn.send(&e.to_message()).await;
+        // After a refusal or this manager's own failure the exchange ended
+        // cleanly and the peer may go on; a broken link or peer is closed.
+        if told.is_err() || matches!(e, Error::Peer(_)) {
+            return;
         }
     }
 }
@@ -228,8 +219,8 @@ impl Manager {
     }
 
     /// Opens an authenticated connection to a server.
-    async fn connect(&self, addr: &str) -> Result<Connection, FrameError> {
-        arca_shared::handshake::connect(addr, &self.config.key).await
+    async fn connect(&self, addr: &str) -> Result<Connection, Error> {
+        Ok(arca_shared::handshake::connect(addr, &self.config.key).await?)
     }
 
     /// The address of a live server.
@@ -246,7 +237,7 @@ impl Manager {
     }
 
     /// Runs a catalog operation off the async threads (SQLite fsyncs).
-    async fn db<T, F>(&self, op: F) -> Result<T, FrameError>
+    async fn db<T, F>(&self, op: F) -> Result<T, Error>
     where
         T: Send + 'static,
         F: FnOnce(&mut Catalog) -> rusqlite::Result<T> + Send + 'static,
@@ -257,13 +248,13 @@ impl Manager {
             op(&mut catalog)
         })
         .await
-        .map_err(|e| FrameError::Remote(format!("catalog task failed: {e}")))?
-        .map_err(|e| FrameError::Remote(format!("catalog error: {e}")))
+        .map_err(|e| Error::local("the catalog task failed", e))?
+        .map_err(|e| Error::local("the catalog failed", e))
     }
 
     /// Catalog rows as clients see them, each with its count of live copies
     /// (the holders of all rows are read in one catalog call).
-    async fn entries(&self, rows: Vec<FileRow>) -> Result<Vec<FileEntry>, FrameError> {
+    async fn entries(&self, rows: Vec<FileRow>) -> Result<Vec<FileEntry>, Error> {
         let hashes: Vec<_> = rows.iter().map(|r| r.hash).collect();
         let holders = self.db(move |c| c.holders_of(&hashes)).await?;
         let members = self.members();
@@ -283,6 +274,6 @@ impl Manager {
 }
 
 /// A refusal the client can read and act on.
-fn refuse<T>(reason: impl Into<String>) -> Result<T, FrameError> {
-    Err(FrameError::Remote(reason.into()))
+fn refuse<T>(reason: impl Into<String>) -> Result<T, Error> {
+    Err(Error::Refused(reason.into()))
 }

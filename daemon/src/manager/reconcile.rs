@@ -10,10 +10,11 @@ use std::sync::Arc;
 use arca_shared::protocol::BlobInfo;
 use arca_shared::reply::Done;
 use arca_shared::types::ServerId;
-use arca_shared::{BlobHash, FrameError, Message};
+use arca_shared::{BlobHash, Message};
 
 use super::cmd::verify;
 use super::{Manager, gc};
+use crate::error::Error;
 
 pub(crate) async fn run(manager: Arc<Manager>) {
     let every = (manager.config.orphan_grace / 2).max(std::time::Duration::from_secs(1));
@@ -39,7 +40,7 @@ pub(crate) async fn run(manager: Arc<Manager>) {
     }
 }
 
-pub(crate) async fn server(manager: &Manager, id: ServerId) -> Result<(), FrameError> {
+pub(crate) async fn server(manager: &Manager, id: ServerId) -> Result<(), Error> {
     // Read the catalog first: anything recorded before the inventory is on disk.
     let mut recorded: HashSet<BlobHash> = manager
         .db(move |c| c.held_by(id))

@@ -17,6 +17,7 @@ use arca_shared::types::now_ms;
 use arca_shared::{BlobHash, FrameError, Message};
 
 use super::catalog::{self, Catalog};
+use crate::error::Error;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecoverError {
@@ -87,11 +88,11 @@ pub async fn recover(
     Err(RecoverError::NoSnapshot(problems.join("\n")))
 }
 
-async fn list(server: &str, key: &ClusterKey) -> Result<Vec<SnapshotInfo>, FrameError> {
-    handshake::connect(server, key)
+async fn list(server: &str, key: &ClusterKey) -> Result<Vec<SnapshotInfo>, Error> {
+    Ok(handshake::connect(server, key)
         .await?
         .request(&Message::ListSnapshots)
-        .await
+        .await?)
 }
 
 /// Fetches one snapshot, checks it, and writes the opened catalog to `to`.
@@ -138,7 +139,7 @@ async fn fetch(
     key: &ClusterKey,
     snapshot: &SnapshotInfo,
     to: &Path,
-) -> Result<(), FrameError> {
+) -> Result<(), Error> {
     let mut conn = handshake::connect(server, key).await?;
     let Accepted = conn
         .request(&Message::FetchSnapshot {
@@ -151,18 +152,17 @@ async fn fetch(
     while let Some(data) = conn.recv_chunk().await? {
         size += data.len() as u64;
         if size > snapshot.size {
-            return Err(FrameError::Remote(
-                "more bytes than the snapshot has".into(),
-            ));
+            return Err(FrameError::PeerFailed("more bytes than the snapshot has".into()).into());
         }
         hasher.update(data);
         out.write_all(data)?;
     }
     out.flush()?;
     if size != snapshot.size || BlobHash::from(hasher.finalize()) != snapshot.hash {
-        return Err(FrameError::Remote(
+        return Err(FrameError::PeerFailed(
             "the snapshot's bytes do not match its size and hash".into(),
-        ));
+        )
+        .into());
     }
     Ok(())
 }

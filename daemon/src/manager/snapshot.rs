@@ -21,9 +21,10 @@ use arca_shared::sealed;
 use arca_shared::stream::{Reading, send_file};
 use arca_shared::types::ServerId;
 use arca_shared::types::now_ms;
-use arca_shared::{BlobHash, FrameError, Message};
+use arca_shared::{BlobHash, Message};
 
 use super::Manager;
+use crate::error::Error;
 
 /// The newest snapshot taken, and the servers that keep it.
 struct Sent {
@@ -49,7 +50,7 @@ pub(crate) async fn run(manager: Arc<Manager>) {
 
 /// Takes a snapshot if the catalog changed since the last one, and hands
 /// the newest to every live server that does not keep it yet.
-async fn pass(manager: &Manager, sent: &mut Option<Sent>) -> Result<(), FrameError> {
+async fn pass(manager: &Manager, sent: &mut Option<Sent>) -> Result<(), Error> {
     let generation = manager.db(|c| c.generation()).await?;
     if generation == 0 {
         return Ok(());
@@ -93,7 +94,7 @@ fn sealed_path(manager: &Manager) -> PathBuf {
 }
 
 /// Copies the catalog and seals the copy.
-async fn take(manager: &Manager, generation: u64) -> Result<SnapshotInfo, FrameError> {
+async fn take(manager: &Manager, generation: u64) -> Result<SnapshotInfo, Error> {
     let plain = manager.config.data.join("snapshot.db");
     let copy = plain.clone();
     manager.db(move |c| c.backup_to(&copy)).await?;
@@ -117,16 +118,12 @@ async fn take(manager: &Manager, generation: u64) -> Result<SnapshotInfo, FrameE
         Ok(snapshot)
     })
     .await
-    .map_err(|e| FrameError::Remote(format!("snapshot task failed: {e}")))?
-    .map_err(|e| FrameError::Remote(format!("cannot seal the catalog snapshot: {e}")))
+    .map_err(|e| Error::local("the snapshot task failed", e))?
+    .map_err(|e| Error::local("cannot seal the catalog snapshot", e))
 }
 
 /// Sends the sealed snapshot to the server at `addr` until it is durable there.
-async fn hand_over(
-    manager: &Manager,
-    addr: &str,
-    snapshot: &SnapshotInfo,
-) -> Result<(), FrameError> {
+async fn hand_over(manager: &Manager, addr: &str, snapshot: &SnapshotInfo) -> Result<(), Error> {
     let file = File::open(sealed_path(manager))?;
     let mut conn = manager.connect(addr).await?;
     let Accepted = conn
@@ -141,8 +138,7 @@ async fn hand_over(
         Reading::Cached,
         |_| {},
     )
-    .await
-    .map_err(|e| FrameError::Remote(e.to_string()))?;
+    .await?;
     let Stored = conn.request(&Message::End).await?;
     Ok(())
 }

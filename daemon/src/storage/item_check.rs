@@ -1,8 +1,9 @@
 //! Checks one file's bytes against what was announced for it, as they
 //! arrive: never more than its size, and at its end exactly its size and hash.
 
+use crate::error::Error;
+use arca_shared::BlobHash;
 use arca_shared::protocol::Item;
-use arca_shared::{BlobHash, FrameError};
 
 pub(crate) struct ItemCheck {
     item: Item,
@@ -19,10 +20,10 @@ impl ItemCheck {
         }
     }
 
-    pub(crate) fn chunk(&mut self, data: &[u8]) -> Result<(), FrameError> {
+    pub(crate) fn chunk(&mut self, data: &[u8]) -> Result<(), Error> {
         self.received += data.len() as u64;
         if self.received > self.item.size {
-            return Err(FrameError::Remote(format!(
+            return Err(Error::Refused(format!(
                 "more than the {} bytes announced",
                 self.item.size
             )));
@@ -31,15 +32,15 @@ impl ItemCheck {
         Ok(())
     }
 
-    pub(crate) fn end(&self) -> Result<(), FrameError> {
+    pub(crate) fn end(&self) -> Result<(), Error> {
         if self.received != self.item.size {
-            return Err(FrameError::Remote(format!(
+            return Err(Error::Refused(format!(
                 "{} bytes received, {} announced",
                 self.received, self.item.size
             )));
         }
         if BlobHash::from(self.hasher.finalize()) != self.item.hash {
-            return Err(FrameError::Remote(
+            return Err(Error::Refused(
                 "the bytes received do not match the announced hash".into(),
             ));
         }

@@ -6,13 +6,14 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use arca_shared::BlobHash;
+use arca_shared::Message;
 use arca_shared::handshake;
 use arca_shared::reply::Registered;
-use arca_shared::{FrameError, Message};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Server;
+use crate::error::Error;
 
 pub(crate) async fn run(
     server: Arc<Server>,
@@ -49,7 +50,7 @@ async fn session(
     server: &Server,
     uuid: &str,
     corrupt: &mut mpsc::UnboundedReceiver<BlobHash>,
-) -> Result<(), FrameError> {
+) -> Result<(), Error> {
     let mut conn = handshake::connect(&server.config.manager, &server.config.key).await?;
     let Registered(id) = conn
         .request(&Message::Register {

@@ -19,7 +19,7 @@ use arca_shared::handshake;
 use arca_shared::keys::ClusterKey;
 use arca_shared::protocol::{Item, ReplicaTarget, items_digest};
 use arca_shared::reply::Accepted;
-use arca_shared::stream::{Reading, SendFileError, send_file};
+use arca_shared::stream::{Reading, send_file};
 use arca_shared::ticket::{Ticket, TicketError, TicketKind};
 use arca_shared::types::ServerId;
 use arca_shared::{BlobHash, Connection, FrameError, Message};
@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::error::Error;
 pub use blobs::BlobStore;
 use snapshots::Snapshots;
 
@@ -129,7 +130,7 @@ async fn handle(server: Arc<Server>, mut conn: Connection) {
     while let Some(request) = crate::listener::next_request(&mut conn).await {
         let kind = request.kind();
         let result = match request {
-            Message::Ping => conn.send(&Message::Pong).await,
+            Message::Ping => conn.send(&Message::Pong).await.map_err(Error::from),
             Message::Prepare {
                 upload_id,
                 replicas,
@@ -154,7 +155,9 @@ async fn handle(server: Arc<Server>, mut conn: Connection) {
             }
             Message::Check { hash } => {
                 let ok = server.store.verify(&hash).await.unwrap_or(false);
-                conn.send(&Message::Checked { ok }).await
+                conn.send(&Message::Checked { ok })
+                    .await
+                    .map_err(Error::from)
             }
             Message::Inventory => cmd::inventory::run(&server, &mut conn).await,
             Message::StoreSnapshot { snapshot } => {
@@ -164,12 +167,12 @@ async fn handle(server: Arc<Server>, mut conn: Connection) {
             Message::FetchSnapshot { snapshot } => {
                 cmd::snapshot::fetch(&server, &mut conn, snapshot).await
             }
-            other => Err(FrameError::unexpected(&other, "a request")),
+            other => Err(FrameError::unexpected(&other, "a request").into()),
         };
         if let Err(e) = result {
-            tracing::warn!(%peer, "{kind} failed: {e}");
+            e.log(peer, kind);
             // Tell the peer why, then close: the stream may be mid-transfer.
-            let _ = conn.send(&Message::error(e.to_string())).await;
+            let _ = conn.send(&e.to_message()).await;
             return;
         }
     }
@@ -181,7 +184,7 @@ impl Server {
         &self,
         target: &ReplicaTarget,
         items: &[Item],
-    ) -> Result<Connection, FrameError> {
+    ) -> Result<Connection, Error> {
         let mut conn = handshake::connect(&target.addr, &self.config.key).await?;
         let Accepted = conn
             .request(&Message::Store {
@@ -199,27 +202,20 @@ impl Server {
         writer: &mut FrameWriter,
         file: tokio::fs::File,
         len: u64,
-    ) -> Result<(), FrameError> {
+    ) -> Result<(), Error> {
         let file = file.into_std().await;
-        send_file(writer, file, len, Reading::Direct, |_| {})
-            .await
-            .map_err(|e| match e {
-                SendFileError::Read(e) => {
-                    FrameError::Remote(format!("this server cannot read the blob: {e}"))
-                }
-                SendFileError::Send(e) => e,
-            })?;
-        writer.send(&Message::End).await
+        send_file(writer, file, len, Reading::Direct, |_| {}).await?;
+        Ok(writer.send(&Message::End).await?)
     }
 
     pub(crate) fn id(&self) -> ServerId {
         self.id.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn check(&self, ticket: &Ticket, kind: TicketKind) -> Result<(), FrameError> {
+    pub(crate) fn check(&self, ticket: &Ticket, kind: TicketKind) -> Result<(), Error> {
         ticket
             .verify(&self.config.key, kind, self.id())
-            .map_err(|e: TicketError| FrameError::Remote(e.to_string()))
+            .map_err(|e: TicketError| Error::Refused(e.to_string()))
     }
 
     /// Checks a ticket for a list of items: the ticket must name exactly them.
@@ -228,11 +224,11 @@ impl Server {
         ticket: &Ticket,
         kind: TicketKind,
         items: &[Item],
-    ) -> Result<(), FrameError> {
+    ) -> Result<(), Error> {
         self.check(ticket, kind)?;
         let total: u64 = items.iter().map(|i| i.size).sum();
         if items.is_empty() || items_digest(items) != ticket.hash || total != ticket.size {
-            return Err(FrameError::Remote("the ticket is for other files".into()));
+            return Err(Error::Refused("the ticket is for other files".into()));
         }
         Ok(())
     }

@@ -44,6 +44,13 @@ pub enum ClientError {
     Unreachable { addr: String, source: FrameError },
     #[error("{0}")]
     Refused(String),
+    /// The manager failed at its own work: nothing about the request or the
+    /// files was wrong.
+    #[error(
+        "the manager failed: {0}. The fault is on the manager's side (see its log), \
+         not in your files; try again once it is fixed"
+    )]
+    ManagerFailed(String),
     #[error("{0}")]
     Local(String),
     #[error("connection to the manager failed: {0}")]
@@ -148,10 +155,12 @@ impl Session {
     }
 }
 
-/// The manager's refusals are [`ClientError::Refused`]; the rest is the link.
+/// The manager's refusals are [`ClientError::Refused`], its own failures
+/// [`ClientError::ManagerFailed`]; the rest is the link.
 fn refusal(e: FrameError) -> ClientError {
     match e {
-        FrameError::Remote(reason) => ClientError::Refused(reason),
+        FrameError::Refused(reason) => ClientError::Refused(reason),
+        FrameError::PeerFailed(reason) => ClientError::ManagerFailed(reason),
         other => other.into(),
     }
 }

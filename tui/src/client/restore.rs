@@ -263,14 +263,14 @@ async fn download(
         let Some(data) = frame.chunk() else {
             return match frame.message().map_err(Failure::Holder)? {
                 Message::End if part.written == ticket.size => Ok(()),
-                Message::End => Err(Failure::Holder(FrameError::Remote(
+                Message::End => Err(Failure::Holder(FrameError::Refused(
                     "holder ended the stream early".into(),
                 ))),
                 other => Err(Failure::Holder(FrameError::unexpected(&other, "Chunk"))),
             };
         };
         if part.written + data.len() as u64 > ticket.size {
-            return Err(Failure::Holder(FrameError::Remote(
+            return Err(Failure::Holder(FrameError::Refused(
                 "holder sent more bytes than the file has".into(),
             )));
         }

@@ -331,7 +331,7 @@ enum Transfer {
 
 impl Transfer {
     fn primary(e: FrameError) -> Self {
-        let lost = !matches!(e, FrameError::Remote(_));
+        let lost = !matches!(e, FrameError::Refused(_));
         Transfer::Primary {
             reason: format!("upload to the primary failed: {e}"),
             lost,

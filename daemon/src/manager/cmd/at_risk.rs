@@ -4,9 +4,10 @@
 
 use arca_shared::connection::PageWriter;
 use arca_shared::protocol::VersionHealth;
-use arca_shared::{Connection, FrameError, Message};
+use arca_shared::{Connection, Message};
 
 use super::check_client;
+use crate::error::Error;
 use crate::manager::Manager;
 
 /// Versions per page: a page of the longest names stays under the control cap.
@@ -16,7 +17,7 @@ pub(crate) async fn run(
     manager: &Manager,
     conn: &mut Connection,
     client: String,
-) -> Result<(), FrameError> {
+) -> Result<(), Error> {
     check_client(&client)?;
     let hashes = manager
         .at_risk
@@ -40,5 +41,5 @@ pub(crate) async fn run(
                 .await?;
         }
     }
-    pages.finish().await
+    Ok(pages.finish().await?)
 }

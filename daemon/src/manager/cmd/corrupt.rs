@@ -8,16 +8,17 @@ use std::sync::Arc;
 
 use arca_shared::ticket::Ticket;
 use arca_shared::types::ServerId;
-use arca_shared::{BlobHash, Connection, FrameError, Message};
+use arca_shared::{BlobHash, Connection, Message};
 
 use super::verify;
+use crate::error::Error;
 use crate::manager::{Manager, gc, refuse};
 
 pub(crate) async fn run(
     manager: &Arc<Manager>,
     conn: &mut Connection,
     ticket: Ticket,
-) -> Result<(), FrameError> {
+) -> Result<(), Error> {
     // Only tickets this cluster issued can accuse a server.
     if !ticket.authentic(&manager.config.key) {
         return refuse("corruption report with a forged ticket ignored");
@@ -31,7 +32,7 @@ pub(crate) async fn run(
             () = check_reported(&checker, hash, server) => {}
         }
     });
-    conn.send(&Message::Ok).await
+    Ok(conn.send(&Message::Ok).await?)
 }
 
 async fn check_reported(manager: &Manager, hash: BlobHash, server: ServerId) {

@@ -6,9 +6,10 @@ use std::time::Duration;
 use arca_shared::choice;
 use arca_shared::ticket::{Ticket, TicketKind};
 use arca_shared::types::ServerId;
-use arca_shared::{Connection, FrameError, Message};
+use arca_shared::{Connection, Message};
 
 use super::{check_client, check_name};
+use crate::error::Error;
 use crate::manager::{FileRow, Manager, refuse};
 
 /// How often a restore waits on servers that are registering again.
@@ -21,7 +22,7 @@ pub(crate) async fn run(
     name: String,
     version: Option<u32>,
     exclude: Vec<ServerId>,
-) -> Result<(), FrameError> {
+) -> Result<(), Error> {
     check_client(&client)?;
     check_name(&name)?;
     let (c, n) = (client.clone(), name.clone());
@@ -63,21 +64,18 @@ pub(crate) async fn run(
         row.hash,
         row.size,
     );
-    conn.send(&Message::GetTicket {
-        holder: addr,
-        ticket,
-        version: row.version,
-    })
-    .await
+    Ok(conn
+        .send(&Message::GetTicket {
+            holder: addr,
+            ticket,
+            version: row.version,
+        })
+        .await?)
 }
 
 /// Why no copy of a version can be read: its copies are on servers that are
 /// down, or every copy failed its hash (then they are kept, set aside).
-async fn unavailable(
-    manager: &Manager,
-    row: &FileRow,
-    holders: usize,
-) -> Result<String, FrameError> {
+async fn unavailable(manager: &Manager, row: &FileRow, holders: usize) -> Result<String, Error> {
     let hash = row.hash;
     let damaged = manager.db(move |c| c.damaged_of(&[hash])).await?;
     let damaged = damaged.first().map_or(0, Vec::len);

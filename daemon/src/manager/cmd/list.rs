@@ -2,9 +2,10 @@
 //! or every version of one name. Sent in pages, then `End`.
 
 use arca_shared::connection::PageWriter;
-use arca_shared::{Connection, FrameError, Message};
+use arca_shared::{Connection, Message};
 
 use super::{check_client, check_name};
+use crate::error::Error;
 use crate::manager::{FileRow, Manager};
 
 /// Entries per page: a page of the longest names stays under the control cap.
@@ -15,12 +16,12 @@ pub(crate) async fn run(
     conn: &mut Connection,
     client: String,
     name: Option<String>,
-) -> Result<(), FrameError> {
+) -> Result<(), Error> {
     let mut pages = PageWriter::new(conn, PAGE, |files| Message::Listing { files });
     for entry in manager.entries(rows(manager, client, name).await?).await? {
         pages.push(entry).await?;
     }
-    pages.finish().await
+    Ok(pages.finish().await?)
 }
 
 /// The catalog rows a name selects: every version of a name; the newest
@@ -30,7 +31,7 @@ pub(crate) async fn rows(
     manager: &Manager,
     client: String,
     name: Option<String>,
-) -> Result<Vec<FileRow>, FrameError> {
+) -> Result<Vec<FileRow>, Error> {
     check_client(&client)?;
     match name {
         Some(name) if !name.ends_with('/') => {

@@ -10,16 +10,16 @@ pub(crate) mod remove;
 pub(crate) mod status;
 pub(crate) mod verify;
 
-use arca_shared::FrameError;
 use arca_shared::name;
 
 use super::refuse;
+use crate::error::Error;
 
 /// Client names namespace the catalog; they follow the rules for names.
-pub(crate) fn check_client(client: &str) -> Result<(), FrameError> {
+pub(crate) fn check_client(client: &str) -> Result<(), Error> {
     name::validate(client).or_else(|e| refuse(format!("bad client name {client:?}: {e}")))
 }
 
-pub(crate) fn check_name(name: &str) -> Result<(), FrameError> {
+pub(crate) fn check_name(name: &str) -> Result<(), Error> {
     name::validate(name).or_else(|e| refuse(format!("bad name {name:?}: {e}")))
 }

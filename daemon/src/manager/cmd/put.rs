@@ -18,6 +18,7 @@ use arca_shared::types::ServerId;
 use arca_shared::{BlobHash, Connection, FrameError, Message};
 
 use super::{check_client, check_name};
+use crate::error::Error;
 use crate::manager::{Manager, NewVersion, refuse};
 
 pub(crate) async fn run(
@@ -26,7 +27,7 @@ pub(crate) async fn run(
     client: String,
     files: Vec<PutFile>,
     exclude: Vec<ServerId>,
-) -> Result<(), FrameError> {
+) -> Result<(), Error> {
     check_client(&client)?;
     if files.is_empty() || files.len() > LIST_MAX {
         return refuse(format!(
@@ -63,12 +64,12 @@ pub(crate) async fn run(
         }
     }
     if changed.is_empty() {
-        return conn
+        return Ok(conn
             .send(&Message::Planned {
                 results,
                 upload: None,
             })
-            .await;
+            .await?);
     }
 
     // Held until the catalog records the outcome, so a deletion of the same
@@ -115,12 +116,12 @@ pub(crate) async fn run(
         }
     }
     if send.is_empty() {
-        return conn
+        return Ok(conn
             .send(&Message::Planned {
                 results,
                 upload: None,
             })
-            .await;
+            .await?);
     }
 
     let items: Vec<Item> = send
@@ -177,7 +178,7 @@ pub(crate) async fn run(
         replicas: holders.len() as u32,
     })
     .await?;
-    primary_conn.send(&Message::Ok).await
+    Ok(primary_conn.send(&Message::Ok).await?)
 }
 
 fn new_version(file: &PutFile, holders: Vec<ServerId>) -> NewVersion {
@@ -193,9 +194,17 @@ async fn commit(
     manager: &Manager,
     client: &str,
     versions: Vec<NewVersion>,
-) -> Result<Vec<u32>, FrameError> {
+) -> Result<Vec<u32>, Error> {
     let client = client.to_owned();
-    manager.db(move |c| c.commit(&client, &versions)).await
+    manager
+        .db(move |c| c.commit(&client, &versions))
+        .await
+        .map_err(|e| match e {
+            Error::Local { cause, .. } => {
+                Error::local("could not record the backup in the catalog", cause)
+            }
+            other => other,
+        })
 }
 
 /// Step 3: tells the primary where to forward upload `op`.
@@ -205,7 +214,7 @@ async fn prepare(
     op: u64,
     replicas: Vec<ReplicaTarget>,
     items: Vec<Item>,
-) -> Result<Connection, FrameError> {
+) -> Result<Connection, Error> {
     let mut conn = manager.connect(primary).await?;
     let Done = conn
         .request(&Message::Prepare {
@@ -222,11 +231,7 @@ type Pick = (ServerId, String);
 
 /// The primary and the replicas for `size` bytes. Servers that failed
 /// recently are avoided while enough others remain.
-fn choose(
-    manager: &Manager,
-    size: u64,
-    exclude: &[ServerId],
-) -> Result<(Pick, Vec<Pick>), FrameError> {
+fn choose(manager: &Manager, size: u64, exclude: &[ServerId]) -> Result<(Pick, Vec<Pick>), Error> {
     let wanted = manager.config.replicas as usize;
     let members = manager.members();
     let weights = manager.config.weights;
@@ -263,7 +268,7 @@ async fn await_outcome(
     manager: &Manager,
     primary: &mut Connection,
     primary_id: ServerId,
-) -> Result<Vec<ServerId>, FrameError> {
+) -> Result<Vec<ServerId>, Error> {
     primary.set_timeout(arca_shared::limits::TICKET_TTL.max(IDLE_TIMEOUT));
     loop {
         match primary.recv().await {
@@ -276,7 +281,7 @@ async fn await_outcome(
                 }
                 return refuse(format!("upload failed: {reason}"));
             }
-            Ok(other) => return Err(FrameError::unexpected(&other, "an upload report")),
+            Ok(other) => return Err(FrameError::unexpected(&other, "an upload report").into()),
             Err(e) => {
                 manager.members().suspect(primary_id);
                 return refuse(format!("upload failed: the primary went away ({e})"));

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use arca_shared::protocol::{ServerStats, SnapshotInfo};
 use arca_shared::{Connection, FrameError, Message};
 
+use crate::error::Error;
 use crate::manager::{Manager, gc, membership, reconcile, snapshot};
 
 pub(crate) async fn run(
@@ -31,9 +32,9 @@ async fn session(
     uuid: String,
     addr: String,
     stats: ServerStats,
-) -> Result<(), FrameError> {
+) -> Result<(), Error> {
     if uuid.is_empty() || uuid.len() > 64 || addr.len() > 256 {
-        return Err(FrameError::Remote("malformed registration".into()));
+        return Err(Error::Refused("malformed registration".into()));
     }
     let id = manager
         .db({
@@ -69,7 +70,7 @@ async fn session(
                 Message::Corrupt { hash } => {
                     gc::set_aside_damaged(manager, hash, id).await?;
                 }
-                other => return Err(FrameError::unexpected(&other, "Heartbeat")),
+                other => return Err(FrameError::unexpected(&other, "Heartbeat").into()),
             }
         }
     }

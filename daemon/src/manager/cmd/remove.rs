@@ -1,9 +1,10 @@
 //! `Remove`: drops one version or all versions of a name from the catalog;
 //! the garbage collector then deletes blobs nothing references any more.
 
-use arca_shared::{Connection, FrameError, Message};
+use arca_shared::{Connection, Message};
 
 use super::{check_client, check_name};
+use crate::error::Error;
 use crate::manager::{Manager, refuse};
 
 pub(crate) async fn run(
@@ -12,7 +13,7 @@ pub(crate) async fn run(
     client: String,
     name: String,
     version: Option<u32>,
-) -> Result<(), FrameError> {
+) -> Result<(), Error> {
     check_client(&client)?;
     check_name(&name)?;
     let (c, n) = (client.clone(), name.clone());
@@ -25,5 +26,5 @@ pub(crate) async fn run(
     }
     tracing::info!(%client, %name, ?versions, "removed");
     manager.collect.notify_one();
-    conn.send(&Message::Removed { versions }).await
+    Ok(conn.send(&Message::Removed { versions }).await?)
 }

@@ -3,16 +3,17 @@
 use std::sync::atomic::Ordering;
 
 use arca_shared::protocol::ClusterStatus;
-use arca_shared::{Connection, FrameError, Message};
+use arca_shared::{Connection, Message};
 
+use crate::error::Error;
 use crate::manager::Manager;
 
-pub(crate) async fn run(manager: &Manager, conn: &mut Connection) -> Result<(), FrameError> {
+pub(crate) async fn run(manager: &Manager, conn: &mut Connection) -> Result<(), Error> {
     let status = ClusterStatus {
         replicas: manager.config.replicas,
         servers: manager.members().status(manager.config.weights),
         under_replicated: manager.under_replicated.load(Ordering::Relaxed),
         healing: manager.healing.load(Ordering::Relaxed),
     };
-    conn.send(&Message::Cluster { status }).await
+    Ok(conn.send(&Message::Cluster { status }).await?)
 }

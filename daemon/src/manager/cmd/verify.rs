@@ -10,9 +10,10 @@ use arca_shared::connection::PageWriter;
 use arca_shared::protocol::VersionCheck;
 use arca_shared::reply::Intact;
 use arca_shared::types::ServerId;
-use arca_shared::{Connection, FrameError, Message};
+use arca_shared::{Connection, Message};
 
 use super::list;
+use crate::error::Error;
 use crate::manager::{Manager, gc};
 
 /// Versions per page: well under the control frame cap.
@@ -23,7 +24,7 @@ pub(crate) async fn run(
     conn: &mut Connection,
     client: String,
     name: Option<String>,
-) -> Result<(), FrameError> {
+) -> Result<(), Error> {
     let rows = list::rows(manager, client, name).await?;
     let mut servers: HashMap<ServerId, Connection> = HashMap::new();
     let mut pages = PageWriter::new(conn, PAGE, |versions| Message::Verified { versions });
@@ -52,7 +53,7 @@ pub(crate) async fn run(
         }
         pages.push(checked).await?;
     }
-    pages.finish().await
+    Ok(pages.finish().await?)
 }
 
 /// Has `server` hash its copy, over a connection kept for the next
@@ -89,7 +90,7 @@ pub(crate) async fn check_at(
     manager: &Manager,
     addr: &str,
     hash: arca_shared::BlobHash,
-) -> Result<bool, FrameError> {
+) -> Result<bool, Error> {
     check(&mut manager.connect(addr).await?, hash).await
 }
 
@@ -97,7 +98,7 @@ pub(crate) async fn check_at(
 pub(crate) async fn check(
     holder: &mut Connection,
     hash: arca_shared::BlobHash,
-) -> Result<bool, FrameError> {
+) -> Result<bool, Error> {
     let Intact(intact) = holder.request(&Message::Check { hash }).await?;
     Ok(intact)
 }

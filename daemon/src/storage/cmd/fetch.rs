@@ -3,9 +3,10 @@
 use std::io::SeekFrom;
 
 use arca_shared::ticket::{Ticket, TicketKind};
-use arca_shared::{Connection, FrameError, Message};
+use arca_shared::{Connection, Message};
 use tokio::io::AsyncSeekExt;
 
+use crate::error::Error;
 use crate::storage::Server;
 
 pub(crate) async fn run(
@@ -13,20 +14,20 @@ pub(crate) async fn run(
     conn: &mut Connection,
     ticket: Ticket,
     offset: u64,
-) -> Result<(), FrameError> {
+) -> Result<(), Error> {
     server.check(&ticket, TicketKind::Fetch)?;
     let mut file = tokio::fs::File::open(server.store.path(&ticket.hash))
         .await
-        .map_err(|e| FrameError::Remote(format!("this server cannot read the blob: {e}")))?;
+        .map_err(|e| Error::local("this server cannot read the blob", e))?;
     let len = file.metadata().await?.len();
     if len != ticket.size {
-        return Err(FrameError::Remote(format!(
+        return Err(Error::Refused(format!(
             "stored copy has {len} bytes, the catalog says {}",
             ticket.size
         )));
     }
     if offset > len {
-        return Err(FrameError::Remote(format!(
+        return Err(Error::Refused(format!(
             "offset {offset} is past the end ({len} bytes)"
         )));
     }

@@ -2,17 +2,18 @@
 //! with its catalog. Sent in pages, then `End`.
 
 use arca_shared::connection::PageWriter;
-use arca_shared::{Connection, FrameError, Message};
+use arca_shared::{Connection, Message};
 
+use crate::error::Error;
 use crate::storage::Server;
 
 /// Blobs per page: well under the control frame cap.
 const PAGE: usize = 512;
 
-pub(crate) async fn run(server: &Server, conn: &mut Connection) -> Result<(), FrameError> {
+pub(crate) async fn run(server: &Server, conn: &mut Connection) -> Result<(), Error> {
     let mut pages = PageWriter::new(conn, PAGE, |blobs| Message::Blobs { blobs });
     for blob in server.store.list()? {
         pages.push(blob).await?;
     }
-    pages.finish().await
+    Ok(pages.finish().await?)
 }

@@ -4,9 +4,10 @@
 use arca_shared::limits::{IDLE_TIMEOUT, LIST_MAX, TICKET_TTL};
 use arca_shared::protocol::{Item, ReplicaTarget};
 use arca_shared::reply::Done;
-use arca_shared::{Connection, FrameError, Message};
+use arca_shared::{Connection, Message};
 use tokio::sync::mpsc;
 
+use crate::error::Error;
 use crate::storage::{Plan, Report, Server};
 
 /// Most replicas one upload may be forwarded to.
@@ -18,15 +19,15 @@ pub(crate) async fn run(
     upload_id: u64,
     replicas: Vec<ReplicaTarget>,
     items: Vec<Item>,
-) -> Result<(), FrameError> {
+) -> Result<(), Error> {
     if replicas.is_empty() || replicas.len() > MAX_REPLICAS {
-        return Err(FrameError::Remote(format!(
+        return Err(Error::Refused(format!(
             "an upload needs 1 to {MAX_REPLICAS} replicas, not {}",
             replicas.len()
         )));
     }
     if items.is_empty() || items.len() > LIST_MAX {
-        return Err(FrameError::Remote(format!(
+        return Err(Error::Refused(format!(
             "an upload carries 1 to {LIST_MAX} files, not {}",
             items.len()
         )));
@@ -80,7 +81,9 @@ pub(crate) async fn run(
                 return Ok(());
             }
             Report::Failed { reason, suspects } => {
-                return conn.send(&Message::UploadFailed { reason, suspects }).await;
+                return Ok(conn
+                    .send(&Message::UploadFailed { reason, suspects })
+                    .await?);
             }
         }
     }

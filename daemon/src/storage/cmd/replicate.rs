@@ -4,6 +4,7 @@
 use arca_shared::protocol::{Item, ReplicaTarget};
 use arca_shared::{BlobHash, Connection, FrameError, Message};
 
+use crate::error::Error;
 use crate::storage::Server;
 
 pub(crate) async fn run(
@@ -11,13 +12,13 @@ pub(crate) async fn run(
     conn: &mut Connection,
     hash: BlobHash,
     target: ReplicaTarget,
-) -> Result<(), FrameError> {
+) -> Result<(), Error> {
     let file = tokio::fs::File::open(server.store.path(&hash))
         .await
-        .map_err(|e| FrameError::Remote(format!("this server cannot read the blob: {e}")))?;
+        .map_err(|e| Error::local("this server cannot read the blob", e))?;
     let len = file.metadata().await?.len();
     if len != target.ticket.size {
-        return Err(FrameError::Remote(format!(
+        return Err(Error::Refused(format!(
             "stored copy has {len} bytes, the catalog says {}",
             target.ticket.size
         )));
@@ -28,8 +29,8 @@ pub(crate) async fn run(
     loop {
         match dest.recv().await? {
             Message::Written { .. } => {}
-            Message::Stored => return conn.send(&Message::Ok).await,
-            other => return Err(FrameError::unexpected(&other, "Stored")),
+            Message::Stored => return Ok(conn.send(&Message::Ok).await?),
+            other => return Err(FrameError::unexpected(&other, "Stored").into()),
         }
     }
 }

@@ -2,8 +2,9 @@
 //! the manager's sealed catalog snapshots and hands them back for recovery.
 
 use arca_shared::protocol::{Item, SnapshotInfo};
-use arca_shared::{Connection, FrameError, Message};
+use arca_shared::{Connection, Message};
 
+use crate::error::Error;
 use crate::storage::Server;
 use crate::storage::item_check::ItemCheck;
 
@@ -11,12 +12,11 @@ pub(crate) async fn store(
     server: &Server,
     conn: &mut Connection,
     snapshot: SnapshotInfo,
-) -> Result<(), FrameError> {
-    let disk_error =
-        |e: std::io::Error| FrameError::Remote(format!("cannot keep the catalog snapshot: {e}"));
+) -> Result<(), Error> {
+    let disk_error = |e: std::io::Error| Error::local("cannot keep the catalog snapshot", e);
     let free = server.store.free_bytes();
     if free < snapshot.size {
-        return Err(FrameError::Remote(format!(
+        return Err(Error::Refused(format!(
             "server {} has {free} bytes free, the snapshot needs {}",
             server.config.advertise, snapshot.size
         )));
@@ -38,22 +38,22 @@ pub(crate) async fn store(
         .await
         .map_err(disk_error)?;
     tracing::info!(generation = snapshot.generation, "kept a catalog snapshot");
-    conn.send(&Message::Stored).await
+    Ok(conn.send(&Message::Stored).await?)
 }
 
-pub(crate) async fn list(server: &Server, conn: &mut Connection) -> Result<(), FrameError> {
+pub(crate) async fn list(server: &Server, conn: &mut Connection) -> Result<(), Error> {
     let snapshots = server.snapshots.list()?;
-    conn.send(&Message::Snapshots { snapshots }).await
+    Ok(conn.send(&Message::Snapshots { snapshots }).await?)
 }
 
 pub(crate) async fn fetch(
     server: &Server,
     conn: &mut Connection,
     snapshot: SnapshotInfo,
-) -> Result<(), FrameError> {
+) -> Result<(), Error> {
     let file = tokio::fs::File::open(server.snapshots.path(&snapshot))
         .await
-        .map_err(|e| FrameError::Remote(format!("no such snapshot here: {e}")))?;
+        .map_err(|e| Error::Refused(format!("no such snapshot here: {e}")))?;
     let len = file.metadata().await?.len();
     conn.send(&Message::Accepted).await?;
     Server::send_blob(&mut conn.writer, file, len).await

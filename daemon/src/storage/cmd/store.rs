@@ -5,8 +5,9 @@
 use arca_shared::limits::CHUNK_SIZE;
 use arca_shared::protocol::Item;
 use arca_shared::ticket::{Ticket, TicketKind};
-use arca_shared::{Connection, FrameError, Message};
+use arca_shared::{Connection, Message};
 
+use crate::error::Error;
 use crate::storage::Server;
 use crate::storage::item_check::ItemCheck;
 
@@ -20,22 +21,20 @@ pub(crate) async fn run(
     conn: &mut Connection,
     ticket: Ticket,
     items: Vec<Item>,
-) -> Result<(), FrameError> {
+) -> Result<(), Error> {
     server.check_items(&ticket, TicketKind::Store, &items)?;
     if !server.first_use(&ticket) {
-        return Err(FrameError::Remote(
-            "this store ticket was already used".into(),
-        ));
+        return Err(Error::Refused("this store ticket was already used".into()));
     }
     let disk_error = |e: std::io::Error| {
-        FrameError::Remote(format!(
-            "server {} cannot write the blob: {e}",
-            server.config.advertise
-        ))
+        Error::local(
+            format!("server {} cannot write the blob", server.config.advertise),
+            e,
+        )
     };
     let free = server.store.free_bytes();
     if free < ticket.size {
-        return Err(FrameError::Remote(format!(
+        return Err(Error::Refused(format!(
             "server {} is full: {free} bytes free, {} needed",
             server.config.advertise, ticket.size
         )));
@@ -72,5 +71,5 @@ pub(crate) async fn run(
         conn.send(&Message::Written { bytes: written }).await?;
     }
     server.store.commit(received).await.map_err(disk_error)?;
-    conn.send(&Message::Stored).await
+    Ok(conn.send(&Message::Stored).await?)
 }

@@ -14,6 +14,7 @@ use arca_shared::{Connection, FrameError, Message};
 use futures::future::try_join_all;
 use tokio::sync::mpsc;
 
+use crate::error::Error;
 use crate::storage::item_check::ItemCheck;
 use crate::storage::{Report, Server};
 
@@ -27,12 +28,12 @@ enum Event {
 struct Blame(Mutex<Option<usize>>);
 
 impl Blame {
-    fn replica(&self, i: usize, what: &str, e: FrameError) -> FrameError {
+    fn replica(&self, i: usize, what: &str, e: impl std::fmt::Display) -> Error {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get_or_insert(i);
-        FrameError::Remote(format!("replica {} {what}: {e}", i + 1))
+        Error::Refused(format!("replica {} {what}: {e}", i + 1))
     }
 
     fn suspect(&self) -> Option<usize> {
@@ -44,7 +45,7 @@ pub(crate) async fn run(
     server: &Server,
     conn: &mut Connection,
     ticket: Ticket,
-) -> Result<(), FrameError> {
+) -> Result<(), Error> {
     server.check(&ticket, TicketKind::Upload)?;
     let plan = server
         .plans
@@ -52,7 +53,7 @@ pub(crate) async fn run(
         .unwrap_or_else(|p| p.into_inner())
         .remove(&ticket.op)
         .ok_or_else(|| {
-            FrameError::Remote("no upload is prepared for this ticket (used or expired)".into())
+            Error::Refused("no upload is prepared for this ticket (used or expired)".into())
         })?;
     server.check_items(&ticket, TicketKind::Upload, &plan.items)?;
     let holders: Vec<ServerId> = plan.replicas.iter().map(|r| r.ticket.server).collect();
@@ -87,7 +88,7 @@ async fn pipeline(
     replicas: &[ReplicaTarget],
     reports: &mpsc::Sender<Report>,
     blame: &Blame,
-) -> Result<(), FrameError> {
+) -> Result<(), Error> {
     let mut readers = Vec::new();
     let mut writers = Vec::new();
     for (i, target) in replicas.iter().enumerate() {
@@ -123,7 +124,7 @@ async fn forward(
     replicas: &mut [FrameWriter],
     items: &[Item],
     blame: &Blame,
-) -> Result<(), FrameError> {
+) -> Result<(), Error> {
     for (n, item) in items.iter().enumerate() {
         let last = n + 1 == items.len();
         let mut check = ItemCheck::new(*item);
@@ -139,7 +140,7 @@ async fn forward(
                         check.end()?;
                         true
                     }
-                    other => return Err(FrameError::unexpected(&other, "Chunk or End")),
+                    other => return Err(FrameError::unexpected(&other, "Chunk or End").into()),
                 },
             };
             for (i, replica) in replicas.iter_mut().enumerate() {
@@ -165,7 +166,7 @@ async fn watch_replica(
     replica: &mut FrameReader,
     events: mpsc::Sender<Event>,
     blame: &Blame,
-) -> Result<(), FrameError> {
+) -> Result<(), Error> {
     loop {
         let event = match replica.recv().await {
             Ok(Message::Written { bytes }) => Event::Written(i, bytes),
@@ -191,7 +192,7 @@ async fn relay(
     mut events: mpsc::Receiver<Event>,
     replica_count: usize,
     reports: &mpsc::Sender<Report>,
-) -> Result<(), FrameError> {
+) -> Result<(), Error> {
     let mut written = vec![0u64; replica_count];
     let mut stored = vec![false; replica_count];
     let mut last_report = Instant::now();
@@ -199,7 +200,7 @@ async fn relay(
         let event = tokio::time::timeout(IDLE_TIMEOUT, events.recv())
             .await
             .map_err(|_| FrameError::Timeout(IDLE_TIMEOUT))?
-            .ok_or(FrameError::Remote("replica connections ended".into()))?;
+            .ok_or(Error::Refused("replica connections ended".into()))?;
         match event {
             Event::Written(i, bytes) => {
                 written[i] = bytes;
@@ -218,5 +219,5 @@ async fn relay(
             Event::Stored(i) => stored[i] = true,
         }
     }
-    client.send(&Message::Stored).await
+    Ok(client.send(&Message::Stored).await?)
 }
