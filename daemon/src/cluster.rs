@@ -1,5 +1,6 @@
 //! A whole cluster in one process: a manager and N servers on loopback port 0
-//! with data under one folder. The demo, the benchmark and the tests use it.
+//! with data under one folder. The demo, the benchmark and the tests use it,
+//! and the few helpers they share: free ports and sample bytes.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -238,4 +239,42 @@ fn spawn_server(listener: TcpListener, config: ServerConfig) -> Daemon {
         }
     });
     Daemon { stop, task }
+}
+
+/// A loopback port free right now, for a daemon started as a process.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Bytes that look random and are the same for one seed: sample files for
+/// the demo, the benchmark and the tests (random data does not compress,
+/// so no layer can make a test pass by shrinking it).
+pub fn sample_bytes(seed: &[u8]) -> blake3::OutputReader {
+    blake3::Hasher::new().update(seed).finalize_xof()
+}
+
+/// `len` sample bytes for `seed`.
+pub fn sample(seed: u64, len: usize) -> Vec<u8> {
+    let mut bytes = vec![0; len];
+    sample_bytes(&seed.to_le_bytes()).fill(&mut bytes);
+    bytes
+}
+
+/// Writes `len` sample bytes for `seed` to a new file at `path`, a block
+/// at a time.
+pub fn write_sample(path: &Path, len: u64, seed: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut stream = sample_bytes(seed);
+    let mut block = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let n = block.len().min(left as usize);
+        stream.fill(&mut block[..n]);
+        out.write_all(&block[..n])?;
+        left -= n as u64;
+    }
+    out.flush()
 }

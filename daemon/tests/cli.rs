@@ -12,11 +12,7 @@ fn daemon() -> Command {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    arca_daemon::cluster::free_port().unwrap()
 }
 
 #[test]

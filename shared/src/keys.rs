@@ -165,11 +165,7 @@ pub fn write_new_secret(path: &Path) -> Result<(), SecretError> {
 /// Where the secret lives when no flag or variable names it:
 /// `$XDG_CONFIG_HOME/arca/secret`, else `~/.config/arca/secret`.
 pub fn default_secret_path() -> PathBuf {
-    let config = std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))
-        .unwrap_or_else(|| PathBuf::from("."));
+    let config = dirs::config_dir().unwrap_or_else(|| PathBuf::from("."));
     config.join("arca").join("secret")
 }
 

@@ -15,6 +15,7 @@ pub mod protocol;
 pub mod reply;
 pub mod sealed;
 pub mod stream;
+pub mod sync;
 pub mod ticket;
 pub mod types;
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use arca_daemon::cluster;
 use arca_shared::keys::ClusterKey;
 use serde_json::json;
 
@@ -316,8 +317,7 @@ fn path_str(path: &Path) -> BenchResult<&str> {
 }
 
 fn free_port() -> BenchResult<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(io("no free port"))?;
-    Ok(listener.local_addr().map_err(io("no free port"))?.port())
+    cluster::free_port().map_err(io("no free port"))
 }
 
 /// Writes back everything dirty before a timed case, so no case pays for
@@ -339,22 +339,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 }
 
 fn write_pseudo_random(path: &Path, len: u64, seed: u64) -> BenchResult<()> {
-    use std::io::Write;
-    let mut out =
-        std::io::BufWriter::new(std::fs::File::create(path).map_err(io("cannot write test data"))?);
-    let mut stream = blake3::Hasher::new()
-        .update(&seed.to_le_bytes())
-        .finalize_xof();
-    let mut chunk = vec![0u8; 1 << 20];
-    let mut left = len;
-    while left > 0 {
-        let n = chunk.len().min(left as usize);
-        stream.fill(&mut chunk[..n]);
-        out.write_all(&chunk[..n])
-            .map_err(io("cannot write test data"))?;
-        left -= n as u64;
-    }
-    out.flush().map_err(io("cannot write test data"))
+    cluster::write_sample(path, len, &seed.to_le_bytes()).map_err(io("cannot write test data"))
 }
 
 /// Makes each run's big file new content without rewriting it.
@@ -407,9 +392,7 @@ fn copy_floor(source: &Path, dir: &Path, copies: usize, from: Source) -> BenchRe
 /// `count` files of 4 KiB in 20 folders, different content for each seed.
 fn write_tree(root: &Path, count: usize, seed: u64) -> BenchResult<()> {
     let _ = std::fs::remove_dir_all(root);
-    let mut stream = blake3::Hasher::new()
-        .update(&seed.to_le_bytes())
-        .finalize_xof();
+    let mut stream = cluster::sample_bytes(&seed.to_le_bytes());
     let mut block = vec![0u8; 4096];
     for i in 0..count {
         let folder = root.join(format!("folder-{:02}", i % 20));

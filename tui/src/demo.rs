@@ -1,11 +1,10 @@
 //! `arca demo`: a manager and four servers on loopback, a files folder
 //! seeded with samples, and the dashboard on top; quitting removes it all.
 
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use arca_daemon::cluster::{ClusterOptions, LocalCluster};
+use arca_daemon::cluster::{self, ClusterOptions, LocalCluster};
 
 use crate::client::{ClientError, Settings};
 use crate::dashboard::{self, event::Effect};
@@ -76,14 +75,5 @@ fn seed(files: &Path) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let mut stream = blake3::Hasher::new()
-        .update(b"arca demo movie")
-        .finalize_xof();
-    let mut chunk = vec![0u8; 1 << 20];
-    for _ in 0..MOVIE.1 >> 20 {
-        stream.fill(&mut chunk);
-        out.write_all(&chunk)?;
-    }
-    out.flush()
+    cluster::write_sample(&path, MOVIE.1, b"arca demo movie")
 }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use arca_shared::BlobHash;
+use arca_shared::sync::LockAnyway;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 #[derive(Default)]
@@ -21,13 +22,7 @@ pub struct HashGuard {
 
 impl HashLocks {
     pub async fn lock(&self, hash: BlobHash) -> HashGuard {
-        let lock = self
-            .locks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(hash)
-            .or_default()
-            .clone();
+        let lock = self.locks.lock_anyway().entry(hash).or_default().clone();
         HashGuard {
             hash,
             guard: Some(lock.lock_owned().await),
@@ -39,7 +34,7 @@ impl HashLocks {
 impl Drop for HashGuard {
     fn drop(&mut self) {
         self.guard = None;
-        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut locks = self.locks.lock_anyway();
         // Only the map holds it now: nobody waits, so forget it.
         if locks
             .get(&self.hash)

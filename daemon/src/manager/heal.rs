@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 use super::cmd::verify;
 use super::{Manager, gc, pacing};
 use crate::error::Error;
+use arca_shared::sync::LockAnyway;
 
 const EVERY: Duration = Duration::from_secs(1);
 /// Copies made at once, so healing does not starve uploads.
@@ -74,7 +75,7 @@ async fn pass(
         if live.len() > wanted {
             trim(manager, hash).await?;
         } else if kept < wanted && !live.is_empty() {
-            let mut busy = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            let mut busy = in_flight.lock_anyway();
             if busy.contains(&hash) {
                 continue;
             }
@@ -89,10 +90,7 @@ async fn pass(
                     tracing::warn!(hash = %hash.short(), "healing copy failed: {e}");
                 }
                 manager.healing.fetch_sub(1, Ordering::Relaxed);
-                in_flight
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&hash);
+                in_flight.lock_anyway().remove(&hash);
                 drop(permit);
             });
         }
@@ -101,7 +99,7 @@ async fn pass(
     manager
         .under_replicated
         .store(under.len() as u64, Ordering::Relaxed);
-    *manager.at_risk.lock().unwrap_or_else(|p| p.into_inner()) = under;
+    *manager.at_risk.lock_anyway() = under;
     // Every copy to make is below count (live holders are among the kept
     // ones); below count within `heal_after` needs no copy yet, only recounts.
     Ok(work_left)

@@ -24,6 +24,7 @@ use arca_shared::types::ServerId;
 use arca_shared::{BlobHash, Connection, FrameError, Message};
 
 use crate::error::Error;
+use arca_shared::sync::LockAnyway;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -215,7 +216,7 @@ async fn handle(manager: Arc<Manager>, mut conn: Connection) {
 
 impl Manager {
     fn members(&self) -> MutexGuard<'_, Members> {
-        self.members.lock().unwrap_or_else(|p| p.into_inner())
+        self.members.lock_anyway()
     }
 
     /// Opens an authenticated connection to a server.
@@ -244,7 +245,7 @@ impl Manager {
     {
         let catalog = self.catalog.clone();
         tokio::task::spawn_blocking(move || {
-            let mut catalog = catalog.lock().unwrap_or_else(|p| p.into_inner());
+            let mut catalog = catalog.lock_anyway();
             op(&mut catalog)
         })
         .await

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::Error;
+use arca_shared::sync::LockAnyway;
 pub use blobs::BlobStore;
 use snapshots::Snapshots;
 
@@ -235,7 +236,7 @@ impl Server {
 
     /// Marks a Store ticket used; false if it already was.
     pub(crate) fn first_use(&self, ticket: &Ticket) -> bool {
-        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let mut used = self.used.lock_anyway();
         let now = Instant::now();
         used.retain(|_, at| now.duration_since(*at) < arca_shared::limits::TICKET_TTL * 2);
         used.insert(ticket.op, now).is_none()

@@ -97,11 +97,9 @@ impl HashCache {
     }
 }
 
+/// `$XDG_CACHE_HOME/arca`, else `~/.cache/arca`.
 fn cache_dir() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+    dirs::cache_dir()
         .unwrap_or_else(std::env::temp_dir)
         .join("arca")
 }

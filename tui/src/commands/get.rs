@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use arca_shared::name;
 use tokio::sync::watch;
 
 use crate::client::{ClientError, Restored, Session, Settings, TransferProgress};
@@ -20,41 +19,12 @@ pub async fn run(
     let files = settings.files.clone();
     let mut session = Session::connect(settings).await?;
     if name.ends_with('/') {
-        name::validate_prefix(name)
-            .map_err(|e| ClientError::Local(format!("bad name {name:?}: {e}")))?;
         let root = output.unwrap_or(files);
-        let entries = session.list(Some(name)).await?;
-        if entries.is_empty() {
-            return Err(ClientError::Refused(format!("no backups under {name}")));
-        }
-        let mut failed = 0;
-        for entry in entries {
-            // The manager's answer is checked, not trusted: it must stay
-            // under the folder asked for, and inside `root`.
-            let dest = match entry.name.strip_prefix(name) {
-                Some(_) => names::restore_path(&root, &entry.name).map_err(ClientError::Local),
-                None => Err(ClientError::Refused(format!(
-                    "the manager listed {:?}, which is not under {name}",
-                    entry.name
-                ))),
-            };
-            let restored = match dest {
-                Ok(dest) => restore(&mut session, &entry.name, None, &dest, force).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = restored {
-                failed += 1;
-                out::error(format_args!(
-                    "failed     {}: {e}",
-                    entry.name.escape_debug()
-                ));
-            }
-        }
-        return Ok(if failed > 0 {
-            ExitCode::FAILURE
-        } else {
-            ExitCode::SUCCESS
-        });
+        return super::each_under(&mut session, name, async |session, entry| {
+            let dest = names::restore_path(&root, &entry.name).map_err(ClientError::Local)?;
+            restore(session, &entry.name, None, &dest, force).await
+        })
+        .await;
     }
     let dest = match output {
         Some(out) if out.is_dir() => out.join(name.rsplit('/').next().unwrap_or(name)),

@@ -10,9 +10,12 @@ mod verify;
 use std::process::ExitCode;
 
 use arca_shared::keys::{self, ClusterKey};
+use arca_shared::name;
+use arca_shared::protocol::FileEntry;
 
 use crate::cli::{Cli, Command};
-use crate::client::{ClientError, Settings};
+use crate::client::{ClientError, Session, Settings};
+use crate::out;
 
 /// Runs the command `cli` names; errors are one line for the user.
 pub async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
@@ -87,5 +90,45 @@ pub fn settings(
         client,
         key,
         files,
+    })
+}
+
+/// Runs `each` on the newest version of every file backed up under the
+/// folder name `prefix` (ending in '/'), going on past a file that fails;
+/// the exit code says whether any did. The manager's list is checked, not
+/// trusted: a name it gives outside the folder is refused.
+async fn each_under(
+    session: &mut Session,
+    prefix: &str,
+    mut each: impl AsyncFnMut(&mut Session, &FileEntry) -> Result<(), ClientError>,
+) -> Result<ExitCode, ClientError> {
+    name::validate_prefix(prefix)
+        .map_err(|e| ClientError::Local(format!("bad name {prefix:?}: {e}")))?;
+    let entries = session.list(Some(prefix)).await?;
+    if entries.is_empty() {
+        return Err(ClientError::Refused(format!("no backups under {prefix}")));
+    }
+    let mut failed = 0;
+    for entry in &entries {
+        let done = if entry.name.starts_with(prefix) {
+            each(session, entry).await
+        } else {
+            Err(ClientError::Refused(format!(
+                "the manager listed {:?}, which is not under {prefix}",
+                entry.name
+            )))
+        };
+        if let Err(e) = done {
+            failed += 1;
+            out::error(format_args!(
+                "failed     {}: {e}",
+                entry.name.escape_debug()
+            ));
+        }
+    }
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     })
 }

@@ -20,6 +20,7 @@ use crate::client::{
 };
 use crate::names::{self, Skipped};
 use crate::out;
+use arca_shared::sync::LockAnyway;
 
 /// The exit code when every file was backed up but some were skipped (see
 /// the README); 1 means something failed.
@@ -141,7 +142,7 @@ pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, Clie
     });
     let outcome = futures::future::try_join_all(workers).await;
     flush();
-    cache.lock().unwrap_or_else(|p| p.into_inner()).save();
+    cache.lock_anyway().save();
     outcome?;
     let (failed, partial) = (failed.get(), partial.get());
     if let Some(bar) = &bar {
@@ -210,7 +211,7 @@ async fn read_batch(
 ) -> Result<(Vec<LocalFile>, Vec<Skipped>), ClientError> {
     let cache = cache.clone();
     tokio::task::spawn_blocking(move || {
-        let lock = || cache.lock().unwrap_or_else(|p| p.into_inner());
+        let lock = || cache.lock_anyway();
         let mut files = Vec::with_capacity(batch.len());
         let mut skipped = Vec::new();
         for p in batch {

@@ -120,19 +120,9 @@ pub async fn put(session: &mut Session, path: &Path, name: &str) -> Uploaded {
     session.put(path, name, &progress).await.unwrap()
 }
 
-/// Bytes that differ from run to run but are the same for one seed.
+/// Bytes that look random and are the same for one seed.
 pub fn content(seed: u64, len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 32);
-    let mut counter = 0u64;
-    while out.len() < len {
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(&seed.to_le_bytes());
-        hasher.update(&counter.to_le_bytes());
-        out.extend_from_slice(hasher.finalize().as_bytes());
-        counter += 1;
-    }
-    out.truncate(len);
-    out
+    arca_daemon::cluster::sample(seed, len)
 }
 
 /// Polls `attempt` until it gives a value, failing the test after `timeout`.

@@ -21,11 +21,7 @@ pub fn daemon_binary() -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    arca_daemon::cluster::free_port().unwrap()
 }
 
 pub struct Env {

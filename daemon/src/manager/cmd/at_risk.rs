@@ -9,6 +9,7 @@ use arca_shared::{Connection, Message};
 use super::check_client;
 use crate::error::Error;
 use crate::manager::Manager;
+use arca_shared::sync::LockAnyway;
 
 /// Versions per page: a page of the longest names stays under the control cap.
 const PAGE: usize = 32;
@@ -19,11 +20,7 @@ pub(crate) async fn run(
     client: String,
 ) -> Result<(), Error> {
     check_client(&client)?;
-    let hashes = manager
-        .at_risk
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let hashes = manager.at_risk.lock_anyway().clone();
     let mut pages = PageWriter::new(conn, PAGE, |versions| Message::Risks { versions });
     if !hashes.is_empty() {
         let rows = manager.db(move |c| c.versions_of(&client, &hashes)).await?;

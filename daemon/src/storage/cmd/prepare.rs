@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 
 use crate::error::Error;
 use crate::storage::{Plan, Report, Server};
+use arca_shared::sync::LockAnyway;
 
 /// Most replicas one upload may be forwarded to.
 const MAX_REPLICAS: usize = 16;
@@ -33,18 +34,14 @@ pub(crate) async fn run(
         )));
     }
     let (reports, mut rx) = mpsc::channel(64);
-    server
-        .plans
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(
-            upload_id,
-            Plan {
-                replicas,
-                items,
-                reports,
-            },
-        );
+    server.plans.lock_anyway().insert(
+        upload_id,
+        Plan {
+            replicas,
+            items,
+            reports,
+        },
+    );
     conn.send(&Message::Ok).await?;
 
     let mut wait = TICKET_TTL;
@@ -56,12 +53,7 @@ pub(crate) async fn run(
                 suspects: Vec::new(),
             },
             Err(_) => {
-                let never_started = server
-                    .plans
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&upload_id)
-                    .is_some();
+                let never_started = server.plans.lock_anyway().remove(&upload_id).is_some();
                 let reason = if never_started {
                     "the client never started the upload".into()
                 } else {

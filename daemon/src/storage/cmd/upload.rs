@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use crate::error::Error;
 use crate::storage::item_check::ItemCheck;
 use crate::storage::{Report, Server};
+use arca_shared::sync::LockAnyway;
 
 enum Event {
     Written(usize, u64),
@@ -29,15 +30,12 @@ struct Blame(Mutex<Option<usize>>);
 
 impl Blame {
     fn replica(&self, i: usize, what: &str, e: impl std::fmt::Display) -> Error {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert(i);
+        self.0.lock_anyway().get_or_insert(i);
         Error::Refused(format!("replica {} {what}: {e}", i + 1))
     }
 
     fn suspect(&self) -> Option<usize> {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+        *self.0.lock_anyway()
     }
 }
 
@@ -49,8 +47,7 @@ pub(crate) async fn run(
     server.check(&ticket, TicketKind::Upload)?;
     let plan = server
         .plans
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+        .lock_anyway()
         .remove(&ticket.op)
         .ok_or_else(|| {
             Error::Refused("no upload is prepared for this ticket (used or expired)".into())
