@@ -201,9 +201,15 @@ fn render(app: &App, width: u16, height: u16) -> String {
     terminal.backend().to_string()
 }
 
+/// Each screen at the default terminal size and at a roomy one.
 fn snapshot_both(name: &str, app: &App) {
     insta::assert_snapshot!(format!("{name}_120x40"), render(app, 120, 40));
-    insta::assert_snapshot!(format!("{name}_40x12"), render(app, 40, 12));
+    insta::assert_snapshot!(format!("{name}_80x24"), render(app, 80, 24));
+}
+
+#[test]
+fn too_small_screen() {
+    insta::assert_snapshot!("too_small_40x12", render(&busy_app(), 40, 12));
 }
 
 #[test]
