@@ -33,6 +33,18 @@ impl Drop for SmallDisk {
     }
 }
 
+/// A manager and two servers under `dir`, the data folder `small` (a
+/// server's or the manager's) on a 4 MiB tmpfs; `None` without root.
+async fn cluster_with_small_disk(dir: &Path, small: &str) -> Option<(SmallDisk, LocalCluster)> {
+    let disk = SmallDisk::mount(&dir.join(small))?;
+    let options = ClusterOptions {
+        servers: 2,
+        ..ClusterOptions::default()
+    };
+    let cluster = LocalCluster::start(dir, options).await.unwrap();
+    Some((disk, cluster))
+}
+
 fn put_begin(name: &str, content: &[u8]) -> Message {
     Message::PutBegin {
         client: "me".into(),
@@ -74,19 +86,10 @@ async fn put(cluster: &LocalCluster, name: &str, content: &[u8]) -> Result<Messa
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_fails_clearly_leaves_nothing_and_is_avoided_until_freed() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(disk) = SmallDisk::mount(&dir.path().join("server-1")) else {
+    let Some((disk, cluster)) = cluster_with_small_disk(dir.path(), "server-1").await else {
         eprintln!("skipped: mounting a tmpfs needs root");
         return;
     };
-    let cluster = LocalCluster::start(
-        dir.path(),
-        ClusterOptions {
-            servers: 2,
-            ..ClusterOptions::default()
-        },
-    )
-    .await
-    .unwrap();
     let content: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
 
     // Fill the disk behind the server's back; the manager still thinks it has room.
@@ -159,19 +162,10 @@ async fn put_begin_refusal(cluster: &LocalCluster, content: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_disk_is_reported_as_read_only() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(disk) = SmallDisk::mount(&dir.path().join("server-1")) else {
+    let Some((disk, cluster)) = cluster_with_small_disk(dir.path(), "server-1").await else {
         eprintln!("skipped: mounting a tmpfs needs root");
         return;
     };
-    let cluster = LocalCluster::start(
-        dir.path(),
-        ClusterOptions {
-            servers: 2,
-            ..ClusterOptions::default()
-        },
-    )
-    .await
-    .unwrap();
     let remounted = Command::new("mount")
         .args(["-o", "remount,ro"])
         .arg(&disk.0)
@@ -213,11 +207,6 @@ impl std::io::Write for Logs {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_catalog_that_cannot_be_written_is_the_managers_fault_and_says_so() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(disk) = SmallDisk::mount(&dir.path().join("manager")) else {
-        eprintln!("skipped: mounting a tmpfs needs root");
-        return;
-    };
     let logs = Logs::default();
     let writer = logs.clone();
     tracing_subscriber::fmt()
@@ -225,15 +214,11 @@ async fn a_catalog_that_cannot_be_written_is_the_managers_fault_and_says_so() {
         .with_ansi(false)
         .with_max_level(tracing::Level::INFO)
         .init();
-    let cluster = LocalCluster::start(
-        dir.path(),
-        ClusterOptions {
-            servers: 2,
-            ..ClusterOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let Some((disk, cluster)) = cluster_with_small_disk(dir.path(), "manager").await else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
     let before = put(&cluster, "before", b"recorded fine").await.unwrap();
     assert!(matches!(before, Message::Committed { .. }), "{before:?}");
 

@@ -163,6 +163,33 @@ fn check_integrity(db: &Connection) -> rusqlite::Result<()> {
     ))
 }
 
+/// The two kinds of copy the catalog records: counted, and set aside.
+#[derive(Clone, Copy)]
+enum Copies {
+    Holders,
+    Damaged,
+}
+
+fn delete_copy(
+    tx: &rusqlite::Transaction<'_>,
+    copies: Copies,
+    hash: &BlobHash,
+    server: ServerId,
+) -> rusqlite::Result<()> {
+    let table = match copies {
+        Copies::Holders => "holders",
+        Copies::Damaged => "damaged",
+    };
+    tx.execute(
+        &format!(
+            "DELETE FROM {table} WHERE server = ?2
+             AND blob = (SELECT id FROM blobs WHERE hash = ?1)"
+        ),
+        params![hash.0, server],
+    )?;
+    Ok(())
+}
+
 fn generation(db: &Connection) -> rusqlite::Result<u64> {
     db.query_row(
         "SELECT value FROM meta WHERE key = 'generation'",
@@ -478,25 +505,14 @@ impl Catalog {
 
     /// Stops counting a copy; a content nothing refers to any more is forgotten.
     pub fn remove_holder(&mut self, hash: &BlobHash, server: ServerId) -> rusqlite::Result<()> {
-        let tx = self.db.transaction()?;
-        tx.execute(
-            "DELETE FROM holders WHERE server = ?2
-             AND blob = (SELECT id FROM blobs WHERE hash = ?1)",
-            params![hash.0, server],
-        )?;
-        tx.execute(FORGET_UNUSED_BLOB, params![hash.0])?;
-        tx.commit()
+        self.forget_copy(Copies::Holders, hash, server)
     }
 
     /// Stops counting a copy that failed its hash and records it as
     /// damaged: its server keeps it aside until a good copy exists.
     pub fn set_aside(&mut self, hash: &BlobHash, server: ServerId) -> rusqlite::Result<()> {
         let tx = self.db.transaction()?;
-        tx.execute(
-            "DELETE FROM holders WHERE server = ?2
-             AND blob = (SELECT id FROM blobs WHERE hash = ?1)",
-            params![hash.0, server],
-        )?;
+        delete_copy(&tx, Copies::Holders, hash, server)?;
         tx.execute(
             "INSERT OR IGNORE INTO damaged (blob, server)
              SELECT id, ?2 FROM blobs WHERE hash = ?1",
@@ -532,12 +548,18 @@ impl Catalog {
 
     /// Forgets a damaged copy its server has deleted.
     pub fn drop_damaged(&mut self, hash: &BlobHash, server: ServerId) -> rusqlite::Result<()> {
+        self.forget_copy(Copies::Damaged, hash, server)
+    }
+
+    /// Forgets one copy, and the content too once nothing refers to it.
+    fn forget_copy(
+        &mut self,
+        copies: Copies,
+        hash: &BlobHash,
+        server: ServerId,
+    ) -> rusqlite::Result<()> {
         let tx = self.db.transaction()?;
-        tx.execute(
-            "DELETE FROM damaged WHERE server = ?2
-             AND blob = (SELECT id FROM blobs WHERE hash = ?1)",
-            params![hash.0, server],
-        )?;
+        delete_copy(&tx, copies, hash, server)?;
         tx.execute(FORGET_UNUSED_BLOB, params![hash.0])?;
         tx.commit()
     }
