@@ -125,7 +125,10 @@ where
     match &cli.command {
         Some(Command::InitSecret { path }) => {
             keys::write_new_secret(path)?;
-            println!("wrote a new cluster secret to {}", path.display());
+            say(format_args!(
+                "wrote a new cluster secret to {}",
+                path.display()
+            ));
             return Ok(());
         }
         Some(Command::Recover {
@@ -175,22 +178,35 @@ async fn recover(
     let key = ClusterKey::load(&secret_path)?;
     let recovered = crate::manager::recover(data, servers, &key, force).await?;
     let snapshot = recovered.snapshot;
-    println!(
+    for passed in &recovered.passed_over {
+        say(format_args!("passed over a newer snapshot: {passed}"));
+    }
+    say(format_args!(
         "recovered the catalog into {} from {}: generation {}, taken {} s ago",
         data.join("catalog.db").display(),
         recovered.server,
         snapshot.generation,
         arca_shared::types::now_ms().saturating_sub(snapshot.created_ms) / 1000,
-    );
+    ));
     if let Some(aside) = recovered.set_aside {
-        println!("the catalog it replaces is kept at {}", aside.display());
+        say(format_args!(
+            "the catalog it replaces is kept at {}",
+            aside.display()
+        ));
     }
-    println!(
+    say(format_args!(
         "backups made after the snapshot was taken are not in it: back those files up again. \
          Start the manager with --data {}",
         data.display()
-    );
+    ));
     Ok(())
+}
+
+/// One line to standard output; a reader that went away (`| head -1`) is no
+/// reason to fail a command whose work is done.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
 async fn manager(cli: &Cli, secret_path: &Path, shutdown: CancellationToken) -> Result<()> {

@@ -1,11 +1,13 @@
 //! The accept loop both daemons share: bounded connections, the handshake
 //! before anything else, one tracked task per connection, clean shutdown.
 
+use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arca_shared::handshake;
 use arca_shared::keys::ClusterKey;
+use arca_shared::sync::LockAnyway;
 use arca_shared::{Connection, FrameError, Message};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -14,9 +16,36 @@ use tokio_util::task::TaskTracker;
 
 /// Most connections a daemon serves at once; more wait in the backlog.
 pub const MAX_CONNECTIONS: usize = 1024;
-/// Most of them still in their handshake: peers that never speak cannot
-/// crowd out the ones that authenticate. Past it, new peers are closed.
+/// Most of them still in their handshake. Past it, the oldest handshake is
+/// dropped to make room: a real peer finishes its handshake in a moment,
+/// so a flood of peers that never speak crowds out only itself.
 pub const MAX_HANDSHAKES: usize = MAX_CONNECTIONS / 2;
+
+/// Handshakes in progress, oldest first, each with the token that drops it.
+#[derive(Default)]
+struct Handshakes {
+    next: u64,
+    waiting: VecDeque<(u64, CancellationToken)>,
+}
+
+impl Handshakes {
+    /// Registers a new handshake, dropping the oldest one if there are too many.
+    fn enter(&mut self) -> (u64, CancellationToken) {
+        if self.waiting.len() >= MAX_HANDSHAKES
+            && let Some((_, oldest)) = self.waiting.pop_front()
+        {
+            oldest.cancel();
+        }
+        self.next += 1;
+        let token = CancellationToken::new();
+        self.waiting.push_back((self.next, token.clone()));
+        (self.next, token)
+    }
+
+    fn leave(&mut self, id: u64) {
+        self.waiting.retain(|(waiting, _)| *waiting != id);
+    }
+}
 
 /// Accepts connections until `shutdown` fires, authenticates each and hands
 /// it to `handle`; then waits for every connection task to finish.
@@ -31,7 +60,7 @@ pub async fn serve<H, F>(
     F: Future<Output = ()> + Send + 'static,
 {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let handshakes = Arc::new(Mutex::new(Handshakes::default()));
     let handle = Arc::new(handle);
     loop {
         let permit = tokio::select! {
@@ -53,10 +82,8 @@ pub async fn serve<H, F>(
                 }
             },
         };
-        let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
-            tracing::debug!("too many handshakes in progress; closing a new connection");
-            continue;
-        };
+        let (id, dropped) = handshakes.lock_anyway().enter();
+        let handshakes = handshakes.clone();
         let key = key.clone();
         let handle = handle.clone();
         let shutdown = shutdown.clone();
@@ -67,10 +94,21 @@ pub async fn serve<H, F>(
                 Err(e) => return tracing::debug!("connection lost at once: {e}"),
             };
             let peer = conn.peer();
-            let shaken = handshake::accept(&mut conn, &key).await;
-            drop(handshake);
-            if let Err(e) = shaken {
-                return tracing::warn!(%peer, "refused connection: {e}");
+            let shaken = tokio::select! {
+                () = dropped.cancelled() => {
+                    return tracing::debug!(%peer, "dropped a silent handshake to make room");
+                }
+                shaken = handshake::accept(&mut conn, &key) => shaken,
+            };
+            handshakes.lock_anyway().leave(id);
+            match shaken {
+                Ok(()) => {}
+                // A peer that knows the wrong secret, or speaks another
+                // version, is news; one that went quiet or away is not.
+                Err(e @ (FrameError::Auth(_) | FrameError::Refused(_))) => {
+                    return tracing::warn!(%peer, "refused connection: {e}");
+                }
+                Err(e) => return tracing::debug!(%peer, "no handshake: {e}"),
             }
             let conn = conn.authenticated();
             tokio::select! {

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use arca_daemon::cluster::{ClusterOptions, LocalCluster};
+use arca_daemon::listener::MAX_HANDSHAKES;
 use arca_shared::keys::ClusterKey;
 use arca_shared::{Connection, Message, handshake};
 use tokio::net::TcpStream;
@@ -48,7 +49,8 @@ async fn a_flood_of_silent_connections_costs_little_memory() {
     for _wave in 0..4 {
         let mut silent = Vec::new();
         for addr in &targets {
-            for _ in 0..500 {
+            // More than the handshakes a daemon keeps waiting at once.
+            for _ in 0..(MAX_HANDSHAKES + 200) {
                 silent.push(TcpStream::connect(addr).await.unwrap());
             }
         }

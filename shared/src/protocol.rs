@@ -326,8 +326,12 @@ pub struct ServerStats {
 /// lost or damaged catalog can be rebuilt (`daemon recover`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SnapshotInfo {
-    /// The catalog's count of recorded changes when it was taken.
+    /// The catalog's count of recorded changes when it was taken…
     pub generation: u64,
+    /// …and the random token of the last one: two catalogs at the same
+    /// generation with different tokens went different ways.
+    #[serde(with = "serde_bytes")]
+    pub lineage: [u8; 32],
     /// Milliseconds since the Unix epoch when it was taken.
     pub created_ms: u64,
     /// Size and BLAKE3 of the sealed bytes.
@@ -340,6 +344,7 @@ impl SnapshotInfo {
     pub fn context(&self) -> Vec<u8> {
         let mut context = b"arca catalog snapshot".to_vec();
         context.extend_from_slice(&self.generation.to_le_bytes());
+        context.extend_from_slice(&self.lineage);
         context.extend_from_slice(&self.created_ms.to_le_bytes());
         context
     }
@@ -417,6 +422,9 @@ pub struct ClusterStatus {
     pub under_replicated: u64,
     /// Copies being made right now to heal them.
     pub healing: u64,
+    /// The manager's catalog is older than the snapshots its servers keep:
+    /// it records nothing new until the operator recovers it.
+    pub stale_catalog: bool,
 }
 
 /// One blob a server holds.

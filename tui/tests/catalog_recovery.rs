@@ -9,9 +9,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use arca_daemon::cluster::ClusterOptions;
-use arca_daemon::manager::recover;
+use arca_daemon::manager::{Catalog, NewVersion, recover};
 use arca_daemon::{ManagerConfig, run_manager};
 use arca_shared::BlobHash;
+use arca_tui::client::ClientError;
 use common::{TestCluster, content, eventually, put};
 use tokio_util::sync::CancellationToken;
 
@@ -122,8 +123,19 @@ async fn a_destroyed_catalog_is_rebuilt_from_the_servers_snapshots() {
     t.cluster.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_catalog_older_than_the_snapshots_deletes_no_orphan() {
+/// How a catalog gets stale in the tests below.
+#[derive(Clone, Copy, PartialEq)]
+enum Stale {
+    /// Put back as it was before the newest backup, as a lost log leaves it.
+    Behind,
+    /// Put back, then changed on its own to the snapshots' generation.
+    WentAnotherWay,
+}
+
+/// Backs up "first" and "second", puts a stale catalog in place (one that
+/// does not know "second"), and checks that the manager then deletes and
+/// records nothing, until `daemon recover` brings "second" back.
+async fn a_stale_catalog_loses_nothing(stale: Stale) {
     let mut t = TestCluster::start(options()).await;
     let mut session = t.session("laptop").await;
     let first = content(210, 20_000);
@@ -154,7 +166,6 @@ async fn a_catalog_older_than_the_snapshots_deletes_no_orphan() {
     )
     .await;
 
-    // The catalog goes back to before "second", as a lost log would leave it.
     t.cluster.stop_manager().await;
     for file in ["catalog.db", "catalog.db-wal", "catalog.db-shm"] {
         remove_if_there(&data.join(file));
@@ -162,11 +173,35 @@ async fn a_catalog_older_than_the_snapshots_deletes_no_orphan() {
             std::fs::copy(old.join(file), data.join(file)).unwrap();
         }
     }
+    if stale == Stale::WentAnotherWay {
+        let mut catalog = Catalog::open(&data.join("catalog.db")).unwrap();
+        let elsewhere = NewVersion {
+            name: "elsewhere".into(),
+            size: 3,
+            hash: BlobHash::of(b"abc"),
+            holders: vec![],
+        };
+        catalog.commit("laptop", &[elsewhere]).unwrap();
+        assert_eq!(catalog.generation().unwrap().number, 2);
+    }
     resume(&mut t).await;
+    t.cluster
+        .wait_until(Duration::from_secs(10), |s| s.stale_catalog)
+        .await
+        .unwrap();
+    let mut session = t.session("laptop").await;
+    let refused = session.remove("first", None).await.unwrap_err();
+    assert!(
+        matches!(refused, ClientError::ManagerFailed(_)),
+        "{refused}"
+    );
+    // Well past the orphan grace, "second"'s copies are all still there.
     let hash = BlobHash::of(&second);
-    // Well past the orphan grace: "second"'s copies are still there.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(t.holders(&hash).len(), 2);
+    let until = std::time::Instant::now() + options().orphan_grace * 3;
+    while std::time::Instant::now() < until {
+        assert_eq!(t.holders(&hash).len(), 2);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     t.cluster.stop_manager().await;
     recover(&data, &servers(&t), &t.cluster.key, true)
@@ -183,4 +218,14 @@ async fn a_catalog_older_than_the_snapshots_deletes_no_orphan() {
         .collect();
     assert_eq!(names, ["first", "second"]);
     t.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_behind_the_snapshots_loses_nothing() {
+    a_stale_catalog_loses_nothing(Stale::Behind).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_that_went_another_way_loses_nothing() {
+    a_stale_catalog_loses_nothing(Stale::WentAnotherWay).await;
 }

@@ -106,6 +106,7 @@ fn busy_app() -> App {
             ],
             under_replicated: 1,
             healing: 1,
+            stale_catalog: false,
         }),
         t,
     );
@@ -455,6 +456,7 @@ fn the_link_state_follows_the_poller() {
             servers: vec![],
             under_replicated: 0,
             healing: 0,
+            stale_catalog: false,
         }),
         Instant::now(),
     );

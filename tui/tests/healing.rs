@@ -389,7 +389,7 @@ async fn a_damaged_copy_that_returns_is_dropped_before_good_ones() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restore_right_after_a_manager_restart_waits_for_the_servers() {
+async fn a_restore_or_backup_right_after_a_manager_restart_waits_for_the_servers() {
     let mut t = TestCluster::start(fast()).await;
     let mut session = t.session("laptop").await;
     let data = content(67, 30_000);
@@ -400,5 +400,50 @@ async fn a_restore_right_after_a_manager_restart_waits_for_the_servers() {
         restore(&t, &mut session, "early", "out").await.unwrap(),
         data
     );
+    // And a backup just as soon after another restart.
+    t.cluster.restart_manager().await.unwrap();
+    let mut session = t.session("laptop").await;
+    let more = content(69, 10_000);
+    let backed = put(&mut session, &t.write("soon", &more), "soon").await;
+    assert_eq!(
+        backed,
+        Uploaded::Committed {
+            version: 1,
+            replicas: 2
+        }
+    );
+    t.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_planted_in_place_of_a_blob_hangs_nothing() {
+    let t = TestCluster::start(ClusterOptions {
+        scrub_every: Duration::from_millis(200),
+        ..fast()
+    })
+    .await;
+    let mut session = t.session("laptop").await;
+    let data = content(68, 60_000);
+    put(&mut session, &t.write("piped", &data), "piped").await;
+    let hash = BlobHash::of(&data);
+    let bad = t.holders(&hash)[0];
+    let path = t.blob(bad, &hash);
+    std::fs::remove_file(&path).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+        0,
+    )
+    .unwrap();
+    let checked = tokio::time::timeout(Duration::from_secs(10), session.verify(Some("piped")))
+        .await
+        .expect("verify hung on a FIFO")
+        .unwrap();
+    let mut copies = checked[0].copies.clone();
+    copies.sort();
+    assert_eq!(copies, [false, true]);
+    all_at_two_copies(&t, std::slice::from_ref(&data)).await;
     t.cluster.shutdown().await;
 }

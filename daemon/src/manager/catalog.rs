@@ -6,6 +6,7 @@ use std::path::Path;
 use std::rc::Rc;
 
 use arca_shared::BlobHash;
+use arca_shared::keys::Nonce;
 use arca_shared::types::ServerId;
 use arca_shared::types::now_ms;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -40,7 +41,7 @@ pub struct FileRow {
 pub type Held = (FileRow, Vec<ServerId>);
 
 /// Which catalog format this code reads and writes (SQLite's `user_version`).
-/// Format 3 added `names`, `damaged` and `meta` to format 2.
+/// Format 3 added `names`, `damaged` and `history` to format 2.
 const FORMAT: i64 = 3;
 
 /// Contents get small sequential ids, and names and holders point at those:
@@ -89,11 +90,13 @@ CREATE TABLE IF NOT EXISTS damaged (
     server INTEGER NOT NULL,
     PRIMARY KEY (blob, server)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT    PRIMARY KEY,
-    value INTEGER NOT NULL
+-- One row per change to names and versions: its number (the catalog's
+-- generation) and a random token. A snapshot carries both, so a catalog
+-- that is behind a snapshot, or went its own way from it, shows.
+CREATE TABLE IF NOT EXISTS history (
+    generation INTEGER PRIMARY KEY,
+    token      BLOB    NOT NULL
 );
-INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', 0);
 ";
 
 /// Fills format 3's `names` from the versions a format 2 catalog holds.
@@ -190,18 +193,38 @@ fn delete_copy(
     Ok(())
 }
 
-fn generation(db: &Connection) -> rusqlite::Result<u64> {
-    db.query_row(
-        "SELECT value FROM meta WHERE key = 'generation'",
-        [],
-        |row| row.get::<_, i64>(0).map(|g| g as u64),
-    )
+/// A catalog's place in its history: how many changes it has recorded,
+/// and the token of the last one (zeros before any).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Generation {
+    pub number: u64,
+    pub token: [u8; 32],
+}
+
+fn generation(db: &Connection) -> rusqlite::Result<Generation> {
+    let last = db
+        .query_row(
+            "SELECT generation, token FROM history ORDER BY generation DESC LIMIT 1",
+            [],
+            |row| {
+                Ok(Generation {
+                    number: row.get(0)?,
+                    token: row.get(1)?,
+                })
+            },
+        )
+        .optional()?;
+    Ok(last.unwrap_or(Generation {
+        number: 0,
+        token: [0; 32],
+    }))
 }
 
 fn bump_generation(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute(
-        "UPDATE meta SET value = value + 1 WHERE key = 'generation'",
-        [],
+        "INSERT INTO history (generation, token)
+         VALUES ((SELECT COALESCE(MAX(generation), 0) + 1 FROM history), ?1)",
+        params![Nonce::fresh().0],
     )?;
     Ok(())
 }
@@ -241,17 +264,20 @@ impl Catalog {
     }
 
     /// Writes a consistent copy of the whole catalog to `path`, while it
-    /// stays in use (SQLite's online backup).
+    /// stays in use (SQLite's online backup), as one self-contained file.
     pub fn backup_to(&self, path: &Path) -> rusqlite::Result<()> {
         self.db.backup(
             rusqlite::MAIN_DB,
             path,
             None::<fn(rusqlite::backup::Progress)>,
-        )
+        )?;
+        // Without a write-ahead log, opening the copy to check it leaves no
+        // side files; the manager turns the log back on when it opens it.
+        Connection::open(path)?.pragma_update(None, "journal_mode", "DELETE")
     }
 
     /// Opens a catalog file only to check it, as a recovery does.
-    pub fn check_file(path: &Path) -> rusqlite::Result<u64> {
+    pub fn check_file(path: &Path) -> rusqlite::Result<Generation> {
         let db = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         check_integrity(&db)?;
         generation(&db)
@@ -444,8 +470,19 @@ impl Catalog {
 
     /// How many changes to names and versions this catalog has recorded; a
     /// snapshot carries it, so a catalog older than a snapshot shows.
-    pub fn generation(&self) -> rusqlite::Result<u64> {
+    pub fn generation(&self) -> rusqlite::Result<Generation> {
         generation(&self.db)
+    }
+
+    /// The token this catalog recorded at generation `number`, if it got there.
+    pub fn token_at(&self, number: u64) -> rusqlite::Result<Option<[u8; 32]>> {
+        self.db
+            .query_row(
+                "SELECT token FROM history WHERE generation = ?1",
+                params![number],
+                |row| row.get(0),
+            )
+            .optional()
     }
 
     pub fn holders(&self, hash: &BlobHash) -> rusqlite::Result<Vec<ServerId>> {

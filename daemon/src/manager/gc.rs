@@ -32,6 +32,10 @@ pub(crate) async fn run(manager: Arc<Manager>) {
 }
 
 async fn collect(manager: &Manager) -> Result<(), Error> {
+    // A stale catalog may call unused what a lost backup needs.
+    if manager.is_stale() {
+        return Ok(());
+    }
     collect_damaged(manager).await?;
     let mut by_server: BTreeMap<ServerId, Vec<BlobHash>> = BTreeMap::new();
     for (hash, server) in manager.db(|c| c.unreferenced()).await? {

@@ -117,6 +117,11 @@ impl Members {
             .is_some_and(|m| m.last_seen.is_none() && self.started.elapsed() < RETURN_GRACE)
     }
 
+    /// Whether any server known from the catalog is still awaited.
+    pub fn any_awaited(&self) -> bool {
+        self.servers.keys().any(|id| self.awaited(*id))
+    }
+
     /// How long a server has been dead; `None` while it is alive.
     pub fn dead_for(&self, id: ServerId) -> Option<Duration> {
         let member = self.servers.get(&id)?;

@@ -83,19 +83,24 @@ pub(crate) struct Manager {
     under_replicated: AtomicU64,
     /// The contents below their replica count at the last healing pass.
     at_risk: Mutex<Vec<BlobHash>>,
-    /// A server keeps a snapshot newer than this catalog: acknowledged
-    /// backups may be missing from it, so nothing is deleted as an orphan
-    /// and no snapshot is taken until the operator recovers it.
+    /// A server keeps a snapshot newer than this catalog, or of another
+    /// history: acknowledged backups may be missing from it, so until the
+    /// operator recovers it nothing is deleted, nothing new is recorded and
+    /// no snapshot is taken.
     behind: AtomicBool,
     healing: AtomicU64,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    /// Held for the manager's life: one manager (or recovery) per data folder.
+    _claim: std::fs::File,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot create the data folder {0}: {1}")]
     DataDir(PathBuf, std::io::Error),
+    #[error("another manager, or a recovery, is using the data folder {0}; stop it first")]
+    InUse(PathBuf),
     #[error(
         "cannot open the catalog {path}: {source}. If it is damaged or lost, rebuild it \
          from the snapshots the servers keep: `daemon recover --data {data} --server HOST:PORT` \
@@ -114,8 +119,7 @@ pub async fn run_manager(
     config: ManagerConfig,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
-    std::fs::create_dir_all(&config.data)
-        .map_err(|e| StartError::DataDir(config.data.clone(), e))?;
+    let claim = claim(&config.data)?;
     let path = config.data.join(catalog::FILE);
     let opened = Catalog::open(&path).and_then(|c| Ok((c.servers()?, c)));
     let (servers, catalog) = opened.map_err(|source| StartError::Catalog {
@@ -141,6 +145,7 @@ pub async fn run_manager(
         healing: AtomicU64::new(0),
         tasks: tasks.clone(),
         shutdown: shutdown.clone(),
+        _claim: claim,
         config,
     });
     tasks.spawn(gc::run(manager.clone()));
@@ -155,6 +160,23 @@ pub async fn run_manager(
     .await;
     Ok(())
 }
+
+/// Creates the data folder and locks it for this process: two managers on
+/// one catalog, or a recovery under a running manager, would lose commits.
+pub(crate) fn claim(data: &std::path::Path) -> Result<std::fs::File, StartError> {
+    let dir_error = |e| StartError::DataDir(data.to_owned(), e);
+    std::fs::create_dir_all(data).map_err(dir_error)?;
+    let lock = std::fs::File::create(data.join("manager.lock")).map_err(dir_error)?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StartError::InUse(data.to_owned())),
+        Err(std::fs::TryLockError::Error(e)) => Err(dir_error(e)),
+    }
+}
+
+/// How often a request waits on servers that are registering again after
+/// a manager restart.
+const AWAIT_POLL: Duration = Duration::from_millis(100);
 
 /// Operation ids start from the clock so a restarted manager never reissues one.
 fn seed_op() -> u64 {
@@ -231,6 +253,24 @@ impl Manager {
             .is_alive(id)
             .then(|| members.get(id).map(|m| m.addr.clone()))
             .flatten()
+    }
+
+    /// Whether this catalog is known to be stale (see `behind`).
+    fn is_stale(&self) -> bool {
+        self.behind.load(Ordering::Relaxed)
+    }
+
+    /// Refuses a change to a stale catalog: recorded there, it could make a
+    /// stale catalog look current, and the operator's recovery lose it.
+    fn refuse_if_stale(&self) -> Result<(), Error> {
+        if !self.is_stale() {
+            return Ok(());
+        }
+        Err(Error::local(
+            "this manager records nothing new",
+            "its catalog is older than the snapshots its servers keep (see its log); \
+             the operator must recover it with `daemon recover --force`",
+        ))
     }
 
     fn next_op(&self) -> u64 {

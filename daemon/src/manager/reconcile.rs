@@ -67,8 +67,8 @@ pub(crate) async fn server(manager: &Manager, id: ServerId) -> Result<(), Error>
                 gc::set_aside_damaged(manager, hash, id).await?;
             }
         } else if blob.age_secs >= manager.config.orphan_grace.as_secs()
-            // Behind a snapshot, an "orphan" may be a lost backup's only data.
-            && !manager.behind.load(std::sync::atomic::Ordering::Relaxed)
+            // In a stale catalog, an "orphan" may be a lost backup's only data.
+            && !manager.is_stale()
         {
             let Done = conn.request(&Message::DeleteBlob { hash }).await?;
             tracing::info!(id, hash = %hash.short(), "removed an orphan copy");

@@ -16,7 +16,7 @@ use arca_shared::sealed::{self, SealError};
 use arca_shared::types::now_ms;
 use arca_shared::{BlobHash, FrameError, Message};
 
-use super::catalog::{self, Catalog};
+use super::catalog::{self, Catalog, Generation};
 use crate::error::Error;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +30,8 @@ pub enum RecoverError {
     NoSnapshot(String),
     #[error("cannot write the catalog: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    DataFolder(#[from] super::StartError),
 }
 
 /// What was recovered, and from where.
@@ -39,6 +41,8 @@ pub struct Recovered {
     pub snapshot: SnapshotInfo,
     /// Where the damaged or replaced catalog was kept, if there was one.
     pub set_aside: Option<PathBuf>,
+    /// Newer snapshots that could not be used, and why.
+    pub passed_over: Vec<String>,
 }
 
 pub async fn recover(
@@ -47,11 +51,11 @@ pub async fn recover(
     key: &ClusterKey,
     force: bool,
 ) -> Result<Recovered, RecoverError> {
+    let _claim = super::claim(data)?;
     let path = data.join(catalog::FILE);
     if path.exists() && !force && Catalog::check_file(&path).is_ok() {
         return Err(RecoverError::CatalogIsFine(path));
     }
-    std::fs::create_dir_all(data)?;
     // Every snapshot each server keeps, newest first across servers.
     let mut offers: Vec<(SnapshotInfo, &String)> = Vec::new();
     let mut problems = Vec::new();
@@ -66,6 +70,7 @@ pub async fn recover(
     }
     offers.sort_by_key(|offer| std::cmp::Reverse(offer.0));
     let fresh = data.join("catalog.recovered");
+    let mut passed_over = Vec::new();
     for (snapshot, server) in offers {
         match fetch_and_open(server, key, &snapshot, data, &fresh).await {
             Ok(()) => {
@@ -76,15 +81,17 @@ pub async fn recover(
                     server: server.clone(),
                     snapshot,
                     set_aside,
+                    passed_over,
                 });
             }
-            Err(e) => problems.push(format!(
-                "  {server}: snapshot of generation {}: {e}",
+            Err(e) => passed_over.push(format!(
+                "{server}: snapshot of generation {}: {e}",
                 snapshot.generation
             )),
         }
     }
     let _ = std::fs::remove_file(&fresh);
+    problems.extend(passed_over.iter().map(|p| format!("  {p}")));
     Err(RecoverError::NoSnapshot(problems.join("\n")))
 }
 
@@ -108,7 +115,7 @@ async fn fetch_and_open(
         .await
         .map_err(|e| e.to_string())?;
     let (key, context, to_path) = (*key.snapshot_key(), snapshot.context(), to.to_owned());
-    let opened = tokio::task::spawn_blocking(move || -> Result<u64, String> {
+    let opened = tokio::task::spawn_blocking(move || -> Result<Generation, String> {
         let open = || -> Result<(), SealError> {
             let mut from = BufReader::new(File::open(&sealed)?);
             let mut out = BufWriter::new(File::create(&to_path)?);
@@ -124,10 +131,12 @@ async fn fetch_and_open(
     .await
     .map_err(|e| e.to_string())?;
     match opened {
-        Ok(generation) if generation == snapshot.generation => Ok(()),
-        Ok(generation) => Err(format!(
-            "holds generation {generation}, not the {} it was named for",
-            snapshot.generation
+        Ok(found) if (found.number, found.token) == (snapshot.generation, snapshot.lineage) => {
+            Ok(())
+        }
+        Ok(found) => Err(format!(
+            "holds generation {}, not the {} it was named for",
+            found.number, snapshot.generation
         )),
         Err(e) => Err(e),
     }

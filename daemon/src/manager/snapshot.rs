@@ -39,7 +39,7 @@ pub(crate) async fn run(manager: Arc<Manager>) {
             _ = manager.shutdown.cancelled() => return,
             _ = tokio::time::sleep(manager.config.snapshot_every) => {}
         }
-        if manager.behind.load(Ordering::Relaxed) {
+        if manager.is_stale() {
             continue;
         }
         if let Err(e) = pass(&manager, &mut sent).await {
@@ -52,15 +52,19 @@ pub(crate) async fn run(manager: Arc<Manager>) {
 /// the newest to every live server that does not keep it yet.
 async fn pass(manager: &Manager, sent: &mut Option<Sent>) -> Result<(), Error> {
     let generation = manager.db(|c| c.generation()).await?;
-    if generation == 0 {
+    if generation.number == 0 {
         return Ok(());
     }
     if sent
         .as_ref()
-        .is_none_or(|s| s.snapshot.generation != generation)
+        .is_none_or(|s| s.snapshot.lineage != generation.token)
     {
-        let snapshot = take(manager, generation).await?;
-        tracing::info!(generation, bytes = snapshot.size, "took a catalog snapshot");
+        let snapshot = take(manager).await?;
+        tracing::info!(
+            generation = snapshot.generation,
+            bytes = snapshot.size,
+            "took a catalog snapshot"
+        );
         *sent = Some(Sent {
             snapshot,
             kept_by: HashSet::new(),
@@ -74,6 +78,8 @@ async fn pass(manager: &Manager, sent: &mut Option<Sent>) -> Result<(), Error> {
         members
             .candidates(&sent.kept_by.iter().copied().collect::<Vec<_>>())
             .iter()
+            // A server with no room (or a read-only disk) would only refuse.
+            .filter(|c| c.free_bytes >= sent.snapshot.size)
             .filter_map(|c| members.get(c.id).map(|m| (c.id, m.addr.clone())))
             .collect()
     };
@@ -94,16 +100,23 @@ fn sealed_path(manager: &Manager) -> PathBuf {
 }
 
 /// Copies the catalog and seals the copy.
-async fn take(manager: &Manager, generation: u64) -> Result<SnapshotInfo, Error> {
+async fn take(manager: &Manager) -> Result<SnapshotInfo, Error> {
     let plain = manager.config.data.join("snapshot.db");
     let copy = plain.clone();
-    manager.db(move |c| c.backup_to(&copy)).await?;
+    // Under the catalog's lock: the copy is exactly this generation.
+    let generation = manager
+        .db(move |c| {
+            c.backup_to(&copy)?;
+            c.generation()
+        })
+        .await?;
     let key = *manager.config.key.snapshot_key();
     let sealed = sealed_path(manager);
     let created_ms = now_ms();
     tokio::task::spawn_blocking(move || -> Result<SnapshotInfo, sealed::SealError> {
         let mut snapshot = SnapshotInfo {
-            generation,
+            generation: generation.number,
+            lineage: generation.token,
             created_ms,
             size: 0,
             hash: BlobHash([0; 32]),
@@ -143,23 +156,37 @@ async fn hand_over(manager: &Manager, addr: &str, snapshot: &SnapshotInfo) -> Re
     Ok(())
 }
 
-/// Checks a registering server's newest snapshot against this catalog.
+/// Checks a registering server's newest snapshot against this catalog: a
+/// catalog behind it, or one that went another way since, is stale.
 pub(crate) async fn compare(manager: &Manager, addr: &str, snapshot: SnapshotInfo) {
-    let ours = match manager.db(|c| c.generation()).await {
+    let number = snapshot.generation;
+    let ours = manager
+        .db(move |c| Ok((c.generation()?, c.token_at(number)?)))
+        .await;
+    let (ours, token) = match ours {
         Ok(ours) => ours,
         Err(e) => return tracing::error!("cannot read the catalog's generation: {e}"),
     };
-    if snapshot.generation > ours {
-        manager.behind.store(true, Ordering::Relaxed);
-        tracing::error!(
-            server = %addr,
-            "the catalog is older than the snapshot this server keeps (generation {} > {ours}): \
-             acknowledged backups may be missing from it, so no orphan copy will be deleted. \
-             Stop the manager and run `daemon recover --data {} --server {addr}`",
-            snapshot.generation,
-            manager.config.data.display()
-        );
-    }
+    let why = if number > ours.number {
+        format!(
+            "older than the snapshot server {addr} keeps (generation {number} > {})",
+            ours.number
+        )
+    } else if token != Some(snapshot.lineage) {
+        format!(
+            "not the one server {addr}'s snapshot (generation {number}) was taken from: \
+             it went another way since"
+        )
+    } else {
+        return;
+    };
+    manager.behind.store(true, Ordering::Relaxed);
+    tracing::error!(
+        "the catalog is {why}. Acknowledged backups may be missing from it, so this manager \
+         deletes nothing and records nothing new. Stop it and run \
+         `daemon recover --force --data {} --server {addr}`",
+        manager.config.data.display()
+    );
 }
 
 /// A writer that counts and hashes what passes through it.

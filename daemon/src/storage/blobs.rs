@@ -164,6 +164,21 @@ impl Drop for TempBlob {
     }
 }
 
+/// Opens a file this server wrote, to read it: never through a symbolic
+/// link, never blocking (a FIFO planted in its place would block forever),
+/// and only if it is a regular file.
+pub fn open_regular(path: &Path) -> io::Result<std::fs::File> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let file = std::fs::File::from(rustix::fs::open(path, flags, Mode::empty())?);
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    Ok(file)
+}
+
 impl BlobStore {
     /// Opens (creating) the store, empties `tmp/` of any interrupted writes
     /// and counts what is stored.
@@ -203,7 +218,9 @@ impl BlobStore {
         for shard in std::fs::read_dir(self.root.join("blobs"))? {
             for entry in std::fs::read_dir(shard?.path())? {
                 let entry = entry?;
-                if let Some(hash) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+                if let Some(hash) = entry.file_name().to_str().and_then(|n| n.parse().ok())
+                    && entry.file_type()?.is_file()
+                {
                     let meta = entry.metadata()?;
                     let age_secs = meta
                         .modified()
@@ -225,17 +242,24 @@ impl BlobStore {
     pub async fn verify(&self, hash: &BlobHash) -> io::Result<bool> {
         let path = self.path(hash);
         let expected = *hash;
-        tokio::task::spawn_blocking(move || Ok(BlobHash::of_file(&path)? == expected))
-            .await
-            .map_err(io::Error::other)?
+        tokio::task::spawn_blocking(move || {
+            Ok(BlobHash::of_reader(open_regular(&path)?)? == expected)
+        })
+        .await
+        .map_err(io::Error::other)?
     }
 
-    pub fn path(&self, hash: &BlobHash) -> PathBuf {
+    fn path(&self, hash: &BlobHash) -> PathBuf {
         self.root.join("blobs").join(in_blobs(hash))
     }
 
-    pub fn contains(&self, hash: &BlobHash) -> bool {
-        self.path(hash).is_file()
+    /// Opens a stored blob to read it (see [`open_regular`]).
+    pub async fn read(&self, hash: &BlobHash) -> io::Result<tokio::fs::File> {
+        let path = self.path(hash);
+        let file = tokio::task::spawn_blocking(move || open_regular(&path))
+            .await
+            .map_err(io::Error::other)??;
+        Ok(tokio::fs::File::from_std(file))
     }
 
     /// A temp blob streamed to a file as it arrives.

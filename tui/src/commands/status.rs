@@ -48,11 +48,18 @@ pub async fn run(settings: Settings, json: bool) -> Result<ExitCode, ClientError
                 "replicas": status.replicas,
                 "under_replicated": status.under_replicated,
                 "healing": status.healing,
+                "stale_catalog": status.stale_catalog,
                 "at_risk": at_risk,
                 "servers": servers,
             })
         ));
         return Ok(ExitCode::SUCCESS);
+    }
+    if status.stale_catalog {
+        out::line(
+            "WARNING: the manager's catalog is older than the snapshots its servers keep; \
+             it records no backup until its operator runs `daemon recover --force` (see its log)",
+        );
     }
     let alive = status.servers.iter().filter(|s| s.alive).count();
     out::line(format_args!(

@@ -18,11 +18,7 @@ pub async fn run(settings: Settings, name: Option<&str>) -> Result<ExitCode, Cli
     let (mut copies, mut damaged, mut short) = (0, 0, 0);
     for v in &versions {
         for (i, ok) in v.copies.iter().enumerate() {
-            let verdict = if *ok {
-                "ok"
-            } else {
-                "DAMAGED (set aside, being healed)"
-            };
+            let verdict = if *ok { "ok" } else { "DAMAGED (set aside)" };
             out::line(format_args!(
                 "{}  v{}  copy {}  {verdict}",
                 v.name,

@@ -1,8 +1,6 @@
 //! `GetBegin`: names the best live holder of a version for a restore, by the
 //! same score as uploads, skipping servers the client already gave up on.
 
-use std::time::Duration;
-
 use arca_shared::choice;
 use arca_shared::ticket::{Ticket, TicketKind};
 use arca_shared::types::ServerId;
@@ -10,10 +8,7 @@ use arca_shared::{Connection, Message};
 
 use super::{check_client, check_name};
 use crate::error::Error;
-use crate::manager::{FileRow, Manager, refuse};
-
-/// How often a restore waits on servers that are registering again.
-const AWAIT_POLL: Duration = Duration::from_millis(100);
+use crate::manager::{AWAIT_POLL, FileRow, Manager, refuse};
 
 pub(crate) async fn run(
     manager: &Manager,

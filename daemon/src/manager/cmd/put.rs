@@ -19,7 +19,7 @@ use arca_shared::{BlobHash, Connection, FrameError, Message};
 
 use super::{check_client, check_name};
 use crate::error::Error;
-use crate::manager::{Manager, NewVersion, refuse};
+use crate::manager::{AWAIT_POLL, Manager, NewVersion, refuse};
 
 pub(crate) async fn run(
     manager: &Manager,
@@ -29,6 +29,7 @@ pub(crate) async fn run(
     exclude: Vec<ServerId>,
 ) -> Result<(), Error> {
     check_client(&client)?;
+    manager.refuse_if_stale()?;
     if files.is_empty() || files.len() > LIST_MAX {
         return refuse(format!(
             "a backup carries 1 to {LIST_MAX} files, not {}",
@@ -137,7 +138,7 @@ pub(crate) async fn run(
     let key = &manager.config.key;
     // Each primary that cannot be reached is suspected, so this ends.
     let (primary, replicas, mut primary_conn) = loop {
-        let (primary, replicas) = choose(manager, total, &exclude)?;
+        let (primary, replicas) = choose_once_back(manager, total, &exclude).await?;
         let targets: Vec<ReplicaTarget> = replicas
             .iter()
             .map(|(id, addr)| ReplicaTarget {
@@ -224,6 +225,23 @@ async fn prepare(
         })
         .await?;
     Ok(conn)
+}
+
+/// As [`choose`], but just after a manager restart, while servers are still
+/// registering again, it waits for them rather than refuse.
+async fn choose_once_back(
+    manager: &Manager,
+    size: u64,
+    exclude: &[ServerId],
+) -> Result<(Pick, Vec<Pick>), Error> {
+    loop {
+        match choose(manager, size, exclude) {
+            Err(_) if manager.members().any_awaited() => {
+                tokio::time::sleep(AWAIT_POLL).await;
+            }
+            chosen => return chosen,
+        }
+    }
 }
 
 /// A chosen server: its id and address.

@@ -16,6 +16,7 @@ pub(crate) async fn run(
 ) -> Result<(), Error> {
     check_client(&client)?;
     check_name(&name)?;
+    manager.refuse_if_stale()?;
     let (c, n) = (client.clone(), name.clone());
     let versions = manager.db(move |cat| cat.remove(&c, &n, version)).await?;
     if versions.is_empty() {

@@ -14,6 +14,7 @@ pub(crate) async fn run(manager: &Manager, conn: &mut Connection) -> Result<(), 
         servers: manager.members().status(manager.config.weights),
         under_replicated: manager.under_replicated.load(Ordering::Relaxed),
         healing: manager.healing.load(Ordering::Relaxed),
+        stale_catalog: manager.is_stale(),
     };
     Ok(conn.send(&Message::Cluster { status }).await?)
 }

@@ -16,7 +16,9 @@ pub(crate) async fn run(
     offset: u64,
 ) -> Result<(), Error> {
     server.check(&ticket, TicketKind::Fetch)?;
-    let mut file = tokio::fs::File::open(server.store.path(&ticket.hash))
+    let mut file = server
+        .store
+        .read(&ticket.hash)
         .await
         .map_err(|e| Error::local("this server cannot read the blob", e))?;
     let len = file.metadata().await?.len();

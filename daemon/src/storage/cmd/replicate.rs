@@ -13,7 +13,9 @@ pub(crate) async fn run(
     hash: BlobHash,
     target: ReplicaTarget,
 ) -> Result<(), Error> {
-    let file = tokio::fs::File::open(server.store.path(&hash))
+    let file = server
+        .store
+        .read(&hash)
         .await
         .map_err(|e| Error::local("this server cannot read the blob", e))?;
     let len = file.metadata().await?.len();

@@ -6,6 +6,7 @@ use arca_shared::{Connection, Message};
 
 use crate::error::Error;
 use crate::storage::Server;
+use crate::storage::blobs::open_regular;
 use crate::storage::item_check::ItemCheck;
 
 pub(crate) async fn store(
@@ -51,9 +52,12 @@ pub(crate) async fn fetch(
     conn: &mut Connection,
     snapshot: SnapshotInfo,
 ) -> Result<(), Error> {
-    let file = tokio::fs::File::open(server.snapshots.path(&snapshot))
+    let path = server.snapshots.path(&snapshot);
+    let file = tokio::task::spawn_blocking(move || open_regular(&path))
         .await
+        .map_err(|e| Error::local("the snapshot task failed", e))?
         .map_err(|e| Error::Refused(format!("no such snapshot here: {e}")))?;
+    let file = tokio::fs::File::from_std(file);
     let len = file.metadata().await?.len();
     conn.send(&Message::Accepted).await?;
     Server::send_blob(&mut conn.writer, file, len).await

@@ -23,7 +23,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
                 .filter(|s| s.alive)
                 .map(|s| s.latency_ms)
                 .fold(0.0, f64::max);
-            let health = if status.under_replicated > 0 {
+            let health = if status.stale_catalog {
+                Span::styled(
+                    " the manager's catalog is stale: backups are refused (see its log)",
+                    Style::new().fg(Color::Red),
+                )
+            } else if status.under_replicated > 0 {
                 Span::styled(
                     format!(
                         " {} contents under-replicated, {} copies being made",
