@@ -32,10 +32,6 @@ pub(crate) async fn run(manager: Arc<Manager>) {
 }
 
 async fn collect(manager: &Manager) -> Result<(), Error> {
-    // A stale catalog may call unused what a lost backup needs.
-    if manager.is_stale() {
-        return Ok(());
-    }
     collect_damaged(manager).await?;
     let mut by_server: BTreeMap<ServerId, Vec<BlobHash>> = BTreeMap::new();
     for (hash, server) in manager.db(|c| c.unreferenced()).await? {
@@ -48,6 +44,9 @@ async fn collect(manager: &Manager) -> Result<(), Error> {
         let mut conn = manager.connect(&addr).await?;
         for hash in hashes {
             let _guard = manager.hash_locks.lock(hash).await;
+            if !manager.may_delete() {
+                return Ok(());
+            }
             // Re-check under the lock: an upload may have referenced it again.
             if manager.db(move |c| c.is_referenced(&hash)).await? {
                 continue;
@@ -101,6 +100,9 @@ async fn collect_damaged(manager: &Manager) -> Result<(), Error> {
         let Some(addr) = manager.live_addr(server) else {
             continue;
         };
+        if !manager.may_delete() {
+            return Ok(());
+        }
         tell(manager, &addr, &[Message::DeleteDamaged { hash }]).await?;
         manager.db(move |c| c.drop_damaged(&hash, server)).await?;
         tracing::info!(server, hash = %hash.short(), "deleted a damaged copy: good copies exist");

@@ -72,7 +72,7 @@ async fn pass(
         if live.len() < wanted {
             under.push(hash);
         }
-        if live.len() > wanted && !manager.is_stale() {
+        if live.len() > wanted && manager.may_delete() {
             trim(manager, hash).await?;
         } else if kept < wanted && !live.is_empty() {
             let mut busy = in_flight.lock_anyway();

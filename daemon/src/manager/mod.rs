@@ -260,6 +260,14 @@ impl Manager {
         self.behind.load(Ordering::Relaxed)
     }
 
+    /// Whether copies may be deleted now: not from a stale catalog, which may
+    /// call unused what a lost backup needs, and not while servers are still
+    /// registering after a restart, since one of them may yet show the
+    /// catalog stale.
+    fn may_delete(&self) -> bool {
+        !self.is_stale() && !self.members().any_awaited()
+    }
+
     /// Refuses a change to a stale catalog: recorded there, it could make a
     /// stale catalog look current, and the operator's recovery lose it.
     fn refuse_if_stale(&self) -> Result<(), Error> {

@@ -68,7 +68,7 @@ pub(crate) async fn server(manager: &Manager, id: ServerId) -> Result<(), Error>
             }
         } else if blob.age_secs >= manager.config.orphan_grace.as_secs()
             // In a stale catalog, an "orphan" may be a lost backup's only data.
-            && !manager.is_stale()
+            && manager.may_delete()
         {
             let Done = conn.request(&Message::DeleteBlob { hash }).await?;
             tracing::info!(id, hash = %hash.short(), "removed an orphan copy");
