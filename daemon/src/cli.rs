@@ -181,6 +181,15 @@ async fn recover(
     for passed in &recovered.passed_over {
         say(format_args!("passed over a newer snapshot: {passed}"));
     }
+    for fork in &recovered.forks {
+        say(format_args!(
+            "WARNING: the catalog went two ways: a snapshot of generation {} taken {} s ago \
+             belongs to another history, and the backups only it holds are not recovered; \
+             back those files up again",
+            fork.generation,
+            arca_shared::types::now_ms().saturating_sub(fork.created_ms) / 1000,
+        ));
+    }
     say(format_args!(
         "recovered the catalog into {} from {}: generation {}, taken {} s ago",
         data.join("catalog.db").display(),
@@ -236,7 +245,6 @@ async fn manager(cli: &Cli, secret_path: &Path, shutdown: CancellationToken) -> 
         latency: cli.latency_weight,
         load: cli.load_weight,
     };
-    tracing::info!(%listen, data = %config.data.display(), replicas = config.replicas, "manager running");
     run_manager(listener, config, shutdown).await?;
     tracing::info!("manager stopped");
     Ok(())

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use arca_shared::handshake;
@@ -18,32 +19,41 @@ use tokio_util::task::TaskTracker;
 pub const MAX_CONNECTIONS: usize = 1024;
 /// Most of them still in their handshake. Past it, the oldest handshake is
 /// dropped to make room: a real peer finishes its handshake in a moment,
-/// so a flood of peers that never speak crowds out only itself.
+/// so a flood of peers that never speak crowds out mostly itself.
 pub const MAX_HANDSHAKES: usize = MAX_CONNECTIONS / 2;
+/// Most handshakes one host may have waiting; past it, its own oldest is
+/// dropped, so one host's flood cannot crowd out other hosts at all.
+pub const MAX_HANDSHAKES_PER_HOST: usize = 64;
 
-/// Handshakes in progress, oldest first, each with the token that drops it.
+/// Handshakes in progress, oldest first: each with its host and the token
+/// that drops it.
 #[derive(Default)]
 struct Handshakes {
     next: u64,
-    waiting: VecDeque<(u64, CancellationToken)>,
+    waiting: VecDeque<(u64, IpAddr, CancellationToken)>,
 }
 
 impl Handshakes {
-    /// Registers a new handshake, dropping the oldest one if there are too many.
-    fn enter(&mut self) -> (u64, CancellationToken) {
-        if self.waiting.len() >= MAX_HANDSHAKES
-            && let Some((_, oldest)) = self.waiting.pop_front()
-        {
-            oldest.cancel();
+    /// Registers a new handshake from `host`, dropping that host's oldest
+    /// if it has too many waiting, or else the oldest of all if there are.
+    fn enter(&mut self, host: IpAddr) -> (u64, CancellationToken) {
+        let from_host = self.waiting.iter().filter(|w| w.1 == host).count();
+        let oldest = if from_host >= MAX_HANDSHAKES_PER_HOST {
+            self.waiting.iter().position(|w| w.1 == host)
+        } else {
+            (self.waiting.len() >= MAX_HANDSHAKES).then_some(0)
+        };
+        if let Some((_, _, dropped)) = oldest.and_then(|i| self.waiting.remove(i)) {
+            dropped.cancel();
         }
         self.next += 1;
         let token = CancellationToken::new();
-        self.waiting.push_back((self.next, token.clone()));
+        self.waiting.push_back((self.next, host, token.clone()));
         (self.next, token)
     }
 
     fn leave(&mut self, id: u64) {
-        self.waiting.retain(|(waiting, _)| *waiting != id);
+        self.waiting.retain(|(waiting, _, _)| *waiting != id);
     }
 }
 
@@ -70,10 +80,10 @@ pub async fn serve<H, F>(
                 Err(_) => break,
             },
         };
-        let stream = tokio::select! {
+        let (stream, from) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Usually out of file descriptors: back off instead of spinning.
                     tracing::warn!("accept failed: {e}");
@@ -82,7 +92,7 @@ pub async fn serve<H, F>(
                 }
             },
         };
-        let (id, dropped) = handshakes.lock_anyway().enter();
+        let (id, dropped) = handshakes.lock_anyway().enter(from.ip());
         let handshakes = handshakes.clone();
         let key = key.clone();
         let handle = handle.clone();

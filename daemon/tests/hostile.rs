@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use arca_daemon::cluster::{ClusterOptions, LocalCluster};
+use arca_daemon::listener::MAX_HANDSHAKES;
 use arca_shared::connection::encode;
 use arca_shared::handshake;
 use arca_shared::keys::ClusterKey;
@@ -363,5 +364,32 @@ async fn names_that_escape_are_refused_by_the_manager() {
             matches!(&answer, Err(FrameError::Refused(reason)) if reason.contains("bad client"))
         );
     }
+    cluster.shutdown().await;
+}
+
+/// A TCP connection from `host`, a loopback address other than 127.0.0.1.
+async fn connect_from(host: [u8; 4], to: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((host, 0).into()).unwrap();
+    socket.connect(to.parse().unwrap()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_one_host_does_not_crowd_out_another() {
+    let (_dir, cluster) = cluster(1).await;
+    let addr = cluster.manager_addr.clone();
+    // A slow peer: connected first, and silent through the whole flood.
+    let slow = TcpStream::connect(&addr).await.unwrap();
+    let mut flood = Vec::new();
+    for _ in 0..(MAX_HANDSHAKES + 200) {
+        flood.push(connect_from([127, 0, 0, 2], &addr).await);
+    }
+    // Accepted after every flood connection before it, so they all were.
+    still_serving(&cluster).await;
+    let mut slow = Connection::new(slow).unwrap();
+    handshake::initiate(&mut slow, &cluster.key).await.unwrap();
+    let status = slow.call(&Message::Status).await.unwrap();
+    assert!(matches!(status, Message::Cluster { .. }), "{status:?}");
+    drop(flood);
     cluster.shutdown().await;
 }

@@ -208,6 +208,8 @@ async fn a_stale_catalog_loses_nothing(stale: Stale) {
         .await
         .unwrap();
     resume(&mut t).await;
+    let status = t.cluster.status().await.unwrap();
+    assert!(!status.stale_catalog, "still stale after recovery");
     let mut session = t.session("laptop").await;
     let names: Vec<_> = session
         .list(None)

@@ -97,6 +97,11 @@ CREATE TABLE IF NOT EXISTS history (
     generation INTEGER PRIMARY KEY,
     token      BLOB    NOT NULL
 );
+-- Tokens of snapshots an operator's recovery chose against: histories this
+-- catalog deliberately is not part of.
+CREATE TABLE IF NOT EXISTS superseded (
+    token BLOB PRIMARY KEY
+) WITHOUT ROWID;
 ";
 
 /// Fills format 3's `names` from the versions a format 2 catalog holds.
@@ -474,6 +479,27 @@ impl Catalog {
         generation(&self.db)
     }
 
+    /// Records snapshot tokens of histories this catalog is not part of.
+    pub fn supersede(&mut self, tokens: &[[u8; 32]]) -> rusqlite::Result<()> {
+        let tx = self.db.transaction()?;
+        for token in tokens {
+            tx.execute(
+                "INSERT OR IGNORE INTO superseded (token) VALUES (?1)",
+                params![token],
+            )?;
+        }
+        tx.commit()
+    }
+
+    /// Whether a recovery chose against the history with this token.
+    pub fn is_superseded(&self, token: &[u8; 32]) -> rusqlite::Result<bool> {
+        self.db.query_row(
+            "SELECT EXISTS (SELECT 1 FROM superseded WHERE token = ?1)",
+            params![token],
+            |row| row.get(0),
+        )
+    }
+
     /// The token this catalog recorded at generation `number`, if it got there.
     pub fn token_at(&self, number: u64) -> rusqlite::Result<Option<[u8; 32]>> {
         self.db
@@ -705,6 +731,23 @@ mod tests {
         // The newest version's own content again: no new version.
         assert_eq!(commit(&mut c, "me", "x", 1, &a, &[2]).unwrap(), 3);
         assert_eq!(c.holders(&a).unwrap(), [1, 2]);
+    }
+
+    #[test]
+    fn each_change_has_a_token_and_other_histories_can_be_set_aside() {
+        let (_dir, mut c) = catalog();
+        assert_eq!(c.generation().unwrap().number, 0);
+        commit(&mut c, "me", "x", 1, &BlobHash::of(b"a"), &[1]).unwrap();
+        c.remove("me", "x", None).unwrap();
+        let now = c.generation().unwrap();
+        assert_eq!(now.number, 2);
+        assert_eq!(c.token_at(2).unwrap(), Some(now.token));
+        assert_ne!(c.token_at(1).unwrap(), Some(now.token));
+        assert_eq!(c.token_at(3).unwrap(), None);
+        let other = [9u8; 32];
+        assert!(!c.is_superseded(&other).unwrap());
+        c.supersede(&[other]).unwrap();
+        assert!(c.is_superseded(&other).unwrap());
     }
 
     #[test]

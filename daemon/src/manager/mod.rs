@@ -127,6 +127,12 @@ pub async fn run_manager(
         data: config.data.clone(),
         source,
     })?;
+    tracing::info!(
+        listen = ?listener.local_addr().ok(),
+        data = %config.data.display(),
+        replicas = config.replicas,
+        "manager running"
+    );
     let mut members = Members::new(config.dead_after);
     for (id, _, addr) in servers {
         members.remember(id, addr);
@@ -276,8 +282,8 @@ impl Manager {
         }
         Err(Error::local(
             "this manager records nothing new",
-            "its catalog is older than the snapshots its servers keep (see its log); \
-             the operator must recover it with `daemon recover --force`",
+            "its catalog is behind, or not the same as, the snapshots its servers keep \
+             (see its log); the operator must recover it with `daemon recover --force`",
         ))
     }
 

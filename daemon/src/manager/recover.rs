@@ -32,6 +32,8 @@ pub enum RecoverError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     DataFolder(#[from] super::StartError),
+    #[error("cannot write the recovered catalog: {0}")]
+    Catalog(#[from] rusqlite::Error),
 }
 
 /// What was recovered, and from where.
@@ -43,6 +45,9 @@ pub struct Recovered {
     pub set_aside: Option<PathBuf>,
     /// Newer snapshots that could not be used, and why.
     pub passed_over: Vec<String>,
+    /// Snapshots of histories the recovered catalog is not part of (the
+    /// catalog went two ways): what they hold beyond it is not recovered.
+    pub forks: Vec<SnapshotInfo>,
 }
 
 pub async fn recover(
@@ -68,20 +73,25 @@ pub async fn recover(
             Err(e) => problems.push(format!("  {server}: {e}")),
         }
     }
-    offers.sort_by_key(|offer| std::cmp::Reverse(offer.0));
+    // Newest first; of two at one generation (a catalog that went two
+    // ways), the one taken last.
+    offers.sort_by_key(|(s, _)| std::cmp::Reverse((s.generation, s.created_ms)));
     let fresh = data.join("catalog.recovered");
     let mut passed_over = Vec::new();
-    for (snapshot, server) in offers {
-        match fetch_and_open(server, key, &snapshot, data, &fresh).await {
+    for (snapshot, server) in &offers {
+        match fetch_and_open(server, key, snapshot, data, &fresh).await {
             Ok(()) => {
+                let others: Vec<SnapshotInfo> = offers.iter().map(|(s, _)| *s).collect();
+                let forks = supersede_others(&fresh, &others)?;
                 let set_aside = set_aside(&path)?;
                 std::fs::rename(&fresh, &path)?;
                 File::open(data)?.sync_all()?;
                 return Ok(Recovered {
-                    server: server.clone(),
-                    snapshot,
+                    server: (*server).clone(),
+                    snapshot: *snapshot,
                     set_aside,
                     passed_over,
+                    forks,
                 });
             }
             Err(e) => passed_over.push(format!(
@@ -174,6 +184,29 @@ async fn fetch(
         .into());
     }
     Ok(())
+}
+
+/// Records in the recovered catalog every offered snapshot it is not part
+/// of, so that those do not make it look stale when their servers register;
+/// returns them.
+fn supersede_others(
+    fresh: &Path,
+    offers: &[SnapshotInfo],
+) -> Result<Vec<SnapshotInfo>, RecoverError> {
+    let mut catalog = Catalog::open(fresh)?;
+    let mut others = Vec::new();
+    for offer in offers {
+        let ours = catalog.token_at(offer.generation)?;
+        if ours != Some(offer.lineage)
+            && !others
+                .iter()
+                .any(|o: &SnapshotInfo| o.lineage == offer.lineage)
+        {
+            others.push(*offer);
+        }
+    }
+    catalog.supersede(&others.iter().map(|o| o.lineage).collect::<Vec<_>>())?;
+    Ok(others)
 }
 
 /// Moves an existing catalog (and its write-ahead log) aside, not away.

@@ -160,14 +160,24 @@ async fn hand_over(manager: &Manager, addr: &str, snapshot: &SnapshotInfo) -> Re
 /// catalog behind it, or one that went another way since, is stale.
 pub(crate) async fn compare(manager: &Manager, addr: &str, snapshot: SnapshotInfo) {
     let number = snapshot.generation;
+    let lineage = snapshot.lineage;
     let ours = manager
-        .db(move |c| Ok((c.generation()?, c.token_at(number)?)))
+        .db(move |c| {
+            Ok((
+                c.generation()?,
+                c.token_at(number)?,
+                c.is_superseded(&lineage)?,
+            ))
+        })
         .await;
-    let (ours, token) = match ours {
+    let (ours, token, superseded) = match ours {
         Ok(ours) => ours,
         Err(e) => return tracing::error!("cannot read the catalog's generation: {e}"),
     };
-    let why = if number > ours.number {
+    let why = if superseded {
+        // A recovery chose this catalog over that snapshot's history.
+        return;
+    } else if number > ours.number {
         format!(
             "older than the snapshot server {addr} keeps (generation {number} > {})",
             ours.number

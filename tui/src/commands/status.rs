@@ -57,8 +57,9 @@ pub async fn run(settings: Settings, json: bool) -> Result<ExitCode, ClientError
     }
     if status.stale_catalog {
         out::line(
-            "WARNING: the manager's catalog is older than the snapshots its servers keep; \
-             it records no backup until its operator runs `daemon recover --force` (see its log)",
+            "WARNING: the manager's catalog is behind, or not the same as, the snapshots its \
+             servers keep; it records no backup until its operator runs \
+             `daemon recover --force` (see its log)",
         );
     }
     let alive = status.servers.iter().filter(|s| s.alive).count();
