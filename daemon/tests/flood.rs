@@ -3,34 +3,13 @@
 //! process's memory is this test's alone.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, Instant};
+mod common;
 
 use arca_daemon::cluster::{ClusterOptions, LocalCluster};
 use arca_daemon::listener::MAX_HANDSHAKES;
-use arca_shared::keys::ClusterKey;
-use arca_shared::{Connection, Message, handshake};
+use arca_shared::Message;
+use common::{authenticated, rss_kib, still_serving};
 use tokio::net::TcpStream;
-
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
-async fn authenticated(addr: &str, key: &ClusterKey) -> Connection {
-    handshake::connect(addr, key).await.unwrap()
-}
-
-/// The manager still answers, and promptly.
-async fn still_serving(cluster: &LocalCluster) {
-    let started = Instant::now();
-    let status = cluster.status().await.unwrap();
-    assert!(!status.servers.is_empty());
-    assert!(started.elapsed() < Duration::from_secs(2));
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_silent_connections_costs_little_memory() {

@@ -3,6 +3,8 @@
 //! else is served as before.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use arca_daemon::cluster::{ClusterOptions, LocalCluster};
@@ -14,6 +16,7 @@ use arca_shared::limits::{CONTROL_FRAME_MAX, HANDSHAKE_TIMEOUT};
 use arca_shared::protocol::{Item, PutFile, UploadGrant, items_digest};
 use arca_shared::ticket::{Ticket, TicketKind};
 use arca_shared::{BlobHash, Connection, FrameError, Message};
+use common::{authenticated, rss_kib, still_serving};
 use serde_bytes::ByteBuf;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -28,12 +31,6 @@ async fn cluster(servers: usize) -> (tempfile::TempDir, LocalCluster) {
     (dir, cluster)
 }
 
-async fn authenticated(addr: &str, key: &ClusterKey) -> Connection {
-    let mut conn = Connection::connect(addr).await.unwrap();
-    handshake::initiate(&mut conn, key).await.unwrap();
-    conn
-}
-
 /// Waits until the peer closes the stream, failing after `within`.
 async fn closed_within(stream: &mut TcpStream, within: Duration) {
     let mut buf = [0u8; 1024];
@@ -46,23 +43,6 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) {
             Err(_) => panic!("the daemon kept the connection open"),
         }
     }
-}
-
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
-/// The manager still answers, and promptly.
-async fn still_serving(cluster: &LocalCluster) {
-    let started = Instant::now();
-    let status = cluster.status().await.unwrap();
-    assert!(!status.servers.is_empty());
-    assert!(started.elapsed() < Duration::from_secs(2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

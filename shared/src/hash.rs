@@ -29,15 +29,7 @@ impl BlobHash {
         let mut hasher = blake3::Hasher::new();
         let mut block = vec![0u8; HASH_BLOCK];
         loop {
-            let mut filled = 0;
-            while filled < block.len() {
-                match reader.read(&mut block[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
+            let filled = read_full(&mut reader, &mut block)?;
             if filled == 0 {
                 return Ok(hasher.finalize().into());
             }
@@ -90,6 +82,20 @@ impl FromStr for BlobHash {
             .map(Self::from)
             .map_err(|_| BadHash)
     }
+}
+
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+pub(crate) fn read_full(from: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match from.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 #[cfg(test)]

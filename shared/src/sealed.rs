@@ -13,6 +13,8 @@ use aead_stream::{DecryptorBE32, EncryptorBE32, Nonce, StreamBE32};
 use chacha20poly1305::aead::Payload;
 use chacha20poly1305::{Key, XChaCha20Poly1305};
 
+use crate::hash::read_full;
+
 const MAGIC: &[u8; 8] = b"ARCASEAL";
 const SEGMENT: usize = 1 << 20;
 const TAG: usize = 16;
@@ -129,20 +131,6 @@ impl<'a, R: Read> Segments<'a, R> {
         self.ahead = (ahead > 0).then_some(ahead);
         Ok((&self.current, ahead == 0))
     }
-}
-
-/// Reads until `buf` is full or the input ends; returns the bytes read.
-fn read_full(from: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match from.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 #[cfg(test)]
