@@ -13,6 +13,7 @@ use std::time::Duration;
 use arca_shared::choice;
 use arca_shared::protocol::{Item, ReplicaTarget, items_digest};
 use arca_shared::reply::Done;
+use arca_shared::sync::LockAnyway;
 use arca_shared::ticket::{Ticket, TicketKind};
 use arca_shared::types::ServerId;
 use arca_shared::{BlobHash, Message};
@@ -21,7 +22,6 @@ use tokio::sync::Semaphore;
 use super::cmd::verify;
 use super::{Manager, gc, pacing};
 use crate::error::Error;
-use arca_shared::sync::LockAnyway;
 
 const EVERY: Duration = Duration::from_secs(1);
 /// Copies made at once, so healing does not starve uploads.
@@ -96,9 +96,6 @@ async fn pass(
         }
     }
     let work_left = !under.is_empty();
-    manager
-        .under_replicated
-        .store(under.len() as u64, Ordering::Relaxed);
     *manager.at_risk.lock_anyway() = under;
     // Every copy to make is below count (live holders are among the kept
     // ones); below count within `heal_after` needs no copy yet, only recounts.

@@ -6,7 +6,7 @@ mod cmd;
 mod gc;
 mod hash_locks;
 mod heal;
-mod membership;
+pub(crate) mod membership;
 mod pacing;
 mod reconcile;
 mod recover;
@@ -20,15 +20,15 @@ use std::time::Duration;
 use arca_shared::choice::Weights;
 use arca_shared::keys::ClusterKey;
 use arca_shared::protocol::FileEntry;
+use arca_shared::sync::LockAnyway;
 use arca_shared::types::ServerId;
 use arca_shared::{BlobHash, Connection, FrameError, Message};
-
-use crate::error::Error;
-use arca_shared::sync::LockAnyway;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::error::Error;
 
 pub use catalog::{Catalog, FileRow, NewVersion};
 use hash_locks::HashLocks;
@@ -79,8 +79,6 @@ pub(crate) struct Manager {
     collect: Notify,
     /// Wakes healing after a copy was lost.
     heal: Notify,
-    /// Last count of contents below their replica count, and copies in flight.
-    under_replicated: AtomicU64,
     /// The contents below their replica count at the last healing pass.
     at_risk: Mutex<Vec<BlobHash>>,
     /// A server keeps a snapshot newer than this catalog, or of another
@@ -88,6 +86,7 @@ pub(crate) struct Manager {
     /// operator recovers it nothing is deleted, nothing new is recorded and
     /// no snapshot is taken.
     behind: AtomicBool,
+    /// Copies being made right now to heal contents below their count.
     healing: AtomicU64,
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -145,7 +144,6 @@ pub async fn run_manager(
         next_op: AtomicU64::new(seed_op()),
         collect: Notify::new(),
         heal: Notify::new(),
-        under_replicated: AtomicU64::new(0),
         at_risk: Mutex::default(),
         behind: AtomicBool::new(false),
         healing: AtomicU64::new(0),
@@ -250,6 +248,26 @@ impl Manager {
     /// Opens an authenticated connection to a server.
     async fn connect(&self, addr: &str) -> Result<Connection, Error> {
         Ok(arca_shared::handshake::connect(addr, &self.config.key).await?)
+    }
+
+    /// Tries `attempt` on the membership until it succeeds. Just after this
+    /// manager started, while a server it `needs` is still registering
+    /// again, a failure is tried again a moment later instead of returned.
+    async fn once_back<T, E>(
+        &self,
+        mut attempt: impl FnMut(&Members) -> Result<T, E>,
+        needs: impl Fn(&Members) -> bool,
+    ) -> Result<T, E> {
+        loop {
+            {
+                let members = self.members();
+                match attempt(&members) {
+                    Err(_) if needs(&members) => {}
+                    done => return done,
+                }
+            }
+            tokio::time::sleep(AWAIT_POLL).await;
+        }
     }
 
     /// The address of a live server.

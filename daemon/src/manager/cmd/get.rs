@@ -8,7 +8,8 @@ use arca_shared::{Connection, Message};
 
 use super::{check_client, check_name};
 use crate::error::Error;
-use crate::manager::{AWAIT_POLL, FileRow, Manager, refuse};
+use crate::manager::membership::Members;
+use crate::manager::{FileRow, Manager, refuse};
 
 pub(crate) async fn run(
     manager: &Manager,
@@ -31,25 +32,20 @@ pub(crate) async fn run(
     };
     let hash = row.hash;
     let holders = manager.db(move |c| c.holders(&hash)).await?;
-    let (server, addr) = loop {
-        let (best, awaited) = {
-            let members = manager.members();
-            let candidates: Vec<_> = members
-                .candidates(&exclude)
-                .into_iter()
-                .filter(|c| holders.contains(&c.id))
-                .collect();
-            let best = choice::rank(&candidates, 0, manager.config.weights)
-                .first()
-                .and_then(|s| members.get(s.id).map(|m| (s.id, m.addr.clone())));
-            (best, holders.iter().any(|id| members.awaited(*id)))
-        };
-        match best {
-            Some(best) => break best,
-            // Just after a manager restart, servers are still registering.
-            None if awaited => tokio::time::sleep(AWAIT_POLL).await,
-            None => return refuse(unavailable(manager, &row, holders.len()).await?),
-        }
+    let best = |members: &Members| {
+        let candidates: Vec<_> = members
+            .candidates(&exclude)
+            .into_iter()
+            .filter(|c| holders.contains(&c.id))
+            .collect();
+        choice::rank(&candidates, 0, manager.config.weights)
+            .first()
+            .and_then(|s| members.get(s.id).map(|m| (s.id, m.addr.clone())))
+            .ok_or(())
+    };
+    let holder_awaited = |members: &Members| holders.iter().any(|id| members.awaited(*id));
+    let Ok((server, addr)) = manager.once_back(best, holder_awaited).await else {
+        return refuse(unavailable(manager, &row, holders.len()).await?);
     };
     let ticket = Ticket::issue(
         &manager.config.key,

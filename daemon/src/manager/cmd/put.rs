@@ -19,7 +19,8 @@ use arca_shared::{BlobHash, Connection, FrameError, Message};
 
 use super::{check_client, check_name};
 use crate::error::Error;
-use crate::manager::{AWAIT_POLL, Manager, NewVersion, refuse};
+use crate::manager::membership::Members;
+use crate::manager::{Manager, NewVersion, refuse};
 
 pub(crate) async fn run(
     manager: &Manager,
@@ -138,7 +139,8 @@ pub(crate) async fn run(
     let key = &manager.config.key;
     // Each primary that cannot be reached is suspected, so this ends.
     let (primary, replicas, mut primary_conn) = loop {
-        let (primary, replicas) = choose_once_back(manager, total, &exclude).await?;
+        let chosen = |members: &Members| choose(manager, members, total, &exclude);
+        let (primary, replicas) = manager.once_back(chosen, Members::any_awaited).await?;
         let targets: Vec<ReplicaTarget> = replicas
             .iter()
             .map(|(id, addr)| ReplicaTarget {
@@ -227,31 +229,18 @@ async fn prepare(
     Ok(conn)
 }
 
-/// As [`choose`], but just after a manager restart, while servers are still
-/// registering again, it waits for them rather than refuse.
-async fn choose_once_back(
-    manager: &Manager,
-    size: u64,
-    exclude: &[ServerId],
-) -> Result<(Pick, Vec<Pick>), Error> {
-    loop {
-        match choose(manager, size, exclude) {
-            Err(_) if manager.members().any_awaited() => {
-                tokio::time::sleep(AWAIT_POLL).await;
-            }
-            chosen => return chosen,
-        }
-    }
-}
-
 /// A chosen server: its id and address.
 type Pick = (ServerId, String);
 
 /// The primary and the replicas for `size` bytes. Servers that failed
 /// recently are avoided while enough others remain.
-fn choose(manager: &Manager, size: u64, exclude: &[ServerId]) -> Result<(Pick, Vec<Pick>), Error> {
+fn choose(
+    manager: &Manager,
+    members: &Members,
+    size: u64,
+    exclude: &[ServerId],
+) -> Result<(Pick, Vec<Pick>), Error> {
     let wanted = manager.config.replicas as usize;
-    let members = manager.members();
     let weights = manager.config.weights;
     let mut ranked = choice::rank(&members.upload_candidates(exclude), size, weights);
     if ranked.len() < wanted {

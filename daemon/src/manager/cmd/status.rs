@@ -3,6 +3,7 @@
 use std::sync::atomic::Ordering;
 
 use arca_shared::protocol::ClusterStatus;
+use arca_shared::sync::LockAnyway;
 use arca_shared::{Connection, Message};
 
 use crate::error::Error;
@@ -12,7 +13,7 @@ pub(crate) async fn run(manager: &Manager, conn: &mut Connection) -> Result<(), 
     let status = ClusterStatus {
         replicas: manager.config.replicas,
         servers: manager.members().status(manager.config.weights),
-        under_replicated: manager.under_replicated.load(Ordering::Relaxed),
+        under_replicated: manager.at_risk.lock_anyway().len() as u64,
         healing: manager.healing.load(Ordering::Relaxed),
         stale_catalog: manager.is_stale(),
     };
