@@ -8,16 +8,17 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use arca_shared::Message;
 use arca_shared::handshake;
 use arca_shared::keys::ClusterKey;
-use arca_shared::protocol::SnapshotInfo;
+use arca_shared::protocol::{Item, SnapshotInfo};
 use arca_shared::reply::Accepted;
 use arca_shared::sealed::{self, SealError};
 use arca_shared::types::now_ms;
-use arca_shared::{BlobHash, FrameError, Message};
 
 use super::catalog::{self, Catalog, Generation};
 use crate::error::Error;
+use crate::storage::item_check::ItemCheck;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecoverError {
@@ -166,24 +167,16 @@ async fn fetch(
         })
         .await?;
     let mut out = BufWriter::new(File::create(to)?);
-    let mut hasher = blake3::Hasher::new();
-    let mut size = 0u64;
+    let mut check = ItemCheck::new(Item {
+        hash: snapshot.hash,
+        size: snapshot.size,
+    });
     while let Some(data) = conn.recv_chunk().await? {
-        size += data.len() as u64;
-        if size > snapshot.size {
-            return Err(FrameError::PeerFailed("more bytes than the snapshot has".into()).into());
-        }
-        hasher.update(data);
+        check.chunk(data)?;
         out.write_all(data)?;
     }
     out.flush()?;
-    if size != snapshot.size || BlobHash::from(hasher.finalize()) != snapshot.hash {
-        return Err(FrameError::PeerFailed(
-            "the snapshot's bytes do not match its size and hash".into(),
-        )
-        .into());
-    }
-    Ok(())
+    check.end()
 }
 
 /// Records in the recovered catalog every offered snapshot it is not part

@@ -3,7 +3,7 @@
 
 mod blobs;
 mod cmd;
-mod item_check;
+pub(crate) mod item_check;
 mod membership;
 mod scrub;
 mod snapshots;
@@ -20,6 +20,7 @@ use arca_shared::keys::ClusterKey;
 use arca_shared::protocol::{Item, ReplicaTarget, items_digest};
 use arca_shared::reply::Accepted;
 use arca_shared::stream::{Reading, send_file};
+use arca_shared::sync::LockAnyway;
 use arca_shared::ticket::{Ticket, TicketError, TicketKind};
 use arca_shared::types::ServerId;
 use arca_shared::{BlobHash, Connection, FrameError, Message};
@@ -29,7 +30,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::Error;
-use arca_shared::sync::LockAnyway;
 pub use blobs::BlobStore;
 use snapshots::Snapshots;
 
