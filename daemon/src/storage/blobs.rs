@@ -381,9 +381,16 @@ impl BlobStore {
 
     pub fn stats(&self) -> ServerStats {
         let stored = self.stored.load(Ordering::Relaxed);
-        let disk_free = fs4::available_space(&self.root).unwrap_or(0);
+        // One look at the file system tells both its room and whether it
+        // is mounted read-only.
+        let disk = rustix::fs::fstatvfs(&self.dirs.tmp).ok();
+        let disk_free = disk
+            .as_ref()
+            .map_or(0, |d| d.f_frsize.saturating_mul(d.f_bavail));
         let capacity = self.capacity.unwrap_or(stored + disk_free);
-        let read_only = self.read_only();
+        let mounted_read_only =
+            disk.is_some_and(|d| d.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY));
+        let read_only = mounted_read_only || !self.may_write();
         ServerStats {
             stored_bytes: stored,
             capacity_bytes: capacity,
@@ -397,18 +404,14 @@ impl BlobStore {
         }
     }
 
-    /// Whether writes to the store would fail: a read-only mount, or a
-    /// temp folder this process may not write to.
-    fn read_only(&self) -> bool {
-        let mount_read_only = rustix::fs::fstatvfs(&self.dirs.tmp)
-            .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY));
-        mount_read_only
-            || rustix::fs::accessat(
-                &self.dirs.tmp,
-                ".",
-                rustix::fs::Access::WRITE_OK,
-                AtFlags::empty(),
-            )
-            .is_err()
+    /// Whether this process may write to the temp folder.
+    fn may_write(&self) -> bool {
+        rustix::fs::accessat(
+            &self.dirs.tmp,
+            ".",
+            rustix::fs::Access::WRITE_OK,
+            AtFlags::empty(),
+        )
+        .is_ok()
     }
 }
