@@ -7,8 +7,7 @@ use std::rc::Rc;
 
 use arca_shared::BlobHash;
 use arca_shared::keys::Nonce;
-use arca_shared::types::ServerId;
-use arca_shared::types::now_ms;
+use arca_shared::types::{ServerId, now_ms};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// The catalog's file name in the manager's data folder.
@@ -645,7 +644,10 @@ impl Catalog {
             removed.sort_unstable();
             removed
         };
-        bump_generation(&tx)?;
+        // Removing nothing changes nothing: no new generation, no snapshot.
+        if !removed.is_empty() {
+            bump_generation(&tx)?;
+        }
         tx.commit()?;
         Ok(removed)
     }

@@ -3,10 +3,11 @@
 //! sealed with a key derived from the cluster secret and kept by every live
 //! server. `daemon recover` rebuilds a lost or damaged catalog from them.
 //!
-//! A server that registers with a snapshot newer than this catalog shows
-//! that acknowledged backups are missing here (a lost write-ahead log, an
-//! old copy restored): the manager then deletes no orphan copy, since they
-//! may be those backups' only data, and says how to recover.
+//! A server that registers with a snapshot newer than this catalog, or of
+//! another history, shows that acknowledged backups may be missing here (a
+//! lost write-ahead log, an old copy put back): the manager then deletes
+//! nothing, since those copies may be the backups' only data, records
+//! nothing new, and says how to recover.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -19,8 +20,7 @@ use arca_shared::protocol::SnapshotInfo;
 use arca_shared::reply::{Accepted, Stored};
 use arca_shared::sealed;
 use arca_shared::stream::{Reading, send_file};
-use arca_shared::types::ServerId;
-use arca_shared::types::now_ms;
+use arca_shared::types::{ServerId, now_ms};
 use arca_shared::{BlobHash, Message};
 
 use super::Manager;

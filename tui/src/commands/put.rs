@@ -14,13 +14,14 @@ use std::sync::{Arc, Mutex};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
 
+use arca_shared::sync::LockAnyway;
+
 use crate::client::{
     ClientError, HashCache, LocalFile, Phase, Session, Settings, Skip, Stamp, TransferProgress,
     Uploaded, regular,
 };
 use crate::names::{self, Skipped};
 use crate::out;
-use arca_shared::sync::LockAnyway;
 
 /// The exit code when every file was backed up but some were skipped (see
 /// the README); 1 means something failed.

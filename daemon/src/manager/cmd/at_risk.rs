@@ -4,12 +4,12 @@
 
 use arca_shared::connection::PageWriter;
 use arca_shared::protocol::VersionHealth;
+use arca_shared::sync::LockAnyway;
 use arca_shared::{Connection, Message};
 
 use super::check_client;
 use crate::error::Error;
 use crate::manager::Manager;
-use arca_shared::sync::LockAnyway;
 
 /// Versions per page: a page of the longest names stays under the control cap.
 const PAGE: usize = 32;

@@ -4,12 +4,12 @@
 use arca_shared::limits::{IDLE_TIMEOUT, LIST_MAX, TICKET_TTL};
 use arca_shared::protocol::{Item, ReplicaTarget};
 use arca_shared::reply::Done;
+use arca_shared::sync::LockAnyway;
 use arca_shared::{Connection, Message};
 use tokio::sync::mpsc;
 
 use crate::error::Error;
 use crate::storage::{Plan, Report, Server};
-use arca_shared::sync::LockAnyway;
 
 /// Most replicas one upload may be forwarded to.
 const MAX_REPLICAS: usize = 16;

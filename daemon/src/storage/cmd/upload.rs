@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use arca_shared::connection::{FrameReader, FrameWriter};
 use arca_shared::limits::IDLE_TIMEOUT;
 use arca_shared::protocol::{Item, ReplicaTarget};
+use arca_shared::sync::LockAnyway;
 use arca_shared::ticket::{Ticket, TicketKind};
 use arca_shared::types::ServerId;
 use arca_shared::{Connection, FrameError, Message};
@@ -17,7 +18,6 @@ use tokio::sync::mpsc;
 use crate::error::Error;
 use crate::storage::item_check::ItemCheck;
 use crate::storage::{Report, Server};
-use arca_shared::sync::LockAnyway;
 
 enum Event {
     Written(usize, u64),
