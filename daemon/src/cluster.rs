@@ -3,6 +3,7 @@
 //! and the few helpers they share: free ports and sample bytes.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use arca_shared::choice::Weights;
@@ -242,10 +243,27 @@ fn spawn_server(listener: TcpListener, config: ServerConfig) -> Daemon {
 }
 
 /// A loopback port free right now, for a daemon started as a process.
+///
+/// Ports come from below Linux's ephemeral range (32768 and up), so an
+/// outgoing connection, which takes its port from that range, cannot take
+/// this one before the daemon meant for it binds; each call in a process
+/// returns a different port, and processes start at different places.
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    const FIRST: u16 = 20_000;
+    const COUNT: u16 = 12_000;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = (std::process::id() % u32::from(COUNT)) as u16;
+    for _ in 0..COUNT {
+        let offset = start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT;
+        let port = FIRST + offset;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no free loopback port between 20000 and 32000",
+    ))
 }
 
 /// Bytes that look random and are the same for one seed: sample files for

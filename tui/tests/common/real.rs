@@ -54,12 +54,22 @@ impl Env {
         command
     }
 
+    /// Every daemon's log, appended to one file so a failure can show it.
+    pub fn daemon_log(&self) -> PathBuf {
+        self.dir.path().join("daemons.log")
+    }
+
     pub fn spawn_daemon(&self, args: &[&str]) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.daemon_log())
+            .unwrap();
         Command::new(daemon_binary())
             .args(args)
             .env("ARCA_SECRET_FILE", self.secret())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap()
     }
@@ -81,7 +91,8 @@ impl Env {
             }
             assert!(
                 Instant::now() < deadline,
-                "never saw {count} servers alive: {status}"
+                "never saw {count} servers alive: {status}\ndaemons' log:\n{}",
+                std::fs::read_to_string(self.daemon_log()).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
