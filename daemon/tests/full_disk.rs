@@ -8,7 +8,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use arca_daemon::cluster::{ClusterOptions, LocalCluster};
-use arca_shared::protocol::{PutFile, UploadGrant};
+use arca_shared::protocol::{NewChunk, UploadGrant};
+use arca_shared::vault::ChunkId;
 use arca_shared::{BlobHash, Connection, FrameError, Message, handshake};
 use serde_bytes::ByteBuf;
 
@@ -45,25 +46,27 @@ async fn cluster_with_small_disk(dir: &Path, small: &str) -> Option<(SmallDisk, 
     Some((disk, cluster))
 }
 
-fn put_begin(name: &str, content: &[u8]) -> Message {
-    Message::PutBegin {
+/// Stores `content` as one chunk (its bytes standing for a sealed chunk).
+fn put_chunks(content: &[u8]) -> Message {
+    let hash = BlobHash::of(content);
+    Message::PutChunks {
         client: "me".into(),
-        files: vec![PutFile {
-            name: name.into(),
+        chunks: vec![NewChunk {
+            id: ChunkId(hash.0),
+            hash,
             size: content.len() as u64,
-            hash: BlobHash::of(content),
+            plain_size: content.len() as u64,
         }],
         exclude: vec![],
     }
 }
 
-async fn put(cluster: &LocalCluster, name: &str, content: &[u8]) -> Result<Message, FrameError> {
+async fn put(cluster: &LocalCluster, content: &[u8]) -> Result<Message, FrameError> {
     let mut manager = Connection::connect(&cluster.manager_addr).await?;
     handshake::initiate(&mut manager, &cluster.key).await?;
-    let Message::Planned {
+    let Message::ChunkPlan {
         upload: Some(UploadGrant { primary, ticket }),
-        ..
-    } = manager.call(&put_begin(name, content)).await?
+    } = manager.call(&put_chunks(content)).await?
     else {
         panic!("no ticket");
     };
@@ -95,7 +98,7 @@ async fn a_full_disk_fails_clearly_leaves_nothing_and_is_avoided_until_freed() {
     // Fill the disk behind the server's back; the manager still thinks it has room.
     let filler = disk.0.join("filler");
     std::fs::write(&filler, vec![1u8; 3_500_000]).unwrap();
-    let verdict = put(&cluster, "big", &content).await;
+    let verdict = put(&cluster, &content).await;
     let Err(FrameError::Refused(reason)) = verdict else {
         panic!("the upload to a full disk succeeded: {verdict:?}");
     };
@@ -131,7 +134,7 @@ async fn a_full_disk_fails_clearly_leaves_nothing_and_is_avoided_until_freed() {
     // (A server that just failed an upload sits out a short suspicion first.)
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     let verdict = loop {
-        match put(&cluster, "big", &content).await {
+        match put(&cluster, &content).await {
             Ok(verdict) => break verdict,
             Err(e) if std::time::Instant::now() < deadline => {
                 eprintln!("not yet: {e}");
@@ -141,7 +144,7 @@ async fn a_full_disk_fails_clearly_leaves_nothing_and_is_avoided_until_freed() {
         }
     };
     assert!(
-        matches!(verdict, Message::Committed { replicas: 2, .. }),
+        matches!(verdict, Message::ChunksStored { replicas: 2 }),
         "{verdict:?}"
     );
     cluster.shutdown().await;
@@ -153,7 +156,7 @@ async fn put_begin_refusal(cluster: &LocalCluster, content: &[u8]) -> String {
     handshake::initiate(&mut manager, &cluster.key)
         .await
         .unwrap();
-    match manager.call(&put_begin("big", content)).await {
+    match manager.call(&put_chunks(content)).await {
         Err(FrameError::Refused(reason)) => reason,
         other => panic!("expected a refusal, got {other:?}"),
     }
@@ -219,13 +222,13 @@ async fn a_catalog_that_cannot_be_written_is_the_managers_fault_and_says_so() {
         eprintln!("skipped: mounting a tmpfs needs root");
         return;
     };
-    let before = put(&cluster, "before", b"recorded fine").await.unwrap();
-    assert!(matches!(before, Message::Committed { .. }), "{before:?}");
+    let before = put(&cluster, b"recorded fine").await.unwrap();
+    assert!(matches!(before, Message::ChunksStored { .. }), "{before:?}");
 
     // The manager's disk fills up behind its back.
     let mut filler = std::fs::File::create(disk.0.join("filler")).unwrap();
     while std::io::Write::write_all(&mut filler, &[1u8; 64 * 1024]).is_ok() {}
-    let failed = put(&cluster, "after", b"cannot be recorded").await;
+    let failed = put(&cluster, b"cannot be recorded").await;
     let Err(FrameError::PeerFailed(reason)) = failed else {
         panic!("expected the manager's own failure, got {failed:?}");
     };

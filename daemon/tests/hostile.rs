@@ -13,8 +13,9 @@ use arca_shared::connection::encode;
 use arca_shared::handshake;
 use arca_shared::keys::ClusterKey;
 use arca_shared::limits::{CONTROL_FRAME_MAX, HANDSHAKE_TIMEOUT};
-use arca_shared::protocol::{Item, PutFile, UploadGrant, items_digest};
+use arca_shared::protocol::{Item, NewChunk, PutFile, UploadGrant, items_digest};
 use arca_shared::ticket::{Ticket, TicketKind};
+use arca_shared::vault::ChunkId;
 use arca_shared::{BlobHash, Connection, FrameError, Message};
 use common::{authenticated, rss_kib, still_serving};
 use serde_bytes::ByteBuf;
@@ -219,15 +220,13 @@ async fn servers_accept_no_bytes_and_serve_no_blob_without_a_valid_ticket() {
 /// Asks the manager for an upload ticket and presents it to the primary.
 async fn start_upload(
     cluster: &LocalCluster,
-    name: &str,
     size: u64,
     hash: BlobHash,
 ) -> (Connection, Connection) {
     let mut manager = authenticated(&cluster.manager_addr, &cluster.key).await;
-    let Message::Planned {
+    let Message::ChunkPlan {
         upload: Some(UploadGrant { primary, ticket }),
-        ..
-    } = manager.call(&put_begin(name, size, hash)).await.unwrap()
+    } = manager.call(&put_chunks(size, hash)).await.unwrap()
     else {
         panic!("no ticket");
     };
@@ -239,15 +238,28 @@ async fn start_upload(
     (manager, upload)
 }
 
-fn put_begin(name: &str, size: u64, hash: BlobHash) -> Message {
-    Message::PutBegin {
+fn put_chunks(size: u64, hash: BlobHash) -> Message {
+    Message::PutChunks {
+        client: "mallory".into(),
+        chunks: vec![NewChunk {
+            id: ChunkId(hash.0),
+            hash,
+            size,
+            plain_size: size,
+        }],
+        exclude: vec![],
+    }
+}
+
+fn put_files(name: &str) -> Message {
+    Message::PutFiles {
         client: "mallory".into(),
         files: vec![PutFile {
             name: name.into(),
-            size,
-            hash,
+            size: 1,
+            chunks: vec![ChunkId([1; 32])],
+            continued: 0,
         }],
-        exclude: vec![],
     }
 }
 
@@ -269,7 +281,7 @@ async fn sizes_and_hashes_that_lie_are_rejected_and_nothing_is_kept() {
         ("other", vec![chunk(b"not the content!"), Message::End]),
     ];
     for (name, frames) in lies {
-        let (mut manager, mut upload) = start_upload(&cluster, name, size, hash).await;
+        let (mut manager, mut upload) = start_upload(&cluster, size, hash).await;
         for frame in frames {
             if upload.send(&frame).await.is_err() {
                 break;
@@ -327,7 +339,7 @@ async fn names_that_escape_are_refused_by_the_manager() {
         "a//b",
         long.as_str(),
     ] {
-        let answer = manager.call(&put_begin(name, 1, BlobHash::of(b"x"))).await;
+        let answer = manager.call(&put_files(name)).await;
         assert!(
             matches!(&answer, Err(FrameError::Refused(reason)) if reason.contains("bad name")),
             "{name:?}: {answer:?}"
@@ -337,7 +349,6 @@ async fn names_that_escape_are_refused_by_the_manager() {
                 client: "../mallory".into(),
                 name: "x".into(),
                 version: None,
-                exclude: vec![],
             })
             .await;
         assert!(

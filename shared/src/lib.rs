@@ -18,6 +18,7 @@ pub mod stream;
 pub mod sync;
 pub mod ticket;
 pub mod types;
+pub mod vault;
 
 pub use connection::{Connection, FrameError};
 pub use hash::BlobHash;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// Protocol version carried by the handshake; peers with another one are refused.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// File bytes travel in chunks of at most this size.
 pub const CHUNK_SIZE: usize = 1024 * 1024;
@@ -12,7 +12,7 @@ pub const CHUNK_SIZE: usize = 1024 * 1024;
 pub const HANDSHAKE_FRAME_MAX: usize = 512;
 
 /// Largest control frame (every message but a data chunk).
-pub const CONTROL_FRAME_MAX: usize = 64 * 1024;
+pub const CONTROL_FRAME_MAX: usize = 256 * 1024;
 
 /// Largest data frame: one chunk plus its envelope.
 pub const DATA_FRAME_MAX: usize = CHUNK_SIZE + 1024;

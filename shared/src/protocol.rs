@@ -11,6 +11,7 @@ use crate::hash::BlobHash;
 use crate::keys::{Mac, Nonce};
 use crate::ticket::Ticket;
 use crate::types::ServerId;
+use crate::vault::{ChunkId, WrappedKey};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Message {
@@ -124,35 +125,93 @@ pub enum Message {
         suspects: Vec<ServerId>,
     },
 
-    // Client → manager.
-    /// Back up a batch of files. `exclude` lists servers that failed this
-    /// client's earlier attempts.
-    PutBegin {
+    // Client → manager: the namespace's wrapped master keys.
+    /// Answered with `KeyList`.
+    Keys {
         client: String,
-        files: Vec<PutFile>,
+    },
+    KeyList {
+        keys: Vec<WrappedKey>,
+    },
+    /// Keeps one more wrapping of the master key. With `first`, only if the
+    /// namespace has none yet: two first backups cannot make two keys.
+    AddKey {
+        client: String,
+        key: WrappedKey,
+        first: bool,
+    },
+    /// Forgets the wrapping with this id (never the last one).
+    RemoveKey {
+        client: String,
+        id: String,
+    },
+
+    // Client → manager: backing up.
+    /// Which of these chunks the namespace already keeps on enough live
+    /// servers; answered with `Have`.
+    HaveChunks {
+        client: String,
+        ids: Vec<ChunkId>,
+    },
+    Have {
+        have: Vec<bool>,
+    },
+    /// Store these sealed chunks. `exclude` lists servers that failed this
+    /// client's earlier attempts. Answered with `ChunkPlan`; with an upload,
+    /// the chunks stream to its primary, in order, and `ChunksStored` follows.
+    PutChunks {
+        client: String,
+        chunks: Vec<NewChunk>,
         exclude: Vec<ServerId>,
     },
-    /// What happens to each file of a `PutBegin`, in order; the files marked
-    /// `Send` stream to `upload`'s primary, and `Committed` follows.
-    Planned {
-        results: Vec<PutResult>,
+    ChunkPlan {
         upload: Option<UploadGrant>,
     },
-    /// The versions of the files sent, in order.
-    Committed {
-        versions: Vec<u32>,
+    ChunksStored {
         replicas: u32,
     },
+    /// Record versions made of chunks already stored; answered with
+    /// `Committed`. A file's chunk ids longer than one frame continue in
+    /// `MoreChunks` frames, right after, in file order.
+    PutFiles {
+        client: String,
+        files: Vec<PutFile>,
+    },
+    MoreChunks {
+        ids: Vec<ChunkId>,
+    },
+    /// What became of each file of a `PutFiles`, in order.
+    Committed {
+        results: Vec<PutResult>,
+    },
+
+    // Client → manager: restoring.
+    /// Answered with `Restoring`.
     GetBegin {
         client: String,
         name: String,
         version: Option<u32>,
+    },
+    Restoring {
+        entry: FileEntry,
+    },
+    /// A version's chunks, in order; answered with `PartList` pages, then `End`.
+    Parts {
+        client: String,
+        name: String,
+        version: u32,
+    },
+    PartList {
+        parts: Vec<Part>,
+    },
+    /// Where to fetch each of these stored chunks; answered with `Grants`.
+    FetchGrants {
+        client: String,
+        hashes: Vec<BlobHash>,
         exclude: Vec<ServerId>,
     },
-    GetTicket {
-        holder: String,
-        ticket: Ticket,
-        version: u32,
+    Grants {
+        grants: Vec<Grant>,
     },
     ReportCorrupt {
         ticket: Ticket,
@@ -260,11 +319,24 @@ impl Message {
             Message::UploadProgress { .. } => "UploadProgress",
             Message::UploadDone { .. } => "UploadDone",
             Message::UploadFailed { .. } => "UploadFailed",
-            Message::PutBegin { .. } => "PutBegin",
-            Message::Planned { .. } => "Planned",
             Message::Committed { .. } => "Committed",
+            Message::Keys { .. } => "Keys",
+            Message::KeyList { .. } => "KeyList",
+            Message::AddKey { .. } => "AddKey",
+            Message::RemoveKey { .. } => "RemoveKey",
+            Message::HaveChunks { .. } => "HaveChunks",
+            Message::Have { .. } => "Have",
+            Message::PutChunks { .. } => "PutChunks",
+            Message::ChunkPlan { .. } => "ChunkPlan",
+            Message::ChunksStored { .. } => "ChunksStored",
+            Message::PutFiles { .. } => "PutFiles",
+            Message::MoreChunks { .. } => "MoreChunks",
+            Message::Restoring { .. } => "Restoring",
+            Message::Parts { .. } => "Parts",
+            Message::PartList { .. } => "PartList",
+            Message::FetchGrants { .. } => "FetchGrants",
+            Message::Grants { .. } => "Grants",
             Message::GetBegin { .. } => "GetBegin",
-            Message::GetTicket { .. } => "GetTicket",
             Message::ReportCorrupt { .. } => "ReportCorrupt",
             Message::List { .. } => "List",
             Message::Listing { .. } => "Listing",
@@ -350,12 +422,52 @@ impl SnapshotInfo {
     }
 }
 
-/// One file in a `PutBegin`.
+/// One file in a `PutFiles`: a new version made of these chunks, in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PutFile {
     pub name: String,
     pub size: u64,
+    pub chunks: Vec<ChunkId>,
+    /// How many `MoreChunks` frames carry the rest of its chunk ids.
+    pub continued: u32,
+}
+
+/// A sealed chunk to store: its id in the namespace, and the size and
+/// BLAKE3 of its stored (sealed) bytes, which the servers check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewChunk {
+    pub id: ChunkId,
     pub hash: BlobHash,
+    pub size: u64,
+    pub plain_size: u64,
+}
+
+/// One chunk of a version, as a restore needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    pub id: ChunkId,
+    pub hash: BlobHash,
+    pub size: u64,
+    pub plain_size: u64,
+    /// False for a whole file stored before chunks: plain bytes, not sealed.
+    pub sealed: bool,
+}
+
+/// Where to fetch one stored chunk, and the ticket that holder accepts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Grant {
+    pub holder: String,
+    pub ticket: Ticket,
+}
+
+/// The identity of a version's content: the digest of its chunk ids.
+pub fn content_digest(chunks: &[ChunkId]) -> BlobHash {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"arca content");
+    for id in chunks {
+        hasher.update(&id.0);
+    }
+    BlobHash::from(hasher.finalize())
 }
 
 /// One file of an upload stream: it comes as chunks, then `End`.
@@ -375,18 +487,16 @@ pub fn items_digest(items: &[Item]) -> BlobHash {
     BlobHash::from(hasher.finalize())
 }
 
-/// The manager's answer for one file of a `PutBegin`.
+/// What became of one file of a `PutFiles`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PutResult {
-    /// The newest version already has this content; nothing moves.
+    /// The newest version already has this content.
     Unchanged { version: u32 },
-    /// The content is already stored on enough servers: committed, nothing moves.
+    /// A new version, its chunks each on at least `replicas` live servers.
     Committed { version: u32, replicas: u32 },
-    /// Stream it to the primary.
-    Send,
 }
 
-/// Where to stream the files marked `Send`.
+/// Where to stream the chunks of a `PutChunks`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UploadGrant {
     pub primary: String,
@@ -406,11 +516,14 @@ pub struct FileEntry {
     pub name: String,
     pub version: u32,
     pub size: u64,
+    /// The content's identity (see [`content_digest`]).
     pub hash: BlobHash,
-    /// Confirmed copies on live servers.
+    /// Confirmed copies on live servers of its least-kept chunk.
     pub replicas: u32,
     /// Milliseconds since the Unix epoch when the version was committed.
     pub created_ms: u64,
+    /// Stored before chunks: one plain, unencrypted whole-file copy.
+    pub plain: bool,
 }
 
 /// The cluster as the manager sees it.
@@ -436,11 +549,14 @@ pub struct BlobInfo {
     pub age_secs: u64,
 }
 
-/// One version's copies, each hashed where it lives.
+/// One version's copies, each hashed where it lives. A version is as safe
+/// as its least-kept chunk: the counts are that chunk's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionCheck {
     pub name: String,
     pub version: u32,
+    /// How many distinct chunks were checked.
+    pub chunks: u32,
     /// Each copy on a live server, in order: true if it hashed intact.
     pub copies: Vec<bool>,
     /// Copies on servers that are down or could not be asked.

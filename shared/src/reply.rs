@@ -3,9 +3,11 @@
 //! other message is one error, [`crate::FrameError::Unexpected`].
 
 use crate::protocol::{
-    BlobInfo, ClusterStatus, FileEntry, Message, SnapshotInfo, VersionCheck, VersionHealth,
+    BlobInfo, ClusterStatus, FileEntry, Grant, Message, Part, PutResult, SnapshotInfo, UploadGrant,
+    VersionCheck, VersionHealth,
 };
 use crate::types::ServerId;
+use crate::vault::WrappedKey;
 
 /// The one message that answers a request, unpacked.
 pub trait Reply: Sized {
@@ -44,6 +46,22 @@ pub struct Registered(pub ServerId);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Removed(pub Vec<u32>);
 
+/// `Have`: which of the chunks asked about are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Have(pub Vec<bool>);
+
+/// `ChunkPlan`: where to stream new chunks, if any must move.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkPlan(pub Option<UploadGrant>);
+
+/// `ChunksStored`: every chunk is durable on this many servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunksStored(pub u32);
+
+/// `Restoring`: the version a restore is for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Restoring(pub FileEntry);
+
 /// Implements [`Reply`] for a type from the message variant it unpacks.
 macro_rules! replies {
     ($($reply:ty, $wanted:literal: $pattern:pat => $value:expr;)*) => {$(
@@ -68,6 +86,13 @@ replies! {
     Intact, "Checked": Message::Checked { ok } => Intact(ok);
     Registered, "Registered": Message::Registered { id } => Registered(id);
     Removed, "Removed": Message::Removed { versions } => Removed(versions);
+    Have, "Have": Message::Have { have } => Have(have);
+    ChunkPlan, "ChunkPlan": Message::ChunkPlan { upload } => ChunkPlan(upload);
+    ChunksStored, "ChunksStored": Message::ChunksStored { replicas } => ChunksStored(replicas);
+    Vec<PutResult>, "Committed": Message::Committed { results } => results;
+    Restoring, "Restoring": Message::Restoring { entry } => Restoring(entry);
+    Vec<Grant>, "Grants": Message::Grants { grants } => grants;
+    Vec<WrappedKey>, "KeyList": Message::KeyList { keys } => keys;
     ClusterStatus, "Cluster": Message::Cluster { status } => status;
     Vec<SnapshotInfo>, "Snapshots": Message::Snapshots { snapshots } => snapshots;
     // Pages of a long answer (`Connection::request_pages`).
@@ -75,6 +100,7 @@ replies! {
     Vec<VersionCheck>, "Verified": Message::Verified { versions } => versions;
     Vec<VersionHealth>, "Risks": Message::Risks { versions } => versions;
     Vec<BlobInfo>, "Blobs": Message::Blobs { blobs } => blobs;
+    Vec<Part>, "PartList": Message::PartList { parts } => parts;
 }
 
 #[cfg(test)]

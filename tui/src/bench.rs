@@ -10,7 +10,7 @@ use arca_daemon::cluster;
 use arca_shared::keys::ClusterKey;
 use serde_json::json;
 
-use crate::client::{ClientError, Session, Settings};
+use crate::client::{ClientError, Passphrase, Session, Settings, Vault};
 use crate::out;
 
 pub struct Options {
@@ -231,6 +231,7 @@ impl Bench {
             client: "bench".into(),
             key: ClusterKey::load(&self.secret).map_err(|e| ClientError::Local(e.to_string()))?,
             files: self.dir.clone(),
+            vault: Vault::new(Passphrase::given(PASSPHRASE)?),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -281,6 +282,7 @@ impl Bench {
             .env("ARCA_MANAGER", &self.manager)
             .env("ARCA_SECRET_FILE", &self.secret)
             .env("ARCA_CLIENT", client)
+            .env("ARCA_PASSWORD", PASSPHRASE)
             .env("ARCA_FILES", files)
             // The bench's own hash cache, so earlier runs do not weigh on this one.
             .env("XDG_CACHE_HOME", self.dir.join("cache"))
@@ -407,6 +409,8 @@ fn write_tree(root: &Path, count: usize, seed: u64) -> BenchResult<()> {
 
 /// The bench's throwaway restic repository needs some password.
 const RESTIC_PASSWORD: &str = "arca-bench";
+/// The bench's own clients' passphrase: Arca encrypts, as restic does.
+const PASSPHRASE: &str = "arca-bench";
 
 /// A restic repository for the baseline, if restic is installed.
 fn restic_repo(dir: &Path) -> Option<PathBuf> {

@@ -24,6 +24,10 @@ pub struct Cli {
     /// The cluster secret [default: ~/.config/arca/secret].
     #[arg(long, global = true, env = "ARCA_SECRET_FILE")]
     pub secret_file: Option<PathBuf>,
+    /// A file holding the passphrase that opens this client's key (else
+    /// `ARCA_PASSWORD`, else a prompt on a terminal).
+    #[arg(long, global = true, env = "ARCA_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }

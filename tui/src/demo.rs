@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use arca_daemon::cluster::{self, ClusterOptions, LocalCluster};
 
-use crate::client::{ClientError, Settings};
+use crate::client::{ClientError, Passphrase, Settings, Vault};
 use crate::dashboard::{self, event::Effect};
 
 /// The samples in `assets/sample-files`, built into the binary so the demo
@@ -55,6 +55,8 @@ pub async fn run() -> Result<(), ClientError> {
         client: "demo".into(),
         key: cluster.key.clone(),
         files: files.clone(),
+        // The demo's backups live as long as it does: any passphrase will do.
+        vault: Vault::new(Passphrase::given("arca demo")?),
     };
     // Something to watch at once; the rest is left for the user to back up.
     let first = Effect::Upload(vec![files.join("notes.txt"), files.join("docs")]);

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use arca_daemon::cluster::ClusterOptions;
 use arca_shared::BlobHash;
+use arca_shared::protocol::content_digest;
 use arca_tui::client::{ClientError, Phase, TransferProgress, Uploaded};
-use common::{TestCluster, content, eventually, put};
+use common::{TestCluster, content, eventually, put, stored};
 use tokio::sync::watch;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,15 +28,21 @@ async fn a_file_lands_on_exactly_two_servers_and_not_on_the_primary() {
         }
     );
 
-    let hash = BlobHash::of(&data);
-    let holders = t.holders(&hash);
-    assert_eq!(holders.len(), 2, "held by {holders:?}");
-    for i in &holders {
-        assert_eq!(std::fs::read(t.blob(*i, &hash)).unwrap(), data);
+    let hashes = stored(&mut session, "docs/report.pdf").await;
+    assert!(hashes.len() > 1, "3 MiB is cut in chunks: {hashes:?}");
+    for hash in &hashes {
+        let holders = t.holders(hash);
+        assert_eq!(holders.len(), 2, "held by {holders:?}");
+        for i in &holders {
+            let bytes = std::fs::read(t.blob(*i, hash)).unwrap();
+            // Stored sealed: named by the stored bytes' hash, no plaintext.
+            assert_eq!(BlobHash::of(&bytes), *hash);
+            assert!(!bytes.windows(32).any(|w| w == &data[1000..1032]));
+        }
     }
     // Exactly two copies exist anywhere: the primary kept none, and no
     // temp file is left behind.
-    assert_eq!(t.visible_blobs(), 2);
+    assert_eq!(t.visible_blobs(), 2 * hashes.len());
     for i in 0..4 {
         assert_eq!(t.temp_files(i), 0, "server {i} left a temp file");
     }
@@ -76,7 +83,7 @@ async fn a_full_server_is_never_chosen() {
         let data = content(100 + i, 64 * 1024);
         let path = t.write(&format!("f{i}"), &data);
         put(&mut session, &path, &format!("f{i}")).await;
-        let holders = t.holders(&BlobHash::of(&data));
+        let holders = t.holders(&stored(&mut session, &format!("f{i}")).await[0]);
         assert_eq!(holders.len(), 2);
         assert!(!holders.contains(&0), "the full server got a copy");
     }
@@ -93,9 +100,10 @@ async fn a_loaded_server_is_avoided() {
     })
     .await;
     let mut session = t.session("laptop").await;
-    let first = content(7, 16 << 20);
+    // Under one group: one placement.
+    let first = content(7, 12 << 20);
     put(&mut session, &t.write("first", &first), "first").await;
-    let loaded = t.holders(&BlobHash::of(&first));
+    let loaded = t.holders(&stored(&mut session, "first").await[0]);
     // Wait until the manager has heard the new loads in heartbeats.
     t.cluster
         .wait_until(Duration::from_secs(10), |s| {
@@ -105,7 +113,7 @@ async fn a_loaded_server_is_avoided() {
         .unwrap();
     let second = content(8, 1024);
     put(&mut session, &t.write("second", &second), "second").await;
-    let holders = t.holders(&BlobHash::of(&second));
+    let holders = t.holders(&stored(&mut session, "second").await[0]);
     // Load is 25% of each loaded server, which outweighs any latency gap
     // only partly: at least one of the two empty servers must be chosen.
     assert!(
@@ -138,7 +146,7 @@ async fn with_only_two_servers_the_primary_is_also_a_replica() {
     let data = content(3, 200_000);
     let mut session = t.session("laptop").await;
     put(&mut session, &t.write("x", &data), "x").await;
-    assert_eq!(t.holders(&BlobHash::of(&data)), [0, 1]);
+    assert_eq!(t.holders(&stored(&mut session, "x").await[0]), [0, 1]);
     t.cluster.shutdown().await;
 }
 
@@ -177,7 +185,6 @@ async fn kill_mid_upload(
     TestCluster,
     arca_tui::client::Session,
     Vec<usize>,
-    Vec<u8>,
 ) {
     let mut t = TestCluster::with_servers(servers).await;
     let data = content(9, 96 << 20);
@@ -209,7 +216,30 @@ async fn kill_mid_upload(
         .await
         .unwrap()
         .unwrap();
-    (result, t, session, victims, data)
+    (result, t, session, victims)
+}
+
+/// Waits until every chunk of huge.bin has two copies off the `victims`.
+async fn all_on_live_servers(
+    t: &TestCluster,
+    session: &mut arca_tui::client::Session,
+    victims: &[usize],
+) {
+    let hashes = stored(session, "huge.bin").await;
+    eventually(
+        Duration::from_secs(30),
+        "every chunk on two live servers",
+        || {
+            hashes.iter().all(|hash| {
+                t.holders(hash)
+                    .iter()
+                    .filter(|h| !victims.contains(h))
+                    .count()
+                    >= 2
+            })
+        },
+    )
+    .await;
 }
 
 /// The servers writing a temp file: the replicas.
@@ -230,7 +260,7 @@ async fn assert_no_partial_files(t: &TestCluster, victims: &[usize]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_mid_upload_is_replaced_and_the_upload_retried() {
-    let (result, t, mut session, victims, data) =
+    let (result, t, mut session, victims) =
         kill_mid_upload(4, |t| writing(t)[..1].to_vec()).await;
     assert_eq!(
         result.unwrap(),
@@ -239,12 +269,9 @@ async fn a_replica_killed_mid_upload_is_replaced_and_the_upload_retried() {
             replicas: 2
         }
     );
-    let holders = t.holders(&BlobHash::of(&data));
-    assert_eq!(holders.len(), 2);
-    assert!(
-        holders.iter().all(|h| !victims.contains(h)),
-        "{holders:?} {victims:?}"
-    );
+    // Groups stored before the kill count the victim too; healing makes
+    // every chunk whole again on the servers left.
+    all_on_live_servers(&t, &mut session, &victims).await;
     assert_eq!(session.list(None).await.unwrap().len(), 1);
     assert_no_partial_files(&t, &victims).await;
     t.cluster.shutdown().await;
@@ -253,7 +280,7 @@ async fn a_replica_killed_mid_upload_is_replaced_and_the_upload_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_primary_killed_mid_upload_is_replaced_and_the_upload_retried() {
     // The replicas are writing temp files; the primary (and the idle server) are not.
-    let (result, t, _session, victims, data) =
+    let (result, t, mut session, victims) =
         kill_mid_upload(4, |t| (0..4).filter(|i| t.temp_files(*i) == 0).collect()).await;
     assert_eq!(
         result.unwrap(),
@@ -262,11 +289,7 @@ async fn the_primary_killed_mid_upload_is_replaced_and_the_upload_retried() {
             replicas: 2
         }
     );
-    let holders = t.holders(&BlobHash::of(&data));
-    assert!(
-        holders.iter().all(|h| !victims.contains(h)),
-        "{holders:?} {victims:?}"
-    );
+    all_on_live_servers(&t, &mut session, &victims).await;
     assert_no_partial_files(&t, &victims).await;
     t.cluster.shutdown().await;
 }
@@ -274,7 +297,7 @@ async fn the_primary_killed_mid_upload_is_replaced_and_the_upload_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_that_cannot_recover_leaves_no_entry_and_no_partial_file() {
     // Three servers; both replicas die: too few remain for any retry.
-    let (result, t, mut session, victims, _) = kill_mid_upload(3, writing).await;
+    let (result, t, mut session, victims) = kill_mid_upload(3, writing).await;
     let err = result.unwrap_err();
     assert!(err.to_string().contains("not enough live servers"), "{err}");
     assert!(
@@ -291,11 +314,13 @@ async fn a_file_that_shrinks_after_hashing_is_read_again_and_nothing_stale_is_ke
     let t = TestCluster::with_servers(3).await;
     let data = content(9, 3 * 1024 * 1024);
     let path = t.write("growing.log", &data);
-    let file = arca_tui::client::LocalFile::read(&path, "growing.log", 0).unwrap();
-    // Someone truncates it between hashing and sending.
+    let mut session = t.session("laptop").await;
+    let keys = session.chunk_keys(true).await.unwrap();
+    let file = arca_tui::client::LocalFile::read(&path, "growing.log", 0, &keys).unwrap();
+    // Someone truncates it between reading and sending.
     let now = &data[..1024 * 1024 + 5];
     std::fs::write(&path, now).unwrap();
-    let mut session = t.session("laptop").await;
+    let read_now = arca_tui::client::LocalFile::read(&path, "growing.log", 0, &keys).unwrap();
     let (progress, _) = watch::channel(TransferProgress::default());
     let done = session.put_batch(&[file], &progress).await.unwrap();
     assert_eq!(
@@ -306,11 +331,11 @@ async fn a_file_that_shrinks_after_hashing_is_read_again_and_nothing_stale_is_ke
         }]
     );
     let listed = session.list(None).await.unwrap();
-    assert_eq!(listed[0].hash, BlobHash::of(now));
+    assert_eq!(listed[0].hash, content_digest(&read_now.chunks));
     eventually(Duration::from_secs(5), "temp files to go", || {
         (0..3).all(|i| t.temp_files(i) == 0)
     })
     .await;
-    assert_eq!(t.visible_blobs(), 2);
+    assert_eq!(t.visible_blobs(), 2 * read_now.chunks.len());
     t.cluster.shutdown().await;
 }

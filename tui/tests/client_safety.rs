@@ -32,6 +32,7 @@ fn arca(t: &TestCluster, manager: &str, args: &[&str]) -> tokio::process::Comman
         .env("ARCA_MANAGER", manager)
         .env("ARCA_SECRET_FILE", t.secret_file())
         .env("ARCA_CLIENT", "laptop")
+        .env("ARCA_PASSWORD", "test passphrase")
         .env("ARCA_FILES", t.files())
         .env("XDG_CACHE_HOME", t.dir.path().join("cache"))
         .env("RUST_BACKTRACE", "1")
@@ -89,7 +90,8 @@ async fn put_one(t: &TestCluster, file: LocalFile) -> Uploaded {
 /// then backs it up.
 async fn put_swapped(t: &TestCluster, name: &str, swap: impl FnOnce(&Path)) -> Uploaded {
     let path = t.write(name, &common::content(5, 2 << 20));
-    let file = LocalFile::read(&path, name, 0).unwrap();
+    let keys = t.session("laptop").await.chunk_keys(true).await.unwrap();
+    let file = LocalFile::read(&path, name, 0, &keys).unwrap();
     std::fs::remove_file(&path).unwrap();
     swap(&path);
     put_one(t, file).await
@@ -362,6 +364,7 @@ async fn a_hostile_manager_cannot_make_a_folder_restore_escape() {
         hash: BlobHash::of(b"evil"),
         replicas: 2,
         created_ms: 0,
+        plain: false,
     };
     let hostile = [
         "photos/../../escape.txt",

@@ -45,6 +45,7 @@ fn entry(name: &str, version: u32, content: &[u8], replicas: u32) -> FileEntry {
         hash: BlobHash::of(content),
         replicas,
         created_ms: T0 + u64::from(version) * 60_000,
+        plain: false,
     }
 }
 

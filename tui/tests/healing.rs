@@ -8,7 +8,7 @@ use std::time::Duration;
 use arca_daemon::cluster::ClusterOptions;
 use arca_shared::BlobHash;
 use arca_tui::client::{Progress, Session, TransferProgress, Uploaded};
-use common::{TestCluster, content, eventually, poll, put};
+use common::{TestCluster, content, eventually, poll, put, stored};
 use tokio::sync::watch;
 
 fn fast() -> ClusterOptions {
@@ -20,23 +20,29 @@ fn fast() -> ClusterOptions {
     }
 }
 
-/// Waits until every content has exactly two good copies on disk.
-async fn all_at_two_copies(t: &TestCluster, files: &[Vec<u8>]) {
+/// Waits until every stored blob has exactly two intact copies on disk.
+async fn all_at_two_copies(t: &TestCluster, hashes: &[BlobHash]) {
     eventually(
         Duration::from_secs(30),
-        "every file back at two copies",
+        "every blob back at two copies",
         || {
-            files.iter().all(|data| {
-                let hash = BlobHash::of(data);
-                let holders = t.holders(&hash);
+            hashes.iter().all(|hash| {
+                let holders = t.holders(hash);
                 holders.len() == 2
-                    && holders
-                        .iter()
-                        .all(|i| std::fs::read(t.blob(*i, &hash)).is_ok_and(|b| b == *data))
+                    && holders.iter().all(|i| {
+                        std::fs::read(t.blob(*i, hash)).is_ok_and(|b| BlobHash::of(&b) == *hash)
+                    })
             })
         },
     )
     .await;
+}
+
+/// The one stored blob of a file of one chunk.
+async fn blob_of(session: &mut Session, name: &str) -> BlobHash {
+    let hashes = stored(session, name).await;
+    assert_eq!(hashes.len(), 1, "{name} is one chunk");
+    hashes[0]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,6 +52,7 @@ async fn a_dead_server_is_healed_and_trimmed_when_it_returns() {
     let files: Vec<Vec<u8>> = (0..8)
         .map(|i| content(50 + i, 100_000 + i as usize * 7_000))
         .collect();
+    let mut hashes = Vec::new();
     for (i, data) in files.iter().enumerate() {
         put(
             &mut session,
@@ -53,15 +60,11 @@ async fn a_dead_server_is_healed_and_trimmed_when_it_returns() {
             &format!("f{i}"),
         )
         .await;
+        hashes.push(blob_of(&mut session, &format!("f{i}")).await);
     }
     // Kill the server holding the most copies.
     let victim = (0..4)
-        .max_by_key(|s| {
-            files
-                .iter()
-                .filter(|d| t.holders(&BlobHash::of(d)).contains(s))
-                .count()
-        })
+        .max_by_key(|s| hashes.iter().filter(|h| t.holders(h).contains(s)).count())
         .unwrap();
     t.cluster.kill_server(victim).await;
     let status = t
@@ -75,13 +78,9 @@ async fn a_dead_server_is_healed_and_trimmed_when_it_returns() {
         Duration::from_secs(30),
         "every live file at two live copies",
         || {
-            files.iter().all(|d| {
-                t.holders(&BlobHash::of(d))
-                    .iter()
-                    .filter(|h| **h != victim)
-                    .count()
-                    == 2
-            })
+            hashes
+                .iter()
+                .all(|h| t.holders(h).iter().filter(|h| **h != victim).count() == 2)
         },
     )
     .await;
@@ -98,7 +97,7 @@ async fn a_dead_server_is_healed_and_trimmed_when_it_returns() {
 
     // It comes back with its old copies: the extra ones are dropped.
     t.cluster.restart_server(victim).await.unwrap();
-    all_at_two_copies(&t, &files).await;
+    all_at_two_copies(&t, &hashes).await;
     t.cluster.shutdown().await;
 }
 
@@ -110,14 +109,14 @@ async fn scrub_finds_a_corrupt_blob_and_the_cluster_heals_it() {
     })
     .await;
     let mut session = t.session("laptop").await;
-    let data = content(60, 300_000);
+    let data = content(60, 200_000);
     put(&mut session, &t.write("precious", &data), "precious").await;
-    let hash = BlobHash::of(&data);
+    let hash = blob_of(&mut session, "precious").await;
     let bad = t.holders(&hash)[0];
     let mut bytes = std::fs::read(t.blob(bad, &hash)).unwrap();
     bytes[1000] ^= 1;
     std::fs::write(t.blob(bad, &hash), bytes).unwrap();
-    all_at_two_copies(&t, &[data]).await;
+    all_at_two_copies(&t, &[hash]).await;
     t.cluster.shutdown().await;
 }
 
@@ -129,7 +128,8 @@ async fn verify_reports_each_copy_and_heals_a_corrupt_one() {
     let damaged = content(62, 80_000);
     put(&mut session, &t.write("good", &good), "good").await;
     put(&mut session, &t.write("damaged", &damaged), "damaged").await;
-    let hash = BlobHash::of(&damaged);
+    let hash = blob_of(&mut session, "damaged").await;
+    let good = blob_of(&mut session, "good").await;
     let bad = t.holders(&hash)[1];
     std::fs::write(t.blob(bad, &hash), b"not the file").unwrap();
 
@@ -144,7 +144,7 @@ async fn verify_reports_each_copy_and_heals_a_corrupt_one() {
     let mut damaged_copies = summary[0].1.clone();
     damaged_copies.sort();
     assert_eq!(damaged_copies, [false, true]);
-    all_at_two_copies(&t, &[good, damaged]).await;
+    all_at_two_copies(&t, &[good, hash]).await;
     t.cluster.shutdown().await;
 }
 
@@ -167,7 +167,7 @@ async fn orphan_blobs_are_removed_after_the_grace_period() {
         !path.exists()
     })
     .await;
-    assert_eq!(t.holders(&BlobHash::of(&kept)).len(), 2);
+    assert_eq!(t.holders(&blob_of(&mut session, "kept").await).len(), 2);
     t.cluster.shutdown().await;
 }
 
@@ -197,7 +197,7 @@ async fn the_catalog_survives_a_manager_restart_and_servers_rejoin() {
     assert!(listed.iter().all(|f| f.replicas == 2));
     let more = content(90, 1234);
     put(&mut session, &t.write("after", &more), "after").await;
-    assert_eq!(t.holders(&BlobHash::of(&more)).len(), 2);
+    assert_eq!(t.holders(&blob_of(&mut session, "after").await).len(), 2);
     t.cluster.shutdown().await;
 }
 
@@ -230,7 +230,7 @@ async fn damaged_last_copies_are_kept_and_an_upload_heals_them() {
     let data = content(63, 70_000);
     let path = t.write("thesis", &data);
     put(&mut session, &path, "thesis").await;
-    let hash = BlobHash::of(&data);
+    let hash = blob_of(&mut session, "thesis").await;
     let holders = t.holders(&hash);
     for server in &holders {
         flip_a_byte(&t.blob(*server, &hash));
@@ -281,7 +281,8 @@ async fn damaged_last_copies_are_kept_and_an_upload_heals_them() {
         restore(&t, &mut session, "thesis", "out").await.unwrap(),
         data
     );
-    all_at_two_copies(&t, std::slice::from_ref(&data)).await;
+    // Sealed afresh, the chunk is a new blob; the damaged one goes.
+    all_at_two_copies(&t, &[blob_of(&mut session, "thesis").await]).await;
     eventually(Duration::from_secs(20), "damaged copies deleted", || {
         holders.iter().all(|s| !quarantined(*s).exists())
     })
@@ -298,7 +299,7 @@ async fn a_name_whose_copies_are_all_gone_is_named_and_taken_again() {
     let data = content(64, 40_000);
     let path = t.write("notes", &data);
     put(&mut session, &path, "notes").await;
-    let hash = BlobHash::of(&data);
+    let hash = blob_of(&mut session, "notes").await;
     // Both copies vanish while their servers are down; they come back without.
     let holders = t.holders(&hash);
     for server in &holders {
@@ -330,7 +331,7 @@ async fn a_name_whose_copies_are_all_gone_is_named_and_taken_again() {
             replicas: 2
         }
     );
-    assert_eq!(t.holders(&hash).len(), 2);
+    assert_eq!(t.holders(&blob_of(&mut session, "notes").await).len(), 2);
     assert_eq!(
         restore(&t, &mut session, "notes", "back").await.unwrap(),
         data
@@ -339,27 +340,30 @@ async fn a_name_whose_copies_are_all_gone_is_named_and_taken_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_planted_blob_is_never_taken_for_the_upload() {
-    let t = TestCluster::start(fast()).await;
+async fn a_planted_blob_is_never_taken_for_a_copy() {
+    let mut t = TestCluster::start(fast()).await;
     let mut session = t.session("laptop").await;
     let data = content(65, 90_000);
-    let hash = BlobHash::of(&data);
-    for server in 0..t.cluster.server_count() {
+    put(&mut session, &t.write("plant", &data), "plant").await;
+    let hash = blob_of(&mut session, "plant").await;
+    // Garbage under the blob's name where healing will copy it.
+    let holders = t.holders(&hash);
+    for server in (0..t.cluster.server_count()).filter(|s| !holders.contains(s)) {
         let path = t.blob(server, &hash);
-        std::fs::write(&path, b"planted, not the file").unwrap();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"planted, not the blob").unwrap();
     }
-    let uploaded = put(&mut session, &t.write("plant", &data), "plant").await;
-    assert_eq!(
-        uploaded,
-        Uploaded::Committed {
-            version: 1,
-            replicas: 2
-        }
-    );
-    let intact = (0..t.cluster.server_count())
-        .filter(|s| std::fs::read(t.blob(*s, &hash)).is_ok_and(|b| b == data))
-        .count();
-    assert_eq!(intact, 2, "both replicas hold the uploaded bytes");
+    t.cluster.kill_server(holders[0]).await;
+    let intact = || {
+        (0..t.cluster.server_count())
+            .filter(|s| *s != holders[0])
+            .filter(|s| std::fs::read(t.blob(*s, &hash)).is_ok_and(|b| BlobHash::of(&b) == hash))
+            .count()
+    };
+    eventually(Duration::from_secs(30), "a good second copy", || {
+        intact() == 2
+    })
+    .await;
     assert_eq!(
         restore(&t, &mut session, "plant", "out").await.unwrap(),
         data
@@ -373,7 +377,7 @@ async fn a_damaged_copy_that_returns_is_dropped_before_good_ones() {
     let mut session = t.session("laptop").await;
     let data = content(66, 120_000);
     put(&mut session, &t.write("photo", &data), "photo").await;
-    let hash = BlobHash::of(&data);
+    let hash = blob_of(&mut session, "photo").await;
     // Its best-ranked holder dies, is healed around, and is damaged while away.
     let victim = t.holders(&hash)[0];
     t.cluster.kill_server(victim).await;
@@ -383,7 +387,7 @@ async fn a_damaged_copy_that_returns_is_dropped_before_good_ones() {
     .await;
     flip_a_byte(&t.blob(victim, &hash));
     t.cluster.restart_server(victim).await.unwrap();
-    all_at_two_copies(&t, std::slice::from_ref(&data)).await;
+    all_at_two_copies(&t, &[hash]).await;
     assert!(!t.holders(&hash).contains(&victim));
     t.cluster.shutdown().await;
 }
@@ -425,7 +429,7 @@ async fn a_fifo_planted_in_place_of_a_blob_hangs_nothing() {
     let mut session = t.session("laptop").await;
     let data = content(68, 60_000);
     put(&mut session, &t.write("piped", &data), "piped").await;
-    let hash = BlobHash::of(&data);
+    let hash = blob_of(&mut session, "piped").await;
     let bad = t.holders(&hash)[0];
     let path = t.blob(bad, &hash);
     std::fs::remove_file(&path).unwrap();
@@ -444,6 +448,6 @@ async fn a_fifo_planted_in_place_of_a_blob_hangs_nothing() {
     let mut copies = checked[0].copies.clone();
     copies.sort();
     assert_eq!(copies, [false, true]);
-    all_at_two_copies(&t, std::slice::from_ref(&data)).await;
+    all_at_two_copies(&t, &[hash]).await;
     t.cluster.shutdown().await;
 }

@@ -10,7 +10,7 @@ use arca_daemon::cluster::ClusterOptions;
 use arca_shared::choice::Weights;
 use arca_shared::{BlobHash, Connection, Message, handshake};
 use arca_tui::client::{ClientError, Restored, Session, TransferProgress, Uploaded};
-use common::{TestCluster, content, eventually, put};
+use common::{TestCluster, content, eventually, put, stored};
 use tokio::sync::watch;
 
 async fn get(
@@ -117,7 +117,7 @@ async fn a_corrupt_copy_is_detected_reported_and_the_other_copy_used() {
         "precious.bin",
     )
     .await;
-    let hash = BlobHash::of(&data);
+    let hash = stored(&mut session, "precious.bin").await[0];
     let bad = first_holder(&t, &hash).await;
     let blob = t.blob(bad, &hash);
     let mut bytes = std::fs::read(&blob).unwrap();
@@ -133,7 +133,7 @@ async fn a_corrupt_copy_is_detected_reported_and_the_other_copy_used() {
     // the same server: it has room now).
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let corrupt_left = std::fs::read(&blob).is_ok_and(|b| b != data);
+        let corrupt_left = std::fs::read(&blob).is_ok_and(|b| BlobHash::of(&b) != hash);
         let replicas = session.list(Some("precious.bin")).await.unwrap()[0].replicas;
         if !corrupt_left && replicas == 2 {
             break;
@@ -155,24 +155,24 @@ async fn a_report_against_a_good_copy_costs_nothing() {
     let mut session = t.session("laptop").await;
     let data = content(13, 1 << 20);
     put(&mut session, &t.write("fine.bin", &data), "fine.bin").await;
-    let hash = BlobHash::of(&data);
+    let hash = stored(&mut session, "fine.bin").await[0];
     let accused = first_holder(&t, &hash).await;
+    let good = std::fs::read(t.blob(accused, &hash)).unwrap();
 
     let mut manager = Connection::connect(&t.cluster.manager_addr).await.unwrap();
     handshake::initiate(&mut manager, &t.cluster.key)
         .await
         .unwrap();
     let ticket = match manager
-        .call(&Message::GetBegin {
+        .call(&Message::FetchGrants {
             client: "laptop".into(),
-            name: "fine.bin".into(),
-            version: None,
+            hashes: vec![hash],
             exclude: vec![],
         })
         .await
         .unwrap()
     {
-        Message::GetTicket { ticket, .. } => ticket,
+        Message::Grants { mut grants } => grants.remove(0).ticket,
         other => panic!("expected a ticket, got {other:?}"),
     };
     let answer = manager.call(&Message::ReportCorrupt { ticket }).await;
@@ -182,7 +182,7 @@ async fn a_report_against_a_good_copy_costs_nothing() {
     // drop would show well within this.
     let watch_until = std::time::Instant::now() + Duration::from_secs(2);
     while std::time::Instant::now() < watch_until {
-        assert_eq!(std::fs::read(t.blob(accused, &hash)).unwrap(), data);
+        assert_eq!(std::fs::read(t.blob(accused, &hash)).unwrap(), good);
         let replicas = session.list(Some("fine.bin")).await.unwrap()[0].replicas;
         assert_eq!(replicas, 2);
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -211,7 +211,7 @@ async fn restore_cut_off_midway(corrupt: bool) {
     let mut session = t.session("laptop").await;
     let data = content(12, 100 << 20);
     put(&mut session, &t.write("movie.mkv", &data), "movie.mkv").await;
-    let hash = BlobHash::of(&data);
+    let hash = stored(&mut session, "movie.mkv").await[0];
     let serving = first_holder(&t, &hash).await;
     let other = t
         .holders(&hash)
@@ -252,7 +252,8 @@ async fn restore_cut_off_midway(corrupt: bool) {
         }
     );
     assert!(std::fs::read(&dest).unwrap() == data);
-    assert!(std::fs::read(t.blob(other, &hash)).unwrap() == data);
+    let kept = std::fs::read(t.blob(other, &hash)).unwrap();
+    assert_eq!(BlobHash::of(&kept), hash, "the good copy is untouched");
     t.cluster.shutdown().await;
 }
 
@@ -262,7 +263,7 @@ async fn restore_with_one_holder_down_uses_the_other() {
     let mut session = t.session("laptop").await;
     let data = content(13, 300_000);
     put(&mut session, &t.write("a.txt", &data), "a.txt").await;
-    let holder = t.holders(&BlobHash::of(&data))[0];
+    let holder = t.holders(&stored(&mut session, "a.txt").await[0])[0];
     t.cluster.kill_server(holder).await;
     let dest = t.dir.path().join("a.txt");
     get(&mut session, "a.txt", None, &dest).await.unwrap();
@@ -314,6 +315,7 @@ async fn versions_are_kept_restorable_and_removable() {
         }
     );
 
+    let (_, v2) = session.parts("doc.txt", Some(2)).await.unwrap();
     assert_eq!(session.remove("doc.txt", Some(2)).await.unwrap(), [2]);
     let listed = session.list(Some("doc.txt")).await.unwrap();
     assert_eq!(listed.iter().map(|f| f.version).collect::<Vec<_>>(), [1, 3]);
@@ -321,12 +323,11 @@ async fn versions_are_kept_restorable_and_removable() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("no version 2"), "{err}");
-    // Version 2's blob had no other user: the servers drop it.
-    let v2 = BlobHash::of(&versions[1]);
+    // Version 2's chunks had no other user: the servers drop them.
     eventually(
         Duration::from_secs(10),
         "version 2's copies to be deleted",
-        || t.holders(&v2).is_empty(),
+        || v2.iter().all(|p| t.holders(&p.hash).is_empty()),
     )
     .await;
     t.cluster.shutdown().await;
@@ -348,26 +349,35 @@ async fn removing_everything_frees_bytes_unless_another_name_shares_them() {
         }
     );
     put(&mut session, &t.write("three", &alone), "three").await;
-    assert_eq!(t.visible_blobs(), 4);
+    let (_, shared_parts) = session.parts("two", None).await.unwrap();
+    let (_, alone_parts) = session.parts("three", None).await.unwrap();
+    assert_eq!(
+        session.parts("one", None).await.unwrap().1,
+        shared_parts,
+        "the same chunks"
+    );
+    assert_eq!(
+        t.visible_blobs(),
+        2 * (shared_parts.len() + alone_parts.len())
+    );
 
     assert_eq!(session.remove("one", None).await.unwrap(), [1]);
     assert_eq!(session.remove("three", None).await.unwrap(), [1]);
-    let alone_hash = BlobHash::of(&alone);
     eventually(
         Duration::from_secs(10),
-        "the unshared blob to be deleted",
-        || t.holders(&alone_hash).is_empty(),
+        "the unshared blobs to be deleted",
+        || alone_parts.iter().all(|p| t.holders(&p.hash).is_empty()),
     )
     .await;
-    assert_eq!(
-        t.holders(&BlobHash::of(&shared)).len(),
-        2,
+    assert!(
+        shared_parts.iter().all(|p| t.holders(&p.hash).len() == 2),
         "shared content was deleted"
     );
+    let shared_bytes: u64 = 2 * shared_parts.iter().map(|p| p.size).sum::<u64>();
     let status = t
         .cluster
         .wait_until(Duration::from_secs(10), |s| {
-            s.servers.iter().map(|s| s.stored_bytes).sum::<u64>() == 800_000
+            s.servers.iter().map(|s| s.stored_bytes).sum::<u64>() == shared_bytes
         })
         .await;
     assert!(status.is_ok(), "{status:?}");
@@ -428,7 +438,11 @@ async fn restore_errors_are_clear_and_leave_nothing_behind() {
     let err = get(&mut session, "x", None, &out.join("y"))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("no live server holds x"), "{err}");
+    let err = err.to_string();
+    assert!(
+        err.contains("x v1") && err.contains("no live server holds"),
+        "{err}"
+    );
     // Only the files this test wrote are there: no partial restore.
     let mut left: Vec<_> = std::fs::read_dir(&out)
         .unwrap()

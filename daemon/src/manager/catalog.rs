@@ -1,13 +1,21 @@
-//! The catalog: names, versions, hashes and which servers hold each blob, in
+//! The catalog: names and versions, the chunks each version is made of,
+//! the stored blob each chunk is, and which servers hold each blob, in
 //! SQLite (WAL, synchronous FULL) so that it survives a crash.
+//!
+//! Chunks belong to one client's namespace (their ids are keyed per
+//! namespace), so dedup never reaches across clients. A chunk no version
+//! uses is kept for a grace period (an upload records its chunks before the
+//! versions that use them), then forgotten; a blob no chunk refers to is
+//! garbage.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::rc::Rc;
 
 use arca_shared::BlobHash;
 use arca_shared::keys::Nonce;
+use arca_shared::protocol::{NewChunk, Part, content_digest};
 use arca_shared::types::{ServerId, now_ms};
+use arca_shared::vault::{ChunkId, WrappedKey};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// The catalog's file name in the manager's data folder.
@@ -17,13 +25,21 @@ pub struct Catalog {
     db: Connection,
 }
 
-/// A version to record: its name, content and the servers holding it.
+/// A version to record: its name, size and chunks, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewVersion {
     pub name: String,
     pub size: u64,
-    pub hash: BlobHash,
-    pub holders: Vec<ServerId>,
+    pub chunks: Vec<ChunkId>,
+}
+
+/// What recording a version did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// A new version with this number.
+    New(u32),
+    /// The newest version already had this content.
+    Unchanged(u32),
 }
 
 /// One version of one name, as stored.
@@ -32,22 +48,28 @@ pub struct FileRow {
     pub name: String,
     pub version: u32,
     pub size: u64,
+    /// The content's identity: the digest of its chunk ids (for a version
+    /// stored before chunks, its one blob's hash).
     pub hash: BlobHash,
     pub created_ms: u64,
+    /// Stored before chunks: a plain whole-file blob.
+    pub plain: bool,
 }
 
-/// A version and the servers holding its content.
-pub type Held = (FileRow, Vec<ServerId>);
+/// A stored blob and the servers holding it.
+pub type Held = (BlobHash, Vec<ServerId>);
+
+/// A stored blob's size and the servers holding it.
+pub type SizeHeld = (u64, Vec<ServerId>);
 
 /// Which catalog format this code reads and writes (SQLite's `user_version`).
-/// Format 3 added `names`, `damaged` and `history` to format 2.
-const FORMAT: i64 = 3;
+/// Format 3 added `names`, `damaged` and `history` to format 2; format 4
+/// made versions lists of chunks, and added `keys`.
+const FORMAT: i64 = 4;
 
-/// Contents get small sequential ids, and names and holders point at those:
-/// a batch's inserts then land at the ends of their indexes, and only
-/// `blobs`' hash index takes them at random places. (Format 1 keyed files
-/// and holders by hash, so every commit rewrote pages all over three
-/// indexes.)
+/// Blobs, chunks and versions get small sequential ids, and the tables that
+/// point at them use those: a batch's inserts then land at the ends of their
+/// indexes, and only the hash and chunk-id indexes take them at random places.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS servers (
     id   INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -59,15 +81,39 @@ CREATE TABLE IF NOT EXISTS blobs (
     hash BLOB    NOT NULL UNIQUE,
     size INTEGER NOT NULL
 );
+-- A chunk of one namespace: its keyed id there, the blob it is stored as.
+-- A version stored before chunks is one unsealed chunk whose id is its
+-- blob's hash.
+CREATE TABLE IF NOT EXISTS chunks (
+    id         INTEGER PRIMARY KEY,
+    client     TEXT    NOT NULL,
+    key        BLOB    NOT NULL,
+    blob       INTEGER NOT NULL REFERENCES blobs (id),
+    plain_size INTEGER NOT NULL,
+    sealed     INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    UNIQUE (client, key)
+);
+CREATE INDEX IF NOT EXISTS chunks_by_blob ON chunks (blob);
 CREATE TABLE IF NOT EXISTS files (
     client     TEXT    NOT NULL,
     name       TEXT    NOT NULL,
     version    INTEGER NOT NULL,
-    blob       INTEGER NOT NULL REFERENCES blobs (id),
+    size       INTEGER NOT NULL,
+    content    BLOB    NOT NULL,
     created_ms INTEGER NOT NULL,
     PRIMARY KEY (client, name, version)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS files_by_blob ON files (blob);
+-- Each version's chunks, in order.
+CREATE TABLE IF NOT EXISTS parts (
+    client  TEXT    NOT NULL,
+    name    TEXT    NOT NULL,
+    version INTEGER NOT NULL,
+    seq     INTEGER NOT NULL,
+    chunk   INTEGER NOT NULL REFERENCES chunks (id),
+    PRIMARY KEY (client, name, version, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS parts_by_chunk ON parts (chunk);
 CREATE TABLE IF NOT EXISTS holders (
     blob   INTEGER NOT NULL REFERENCES blobs (id),
     server INTEGER NOT NULL,
@@ -101,22 +147,49 @@ CREATE TABLE IF NOT EXISTS history (
 CREATE TABLE IF NOT EXISTS superseded (
     token BLOB PRIMARY KEY
 ) WITHOUT ROWID;
+-- Each namespace's master key, wrapped once per passphrase (MessagePack).
+CREATE TABLE IF NOT EXISTS keys (
+    client  TEXT NOT NULL,
+    id      TEXT NOT NULL,
+    wrapped BLOB NOT NULL,
+    PRIMARY KEY (client, id)
+) WITHOUT ROWID;
 ";
 
-/// Fills format 3's `names` from the versions a format 2 catalog holds.
-const FROM_FORMAT_2: &str = "
+/// Formats 2 and 3 kept one whole-file blob per version; their `files`
+/// table is set aside for [`FROM_FORMAT_3`].
+const SET_ASIDE_FORMAT_3: &str = "
+ALTER TABLE files RENAME TO files_3;
+DROP INDEX IF EXISTS files_by_blob;
+";
+
+/// Carries whole-file versions over as versions of one unsealed chunk, so
+/// they restore as they were (and `ls` marks them); fills `names` for a
+/// format 2 catalog.
+const FROM_FORMAT_3: &str = "
+INSERT INTO chunks (client, key, blob, plain_size, sealed, created_ms)
+    SELECT f.client, b.hash, b.id, b.size, 0, MIN(f.created_ms)
+    FROM files_3 f JOIN blobs b ON b.id = f.blob GROUP BY f.client, b.id;
+INSERT INTO files (client, name, version, size, content, created_ms)
+    SELECT f.client, f.name, f.version, b.size, b.hash, f.created_ms
+    FROM files_3 f JOIN blobs b ON b.id = f.blob;
+INSERT INTO parts (client, name, version, seq, chunk)
+    SELECT f.client, f.name, f.version, 0, c.id
+    FROM files_3 f JOIN chunks c ON c.client = f.client AND c.blob = f.blob;
 INSERT OR IGNORE INTO names (client, name, last_version)
-    SELECT client, name, MAX(version) FROM files GROUP BY client, name;
+    SELECT client, name, MAX(version) FROM files_3 GROUP BY client, name;
+DROP TABLE files_3;
 ";
 
-/// Forgets a content that no name, copy or damaged copy refers to any more.
+/// Forgets a blob that no chunk, copy or damaged copy refers to any more.
 const FORGET_UNUSED_BLOB: &str = "
 DELETE FROM blobs WHERE hash = ?1
 AND NOT EXISTS (SELECT 1 FROM holders WHERE blob = blobs.id)
 AND NOT EXISTS (SELECT 1 FROM damaged WHERE blob = blobs.id)
-AND NOT EXISTS (SELECT 1 FROM files WHERE blob = blobs.id)";
+AND NOT EXISTS (SELECT 1 FROM chunks WHERE blob = blobs.id)";
 
-/// Moves a format 1 catalog (files and holders keyed by hash) to format 2.
+/// Moves a format 1 catalog (files and holders keyed by hash) to the shape
+/// format 3 had, as `files_3`.
 const FROM_FORMAT_1: &str = "
 ALTER TABLE files RENAME TO files_1;
 ALTER TABLE holders RENAME TO holders_1;
@@ -126,8 +199,8 @@ DROP INDEX IF EXISTS holders_by_server;
 const FROM_FORMAT_1_COPY: &str = "
 INSERT INTO blobs (hash, size) SELECT hash, MAX(size) FROM files_1 GROUP BY hash;
 INSERT OR IGNORE INTO blobs (hash, size) SELECT hash, 0 FROM holders_1;
-INSERT INTO files (client, name, version, blob, created_ms)
-    SELECT f.client, f.name, f.version, b.id, f.created_ms
+CREATE TABLE files_3 AS
+    SELECT f.client, f.name, f.version, b.id AS blob, f.created_ms
     FROM files_1 f JOIN blobs b ON b.hash = f.hash;
 INSERT INTO holders (blob, server)
     SELECT b.id, h.server FROM holders_1 h JOIN blobs b ON b.hash = h.hash;
@@ -135,9 +208,11 @@ DROP TABLE files_1;
 DROP TABLE holders_1;
 ";
 
-/// A version's columns, from `files f JOIN blobs b ON b.id = f.blob`.
-const FILE_COLUMNS: &str = "f.name, f.version, b.size, b.hash, f.created_ms";
-const FILES: &str = "files f JOIN blobs b ON b.id = f.blob";
+/// A version's columns, from `files f`.
+const FILE_COLUMNS: &str = "f.name, f.version, f.size, f.content, f.created_ms,
+    EXISTS (SELECT 1 FROM parts p JOIN chunks c ON c.id = p.chunk
+            WHERE p.client = f.client AND p.name = f.name AND p.version = f.version
+            AND c.sealed = 0)";
 
 fn file_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<FileRow> {
     Ok(FileRow {
@@ -146,6 +221,7 @@ fn file_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<FileRow> {
         size: row.get::<_, i64>(2)? as u64,
         hash: hash_column(row, 3)?,
         created_ms: row.get::<_, i64>(4)? as u64,
+        plain: row.get(5)?,
     })
 }
 
@@ -251,16 +327,28 @@ impl Catalog {
         rusqlite::vtab::array::load_module(&db)?;
         check_integrity(&db)?;
         let format: i64 = db.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        if format > FORMAT {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(format!(
+                    "the catalog is format {format}, newer than this manager reads \
+                     ({FORMAT}); run the newer Arca it was written by"
+                )),
+            ));
+        }
         let tx = db.unchecked_transaction()?;
         if format < FORMAT && has_table(&tx, "files")? {
-            tx.execute_batch(FROM_FORMAT_1)?;
-            tx.execute_batch(SCHEMA)?;
-            tx.execute_batch(FROM_FORMAT_1_COPY)?;
+            if format < 2 {
+                tx.execute_batch(FROM_FORMAT_1)?;
+                tx.execute_batch(SCHEMA)?;
+                tx.execute_batch(FROM_FORMAT_1_COPY)?;
+            } else {
+                tx.execute_batch(SET_ASIDE_FORMAT_3)?;
+                tx.execute_batch(SCHEMA)?;
+            }
+            tx.execute_batch(FROM_FORMAT_3)?;
         } else {
             tx.execute_batch(SCHEMA)?;
-        }
-        if format < 3 {
-            tx.execute_batch(FROM_FORMAT_2)?;
         }
         tx.pragma_update(None, "user_version", FORMAT)?;
         tx.commit()?;
@@ -318,7 +406,7 @@ impl Catalog {
         version: Option<u32>,
     ) -> rusqlite::Result<Option<FileRow>> {
         let sql = format!(
-            "SELECT {FILE_COLUMNS} FROM {FILES} WHERE f.client = ?1 AND f.name = ?2
+            "SELECT {FILE_COLUMNS} FROM files f WHERE f.client = ?1 AND f.name = ?2
              AND (?3 IS NULL OR f.version = ?3) ORDER BY f.version DESC LIMIT 1"
         );
         self.db
@@ -327,49 +415,16 @@ impl Catalog {
             .optional()
     }
 
-    /// The newest version of each of `names` and the servers holding its
-    /// content, in their order, in one query: a batch of thousands is looked
-    /// up without a round through SQLite each.
-    pub fn latest_of(&self, client: &str, names: &[String]) -> rusqlite::Result<Vec<Option<Held>>> {
-        // CROSS JOIN keeps the names as the outer loop, each an index seek;
-        // left to itself the planner may scan `files` instead.
-        let sql = format!(
-            "SELECT {FILE_COLUMNS},
-                    (SELECT group_concat(server) FROM holders h WHERE h.blob = f.blob)
-             FROM rarray(?2) n
-             CROSS JOIN files f ON f.client = ?1 AND f.name = n.value
-             JOIN blobs b ON b.id = f.blob
-             WHERE f.version = (SELECT MAX(version) FROM files g
-                                WHERE g.client = ?1 AND g.name = n.value)"
-        );
-        let wanted: Vec<rusqlite::types::Value> = names
-            .iter()
-            .map(|n| rusqlite::types::Value::Text(n.clone()))
-            .collect();
-        let mut stmt = self.db.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params![client, Rc::new(wanted)], |row| {
-            let holders: Option<String> = row.get(5)?;
-            let holders = holders
-                .iter()
-                .flat_map(|list| list.split(','))
-                .filter_map(|id| id.parse().ok())
-                .collect();
-            Ok((file_row(row)?, holders))
-        })?;
-        let mut found: HashMap<String, Held> = HashMap::with_capacity(names.len());
-        for row in rows {
-            let row = row?;
-            found.insert(row.0.name.clone(), row);
-        }
-        Ok(names.iter().map(|n| found.get(n).cloned()).collect())
-    }
-
-    /// Every version of this client's names whose content is one of
+    /// Every version of this client's names that uses one of the blobs
     /// `hashes`, by name and version.
     pub fn versions_of(&self, client: &str, hashes: &[BlobHash]) -> rusqlite::Result<Vec<FileRow>> {
         let sql = format!(
-            "SELECT {FILE_COLUMNS} FROM {FILES}
-             WHERE f.client = ?1 AND b.hash IN rarray(?2) ORDER BY f.name, f.version"
+            "SELECT {FILE_COLUMNS} FROM files f WHERE f.client = ?1 AND EXISTS (
+                SELECT 1 FROM parts p JOIN chunks c ON c.id = p.chunk
+                JOIN blobs b ON b.id = c.blob
+                WHERE p.client = f.client AND p.name = f.name AND p.version = f.version
+                AND b.hash IN rarray(?2))
+             ORDER BY f.name, f.version"
         );
         let wanted: Vec<rusqlite::types::Value> = hashes
             .iter()
@@ -383,7 +438,7 @@ impl Catalog {
     /// Every version of a name, oldest first.
     pub fn versions(&self, client: &str, name: &str) -> rusqlite::Result<Vec<FileRow>> {
         let sql = format!(
-            "SELECT {FILE_COLUMNS} FROM {FILES} WHERE f.client = ?1 AND f.name = ?2
+            "SELECT {FILE_COLUMNS} FROM files f WHERE f.client = ?1 AND f.name = ?2
              ORDER BY f.version"
         );
         let mut stmt = self.db.prepare(&sql)?;
@@ -394,7 +449,7 @@ impl Catalog {
     /// The newest version of every name starting with `prefix`, by name.
     pub fn latest(&self, client: &str, prefix: &str) -> rusqlite::Result<Vec<FileRow>> {
         let sql = format!(
-            "SELECT {FILE_COLUMNS} FROM {FILES} WHERE f.client = ?1
+            "SELECT {FILE_COLUMNS} FROM files f WHERE f.client = ?1
              AND substr(f.name, 1, length(?2)) = ?2
              AND f.version = (SELECT MAX(version) FROM files g
                               WHERE g.client = f.client AND g.name = f.name)
@@ -405,71 +460,282 @@ impl Catalog {
         rows.collect()
     }
 
-    /// Records new versions, each of whose blob every one of its holders
-    /// has confirmed, in one transaction; returns their version numbers. A
-    /// name whose newest version already has this content gets no new
-    /// version, only the new copies (an upload that healed it).
-    pub fn commit(&mut self, client: &str, versions: &[NewVersion]) -> rusqlite::Result<Vec<u32>> {
+    /// A version's chunks, in order, as a restore needs them.
+    pub fn parts(&self, client: &str, name: &str, version: u32) -> rusqlite::Result<Vec<Part>> {
+        let mut stmt = self.db.prepare_cached(
+            "SELECT c.key, b.hash, b.size, c.plain_size, c.sealed
+             FROM parts p JOIN chunks c ON c.id = p.chunk JOIN blobs b ON b.id = c.blob
+             WHERE p.client = ?1 AND p.name = ?2 AND p.version = ?3 ORDER BY p.seq",
+        )?;
+        let rows = stmt.query_map(params![client, name, version], |row| {
+            Ok(Part {
+                id: ChunkId(row.get(0)?),
+                hash: hash_column(row, 1)?,
+                size: row.get::<_, i64>(2)? as u64,
+                plain_size: row.get::<_, i64>(3)? as u64,
+                sealed: row.get(4)?,
+            })
+        })?;
+        rows.collect()
+    }
+
+    /// The distinct blobs a version is stored in, each with its holders.
+    pub fn blobs_of(&self, client: &str, name: &str, version: u32) -> rusqlite::Result<Vec<Held>> {
+        let mut stmt = self.db.prepare_cached(
+            "SELECT b.hash, (SELECT group_concat(server) FROM holders h WHERE h.blob = b.id)
+             FROM blobs b WHERE b.id IN (
+                SELECT c.blob FROM parts p JOIN chunks c ON c.id = p.chunk
+                WHERE p.client = ?1 AND p.name = ?2 AND p.version = ?3)",
+        )?;
+        let rows = stmt.query_map(params![client, name, version], |row| {
+            Ok((hash_column(row, 0)?, server_list(row.get(1)?)))
+        })?;
+        rows.collect()
+    }
+
+    /// For each of `ids`, the blob this namespace keeps it as and its
+    /// holders, if the namespace has it.
+    pub fn chunks_of(&self, client: &str, ids: &[ChunkId]) -> rusqlite::Result<Vec<Option<Held>>> {
+        let mut stmt = self.db.prepare_cached(
+            "SELECT b.hash, (SELECT group_concat(server) FROM holders h WHERE h.blob = b.id)
+             FROM chunks c JOIN blobs b ON b.id = c.blob WHERE c.client = ?1 AND c.key = ?2",
+        )?;
+        ids.iter()
+            .map(|id| {
+                stmt.query_row(params![client, id.0], |row| {
+                    Ok((hash_column(row, 0)?, server_list(row.get(1)?)))
+                })
+                .optional()
+            })
+            .collect()
+    }
+
+    /// For each of `hashes`, its size and holders if one of this client's
+    /// chunks is stored as it: what a client may fetch.
+    pub fn owned_blobs(
+        &self,
+        client: &str,
+        hashes: &[BlobHash],
+    ) -> rusqlite::Result<Vec<Option<SizeHeld>>> {
+        let mut stmt = self.db.prepare_cached(
+            "SELECT b.size, (SELECT group_concat(server) FROM holders h WHERE h.blob = b.id)
+             FROM blobs b WHERE b.hash = ?2
+             AND EXISTS (SELECT 1 FROM chunks c WHERE c.blob = b.id AND c.client = ?1)",
+        )?;
+        hashes
+            .iter()
+            .map(|hash| {
+                stmt.query_row(params![client, hash.0], |row| {
+                    Ok((row.get::<_, i64>(0)? as u64, server_list(row.get(1)?)))
+                })
+                .optional()
+            })
+            .collect()
+    }
+
+    /// Records sealed chunks every one of `holders` has confirmed. A chunk
+    /// the namespace already had now points at its new blob (an upload that
+    /// healed a chunk short of copies); the old blob is garbage then.
+    pub fn record_chunks(
+        &mut self,
+        client: &str,
+        chunks: &[NewChunk],
+        holders: &[ServerId],
+    ) -> rusqlite::Result<()> {
         let tx = self.db.transaction()?;
-        let mut numbers = Vec::with_capacity(versions.len());
         {
-            // Prepared once per connection: a batch runs them hundreds of times.
-            let mut newest = tx.prepare_cached(
-                "SELECT f.version, b.hash FROM files f JOIN blobs b ON b.id = f.blob
-                 WHERE f.client = ?1 AND f.name = ?2 ORDER BY f.version DESC LIMIT 1",
-            )?;
-            let mut last_ever = tx
-                .prepare_cached("SELECT last_version FROM names WHERE client = ?1 AND name = ?2")?;
             let mut blob_id = tx.prepare_cached(
                 "INSERT INTO blobs (hash, size) VALUES (?1, ?2)
                  ON CONFLICT (hash) DO UPDATE SET size = excluded.size RETURNING id",
             )?;
+            let mut insert_chunk = tx.prepare_cached(
+                "INSERT INTO chunks (client, key, blob, plain_size, sealed, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, 1, ?5)
+                 ON CONFLICT (client, key) DO UPDATE
+                 SET blob = excluded.blob, sealed = 1, created_ms = excluded.created_ms",
+            )?;
+            let mut insert_holder =
+                tx.prepare_cached("INSERT OR IGNORE INTO holders (blob, server) VALUES (?1, ?2)")?;
+            let now = now_ms() as i64;
+            for chunk in chunks {
+                let blob: i64 = blob_id
+                    .query_row(params![chunk.hash.0, chunk.size as i64], |row| row.get(0))?;
+                insert_chunk.execute(params![
+                    client,
+                    chunk.id.0,
+                    blob,
+                    chunk.plain_size as i64,
+                    now
+                ])?;
+                for server in holders {
+                    insert_holder.execute(params![blob, server])?;
+                }
+            }
+        }
+        tx.commit()
+    }
+
+    /// Records new versions made of chunks the namespace has, in one
+    /// transaction. A name whose newest version already has this content
+    /// gets no new version. `Err` names the first file with a chunk the
+    /// namespace does not have (forgotten since the client asked).
+    pub fn commit(
+        &mut self,
+        client: &str,
+        versions: &[NewVersion],
+    ) -> rusqlite::Result<Result<Vec<Recorded>, String>> {
+        let tx = self.db.transaction()?;
+        let mut recorded = Vec::with_capacity(versions.len());
+        {
+            // Prepared once per connection: a batch runs them thousands of times.
+            let mut newest = tx.prepare_cached(
+                "SELECT version, content FROM files WHERE client = ?1 AND name = ?2
+                 ORDER BY version DESC LIMIT 1",
+            )?;
+            let mut last_ever = tx
+                .prepare_cached("SELECT last_version FROM names WHERE client = ?1 AND name = ?2")?;
+            let mut chunk_row =
+                tx.prepare_cached("SELECT id FROM chunks WHERE client = ?1 AND key = ?2")?;
             let mut insert_file = tx.prepare_cached(
-                "INSERT INTO files (client, name, version, blob, created_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO files (client, name, version, size, content, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            let mut insert_part = tx.prepare_cached(
+                "INSERT INTO parts (client, name, version, seq, chunk) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             let mut record_name = tx.prepare_cached(
                 "INSERT INTO names (client, name, last_version) VALUES (?1, ?2, ?3)
                  ON CONFLICT (client, name) DO UPDATE
                  SET last_version = MAX(last_version, excluded.last_version)",
             )?;
-            let mut insert_holder =
-                tx.prepare_cached("INSERT OR IGNORE INTO holders (blob, server) VALUES (?1, ?2)")?;
+            // A used chunk needs no grace any more: once no version uses
+            // it, it goes at once.
+            let mut mark_used =
+                tx.prepare_cached("UPDATE chunks SET created_ms = 0 WHERE id = ?1")?;
             for new in versions {
+                let content = content_digest(&new.chunks);
                 let newest: Option<(u32, [u8; 32])> = newest
                     .query_row(params![client, new.name], |row| {
                         Ok((row.get(0)?, row.get(1)?))
                     })
                     .optional()?;
-                let blob: i64 =
-                    blob_id.query_row(params![new.hash.0, new.size as i64], |row| row.get(0))?;
-                let version = match newest {
-                    Some((version, hash)) if hash == new.hash.0 => version,
-                    newest => {
-                        let last: Option<u32> = last_ever
-                            .query_row(params![client, new.name], |row| row.get(0))
-                            .optional()?;
-                        let version = last.max(newest.map(|n| n.0)).unwrap_or(0) + 1;
-                        insert_file.execute(params![
-                            client,
-                            new.name,
-                            version,
-                            blob,
-                            now_ms() as i64
-                        ])?;
-                        record_name.execute(params![client, new.name, version])?;
-                        version
-                    }
-                };
-                for server in &new.holders {
-                    insert_holder.execute(params![blob, server])?;
+                if let Some((version, newest)) = newest
+                    && newest == content.0
+                {
+                    recorded.push(Recorded::Unchanged(version));
+                    continue;
                 }
-                numbers.push(version);
+                let mut rows = Vec::with_capacity(new.chunks.len());
+                for id in &new.chunks {
+                    let row: Option<i64> = chunk_row
+                        .query_row(params![client, id.0], |row| row.get(0))
+                        .optional()?;
+                    match row {
+                        Some(row) => rows.push(row),
+                        None => return Ok(Err(new.name.clone())),
+                    }
+                }
+                let last: Option<u32> = last_ever
+                    .query_row(params![client, new.name], |row| row.get(0))
+                    .optional()?;
+                let version = last.max(newest.map(|n| n.0)).unwrap_or(0) + 1;
+                insert_file.execute(params![
+                    client,
+                    new.name,
+                    version,
+                    new.size as i64,
+                    content.0,
+                    now_ms() as i64
+                ])?;
+                for (seq, chunk) in rows.into_iter().enumerate() {
+                    insert_part.execute(params![client, new.name, version, seq as i64, chunk])?;
+                    mark_used.execute(params![chunk])?;
+                }
+                record_name.execute(params![client, new.name, version])?;
+                recorded.push(Recorded::New(version));
             }
         }
+        if recorded.iter().any(|r| matches!(r, Recorded::New(_))) {
+            bump_generation(&tx)?;
+        }
+        tx.commit()?;
+        Ok(Ok(recorded))
+    }
+
+    /// The namespace's wrapped master keys, oldest first.
+    pub fn keys(&self, client: &str) -> rusqlite::Result<Vec<WrappedKey>> {
+        let mut stmt = self
+            .db
+            .prepare("SELECT wrapped FROM keys WHERE client = ?1")?;
+        let rows = stmt.query_map(params![client], |row| {
+            let bytes: Vec<u8> = row.get(0)?;
+            rmp_serde::from_slice(&bytes).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, e.into())
+            })
+        })?;
+        let mut keys = rows.collect::<rusqlite::Result<Vec<WrappedKey>>>()?;
+        keys.sort_by_key(|k| k.created_ms);
+        Ok(keys)
+    }
+
+    /// Keeps one more wrapping of the namespace's master key; with `first`,
+    /// only if it has none. Returns whether it was kept.
+    pub fn add_key(
+        &mut self,
+        client: &str,
+        key: &WrappedKey,
+        first: bool,
+    ) -> rusqlite::Result<bool> {
+        let bytes = rmp_serde::to_vec_named(key)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+        let tx = self.db.transaction()?;
+        let has: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM keys WHERE client = ?1)",
+            params![client],
+            |row| row.get(0),
+        )?;
+        if first && has {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO keys (client, id, wrapped) VALUES (?1, ?2, ?3)",
+            params![client, key.id(), bytes],
+        )?;
         bump_generation(&tx)?;
         tx.commit()?;
-        Ok(numbers)
+        Ok(true)
+    }
+
+    /// Forgets one wrapping. `Err` says why not: no such key, or it is the
+    /// last (without it nothing could be restored).
+    pub fn remove_key(&mut self, client: &str, id: &str) -> rusqlite::Result<Result<(), String>> {
+        let tx = self.db.transaction()?;
+        let count: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM keys WHERE client = ?1",
+            params![client],
+            |row| row.get(0),
+        )?;
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM keys WHERE client = ?1 AND id = ?2)",
+            params![client, id],
+            |row| row.get(0),
+        )?;
+        if !exists {
+            return Ok(Err(format!("no key {id}; `arca key list` shows them")));
+        }
+        if count == 1 {
+            return Ok(Err(format!(
+                "key {id} is the last one: without it nothing could be restored; \
+                 add another first (`arca key add`)"
+            )));
+        }
+        tx.execute(
+            "DELETE FROM keys WHERE client = ?1 AND id = ?2",
+            params![client, id],
+        )?;
+        bump_generation(&tx)?;
+        tx.commit()?;
+        Ok(Ok(()))
     }
 
     /// How many changes to names and versions this catalog has recorded; a
@@ -543,12 +809,12 @@ impl Catalog {
         rows.collect()
     }
 
-    /// Every content some version references: its size and its holders.
+    /// Every blob some chunk is stored as: its size and its holders.
     pub fn referenced(&self) -> rusqlite::Result<Vec<(BlobHash, u64, Vec<ServerId>)>> {
         let mut stmt = self.db.prepare(
             "SELECT b.hash, b.size, h.server FROM blobs b
              LEFT JOIN holders h ON h.blob = b.id
-             WHERE EXISTS (SELECT 1 FROM files f WHERE f.blob = b.id)
+             WHERE EXISTS (SELECT 1 FROM chunks c WHERE c.blob = b.id)
              ORDER BY b.id",
         )?;
         let mut rows = stmt.query([])?;
@@ -583,11 +849,11 @@ impl Catalog {
         tx.commit()
     }
 
-    /// Every damaged copy set aside: its content, its server, and whether
-    /// any version still references the content.
+    /// Every damaged copy set aside: its blob, its server, and whether any
+    /// chunk is still stored as that blob.
     pub fn damaged(&self) -> rusqlite::Result<Vec<(BlobHash, ServerId, bool)>> {
         let mut stmt = self.db.prepare(
-            "SELECT b.hash, d.server, EXISTS (SELECT 1 FROM files f WHERE f.blob = d.blob)
+            "SELECT b.hash, d.server, EXISTS (SELECT 1 FROM chunks c WHERE c.blob = d.blob)
              FROM damaged d JOIN blobs b ON b.id = d.blob ORDER BY d.blob",
         )?;
         let rows = stmt.query_map([], |row| {
@@ -626,7 +892,9 @@ impl Catalog {
         tx.commit()
     }
 
-    /// Removes one version of a name, or all of them; returns the versions removed.
+    /// Removes one version of a name, or all of them; returns the versions
+    /// removed. Their chunks stay until nothing uses them (see
+    /// [`Catalog::forget_unused_chunks`]).
     pub fn remove(
         &mut self,
         client: &str,
@@ -644,6 +912,10 @@ impl Catalog {
             removed.sort_unstable();
             removed
         };
+        tx.execute(
+            "DELETE FROM parts WHERE client = ?1 AND name = ?2 AND (?3 IS NULL OR version = ?3)",
+            params![client, name, version],
+        )?;
         // Removing nothing changes nothing: no new generation, no snapshot.
         if !removed.is_empty() {
             bump_generation(&tx)?;
@@ -652,28 +924,64 @@ impl Catalog {
         Ok(removed)
     }
 
-    /// Whether any version of any name has this content.
-    pub fn is_referenced(&self, hash: &BlobHash) -> rusqlite::Result<bool> {
-        let sql = format!("SELECT EXISTS (SELECT 1 FROM {FILES} WHERE b.hash = ?1)");
-        self.db.query_row(&sql, params![hash.0], |row| row.get(0))
+    /// Forgets chunks no version uses that were stored before `before_ms`
+    /// or were used once (a chunk stored later may be about to be used by
+    /// the upload that stored it); returns how many.
+    pub fn forget_unused_chunks(&mut self, before_ms: u64) -> rusqlite::Result<usize> {
+        self.db.execute(
+            "DELETE FROM chunks WHERE created_ms < ?1
+             AND NOT EXISTS (SELECT 1 FROM parts p WHERE p.chunk = chunks.id)",
+            params![before_ms as i64],
+        )
     }
 
-    /// Copies that no version of any name references any more.
+    /// Whether any chunk is stored as this blob.
+    pub fn is_referenced(&self, hash: &BlobHash) -> rusqlite::Result<bool> {
+        self.db.query_row(
+            "SELECT EXISTS (SELECT 1 FROM chunks c JOIN blobs b ON b.id = c.blob
+                            WHERE b.hash = ?1)",
+            params![hash.0],
+            |row| row.get(0),
+        )
+    }
+
+    /// Copies of blobs that no chunk is stored as any more.
     pub fn unreferenced(&self) -> rusqlite::Result<Vec<(BlobHash, ServerId)>> {
         let mut stmt = self.db.prepare(
             "SELECT b.hash, h.server FROM holders h JOIN blobs b ON b.id = h.blob
-             WHERE NOT EXISTS (SELECT 1 FROM files f WHERE f.blob = h.blob)",
+             WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.blob = h.blob)",
         )?;
         let rows = stmt.query_map([], |row| Ok((hash_column(row, 0)?, row.get(1)?)))?;
         rows.collect()
     }
 }
 
+/// Server ids from SQLite's `group_concat`.
+fn server_list(list: Option<String>) -> Vec<ServerId> {
+    list.iter()
+        .flat_map(|list| list.split(','))
+        .filter_map(|id| id.parse().ok())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Commits one version, as a single-file backup does.
+    /// A chunk of `client` whose stored blob is `hash`, held by `holders`.
+    fn chunk(c: &mut Catalog, client: &str, hash: &BlobHash, holders: &[ServerId]) -> ChunkId {
+        let id = ChunkId(*blake3::hash(&[client.as_bytes(), &hash.0].concat()).as_bytes());
+        let new = NewChunk {
+            id,
+            hash: *hash,
+            size: 1,
+            plain_size: 1,
+        };
+        c.record_chunks(client, &[new], holders).unwrap();
+        id
+    }
+
+    /// Commits one version of one chunk, as a single small file's backup does.
     fn commit(
         c: &mut Catalog,
         client: &str,
@@ -682,19 +990,27 @@ mod tests {
         hash: &BlobHash,
         holders: &[ServerId],
     ) -> rusqlite::Result<u32> {
+        let id = chunk(c, client, hash, holders);
         let new = NewVersion {
             name: name.into(),
             size,
-            hash: *hash,
-            holders: holders.to_vec(),
+            chunks: vec![id],
         };
-        Ok(c.commit(client, &[new])?[0])
+        match c.commit(client, &[new])?.unwrap()[0] {
+            Recorded::New(v) | Recorded::Unchanged(v) => Ok(v),
+        }
     }
 
     fn catalog() -> (tempfile::TempDir, Catalog) {
         let dir = tempfile::tempdir().unwrap();
         let catalog = Catalog::open(&dir.path().join("catalog.db")).unwrap();
         (dir, catalog)
+    }
+
+    fn content(c: &Catalog, client: &str, hash: &BlobHash) -> BlobHash {
+        let id = ChunkId(*blake3::hash(&[client.as_bytes(), &hash.0].concat()).as_bytes());
+        assert!(c.chunks_of(client, &[id]).unwrap()[0].is_some());
+        content_digest(&[id])
     }
 
     #[test]
@@ -704,22 +1020,79 @@ mod tests {
         assert_eq!(commit(&mut c, "laptop", "x", 1, &a, &[1, 2]).unwrap(), 1);
         assert_eq!(commit(&mut c, "laptop", "x", 1, &b, &[2, 3]).unwrap(), 2);
         assert_eq!(commit(&mut c, "desktop", "x", 1, &a, &[1, 2]).unwrap(), 1);
-        assert_eq!(c.find("laptop", "x", None).unwrap().unwrap().hash, b);
-        assert_eq!(c.find("laptop", "x", Some(1)).unwrap().unwrap().hash, a);
+        let b_content = content(&c, "laptop", &b);
+        let a_content = content(&c, "laptop", &a);
+        assert_eq!(
+            c.find("laptop", "x", None).unwrap().unwrap().hash,
+            b_content
+        );
+        assert_eq!(
+            c.find("laptop", "x", Some(1)).unwrap().unwrap().hash,
+            a_content
+        );
         assert_eq!(c.find("laptop", "x", Some(3)).unwrap(), None);
         assert_eq!(c.versions("laptop", "x").unwrap().len(), 2);
-        let names = ["nope".to_string(), "x".to_string(), "x".to_string()];
-        let latest: Vec<_> = c
-            .latest_of("laptop", &names)
-            .unwrap()
-            .into_iter()
-            .map(|row| row.map(|(r, holders)| (r.version, r.hash, holders)))
-            .collect();
-        assert_eq!(
-            latest,
-            [None, Some((2, b, vec![2, 3])), Some((2, b, vec![2, 3]))]
-        );
+        assert_eq!(c.blobs_of("laptop", "x", 2).unwrap(), [(b, vec![2, 3])]);
+        assert_eq!(c.parts("laptop", "x", 1).unwrap()[0].hash, a);
         assert_eq!(c.holders(&a).unwrap(), [1, 2]);
+    }
+
+    #[test]
+    fn chunks_never_reach_across_namespaces() {
+        let (_dir, mut c) = catalog();
+        let a = BlobHash::of(b"a");
+        let id = chunk(&mut c, "laptop", &a, &[1, 2]);
+        assert!(c.chunks_of("laptop", &[id]).unwrap()[0].is_some());
+        assert!(c.chunks_of("desktop", &[id]).unwrap()[0].is_none());
+        assert!(c.owned_blobs("laptop", &[a]).unwrap()[0].is_some());
+        assert!(c.owned_blobs("desktop", &[a]).unwrap()[0].is_none());
+        let stolen = NewVersion {
+            name: "x".into(),
+            size: 1,
+            chunks: vec![id],
+        };
+        assert_eq!(
+            c.commit("desktop", &[stolen]).unwrap(),
+            Err("x".to_string())
+        );
+    }
+
+    #[test]
+    fn unused_chunks_are_forgotten_after_their_grace_and_then_their_blobs_are_garbage() {
+        let (_dir, mut c) = catalog();
+        let (a, b) = (BlobHash::of(b"a"), BlobHash::of(b"b"));
+        commit(&mut c, "me", "x", 1, &a, &[1]).unwrap();
+        chunk(&mut c, "me", &b, &[1]);
+        assert_eq!(c.forget_unused_chunks(now_ms() - 60_000).unwrap(), 0);
+        assert!(c.unreferenced().unwrap().is_empty());
+        assert_eq!(c.forget_unused_chunks(now_ms() + 1).unwrap(), 1);
+        assert_eq!(c.unreferenced().unwrap(), [(b, 1)]);
+        c.remove("me", "x", None).unwrap();
+        c.forget_unused_chunks(now_ms() + 1).unwrap();
+        assert_eq!(c.unreferenced().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn keys_are_kept_per_namespace_and_the_last_one_stays() {
+        let (_dir, mut c) = catalog();
+        let master = arca_shared::vault::MasterKey::fresh().unwrap();
+        let one = master.wrap("me", b"one").unwrap();
+        let two = master.wrap("me", b"two").unwrap();
+        assert!(c.add_key("me", &one, true).unwrap());
+        assert!(
+            !c.add_key("me", &two, true).unwrap(),
+            "a second first key is refused"
+        );
+        assert!(c.add_key("me", &two, false).unwrap());
+        assert_eq!(c.keys("me").unwrap().len(), 2);
+        assert!(c.keys("other").unwrap().is_empty());
+        assert!(c.remove_key("me", "nope").unwrap().is_err());
+        c.remove_key("me", &one.id()).unwrap().unwrap();
+        assert!(
+            c.remove_key("me", &two.id()).unwrap().is_err(),
+            "the last key stays"
+        );
+        assert_eq!(c.keys("me").unwrap(), [two]);
     }
 
     #[test]
@@ -761,6 +1134,8 @@ mod tests {
         assert_eq!(c.remove("me", "one", None).unwrap(), [1]);
         assert!(c.unreferenced().unwrap().is_empty());
         assert_eq!(c.remove("me", "two", Some(1)).unwrap(), [1]);
+        assert!(c.unreferenced().unwrap().is_empty(), "within the grace");
+        c.forget_unused_chunks(now_ms() + 1).unwrap();
         assert_eq!(c.unreferenced().unwrap(), [(a, 1), (a, 2)]);
     }
 
@@ -812,6 +1187,7 @@ mod tests {
         c.remove_holder(&a, 1).unwrap();
         assert_eq!(c.holders(&a).unwrap(), [2]);
         c.remove("me", "one", None).unwrap();
+        c.forget_unused_chunks(now_ms() + 1).unwrap();
         c.remove_holder(&a, 2).unwrap();
         let blobs: i64 =
             c.db.query_row("SELECT COUNT(*) FROM blobs", [], |row| row.get(0))
@@ -856,11 +1232,15 @@ mod tests {
         let mut c = Catalog::open(&path).unwrap();
         let x = c.versions("me", "x").unwrap();
         assert_eq!((x[1].version, x[1].size, x[1].hash), (2, 5, b));
+        assert!(x[1].plain, "carried over as one unsealed chunk");
+        let parts = c.parts("me", "x", 2).unwrap();
+        assert_eq!((parts.len(), parts[0].hash, parts[0].sealed), (1, b, false));
         assert_eq!(c.holders(&a).unwrap(), [1, 2]);
         assert_eq!(c.latest("me", "").unwrap().len(), 2);
         assert_eq!(commit(&mut c, "me", "x", 5, &a, &[1]).unwrap(), 3);
+        assert!(!c.find("me", "x", None).unwrap().unwrap().plain);
         drop(c);
-        // Opening again finds format 2 and changes nothing.
+        // Opening again finds the current format and changes nothing.
         let c = Catalog::open(&path).unwrap();
         assert_eq!(c.versions("me", "x").unwrap().len(), 3);
     }

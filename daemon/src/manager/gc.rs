@@ -1,5 +1,6 @@
-//! Garbage collection: blobs that no version of any name references are
-//! deleted from their holders, now after a removal and periodically for
+//! Garbage collection: chunks no version uses are forgotten (those never
+//! used only after a grace), and blobs no chunk is stored as are deleted
+//! from their holders, now after a removal and periodically for
 //! holders that were down at the time.
 
 use std::collections::BTreeMap;
@@ -7,13 +8,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arca_shared::reply::Done;
-use arca_shared::types::ServerId;
+use arca_shared::types::{ServerId, now_ms};
 use arca_shared::{BlobHash, Message};
 
 use super::{Manager, pacing};
 use crate::error::Error;
 
 const EVERY: Duration = Duration::from_secs(5);
+
+/// How long a chunk stored but not yet used by any version is kept: a
+/// backup stores all of a file's chunks before it records the version, and
+/// a big file over a slow link takes hours.
+const UNUSED_CHUNK_GRACE: Duration = Duration::from_secs(6 * 3600);
 
 /// A holder that was down at a removal is collected when it is back: a
 /// membership change makes a pass due.
@@ -33,6 +39,8 @@ pub(crate) async fn run(manager: Arc<Manager>) {
 
 async fn collect(manager: &Manager) -> Result<(), Error> {
     collect_damaged(manager).await?;
+    let before = now_ms().saturating_sub(UNUSED_CHUNK_GRACE.as_millis() as u64);
+    manager.db(move |c| c.forget_unused_chunks(before)).await?;
     let mut by_server: BTreeMap<ServerId, Vec<BlobHash>> = BTreeMap::new();
     for (hash, server) in manager.db(|c| c.unreferenced()).await? {
         by_server.entry(server).or_default().push(hash);

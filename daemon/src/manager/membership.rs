@@ -172,6 +172,11 @@ impl Members {
             .collect()
     }
 
+    /// How many of `holders` are alive.
+    pub fn live(&self, holders: &[ServerId]) -> usize {
+        holders.iter().filter(|id| self.is_alive(**id)).count()
+    }
+
     pub fn alive_count(&self) -> usize {
         self.servers.values().filter(|m| self.alive(m)).count()
     }

@@ -30,7 +30,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::error::Error;
 
-pub use catalog::{Catalog, FileRow, NewVersion};
+pub use catalog::{Catalog, FileRow, NewVersion, Recorded};
 use hash_locks::HashLocks;
 use membership::Members;
 pub use recover::{RecoverError, Recovered, recover};
@@ -200,11 +200,24 @@ async fn handle(manager: Arc<Manager>, mut conn: Connection) {
             } => {
                 return cmd::register::run(&manager, conn, uuid, addr, stats, snapshot).await;
             }
-            Message::PutBegin {
+            Message::Keys { client } => cmd::keys::list(&manager, &mut conn, client).await,
+            Message::AddKey { client, key, first } => {
+                cmd::keys::add(&manager, &mut conn, client, key, first).await
+            }
+            Message::RemoveKey { client, id } => {
+                cmd::keys::remove(&manager, &mut conn, client, id).await
+            }
+            Message::HaveChunks { client, ids } => {
+                cmd::have::run(&manager, &mut conn, client, ids).await
+            }
+            Message::PutChunks {
                 client,
-                files,
+                chunks,
                 exclude,
-            } => cmd::put::run(&manager, &mut conn, client, files, exclude).await,
+            } => cmd::put_chunks::run(&manager, &mut conn, client, chunks, exclude).await,
+            Message::PutFiles { client, files } => {
+                cmd::put_files::run(&manager, &mut conn, client, files).await
+            }
             Message::Verify { client, name } => {
                 cmd::verify::run(&manager, &mut conn, client, name).await
             }
@@ -212,8 +225,17 @@ async fn handle(manager: Arc<Manager>, mut conn: Connection) {
                 client,
                 name,
                 version,
+            } => cmd::get::begin(&manager, &mut conn, client, name, version).await,
+            Message::Parts {
+                client,
+                name,
+                version,
+            } => cmd::get::parts(&manager, &mut conn, client, name, version).await,
+            Message::FetchGrants {
+                client,
+                hashes,
                 exclude,
-            } => cmd::get::run(&manager, &mut conn, client, name, version, exclude).await,
+            } => cmd::get::grants(&manager, &mut conn, client, hashes, exclude).await,
             Message::ReportCorrupt { ticket } => {
                 cmd::corrupt::run(&manager, &mut conn, ticket).await
             }
@@ -325,22 +347,36 @@ impl Manager {
         .map_err(|e| Error::local("the catalog failed", e))
     }
 
-    /// Catalog rows as clients see them, each with its count of live copies
-    /// (the holders of all rows are read in one catalog call).
-    async fn entries(&self, rows: Vec<FileRow>) -> Result<Vec<FileEntry>, Error> {
-        let hashes: Vec<_> = rows.iter().map(|r| r.hash).collect();
-        let holders = self.db(move |c| c.holders_of(&hashes)).await?;
+    /// Catalog rows as clients see them, each with the live copies of its
+    /// least-kept chunk (an empty file has nothing to lose: all wanted).
+    async fn entries(&self, client: &str, rows: Vec<FileRow>) -> Result<Vec<FileEntry>, Error> {
+        let client_rows: Vec<(String, u32)> =
+            rows.iter().map(|r| (r.name.clone(), r.version)).collect();
+        let client = client.to_owned();
+        let blobs = self
+            .db(move |c| {
+                client_rows
+                    .iter()
+                    .map(|(name, version)| c.blobs_of(&client, name, *version))
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?;
         let members = self.members();
         Ok(rows
             .into_iter()
-            .zip(holders)
-            .map(|(row, holders)| FileEntry {
-                replicas: holders.iter().filter(|id| members.is_alive(**id)).count() as u32,
+            .zip(blobs)
+            .map(|(row, blobs)| FileEntry {
+                replicas: blobs
+                    .iter()
+                    .map(|(_, holders)| members.live(holders) as u32)
+                    .min()
+                    .unwrap_or(self.config.replicas),
                 name: row.name,
                 version: row.version,
                 size: row.size,
                 hash: row.hash,
                 created_ms: row.created_ms,
+                plain: row.plain,
             })
             .collect())
     }

@@ -9,7 +9,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use arca_shared::BlobHash;
+use super::chunker;
+
+use arca_shared::vault::{ChunkId, ChunkKeys};
 use rustix::fs::{CWD, FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
@@ -95,35 +97,41 @@ pub fn not_regular(kind: FileType) -> Skip {
     Skip(format!("it is {what}"))
 }
 
-/// A file as read: its stamp, hash, and its bytes if they were kept.
+/// A file as read: its stamp, its chunks' ids, and its bytes if they
+/// were kept.
 pub struct Snapshot {
     pub stamp: Stamp,
-    pub hash: BlobHash,
+    pub chunks: Vec<ChunkId>,
     pub content: Option<Arc<[u8]>>,
 }
 
-/// Reads and hashes `path`, keeping its bytes if it is smaller than
-/// `keep_below`. A file that changes while it is read is read once more;
-/// if it changes again, it is skipped.
-pub fn read_stable(path: &Path, keep_below: u64) -> Result<Snapshot, Skip> {
+/// Reads `path` and names its chunks, keeping its bytes if it is smaller
+/// than `keep_below`. A file that changes while it is read is read once
+/// more; if it changes again, it is skipped.
+pub fn read_stable(path: &Path, keep_below: u64, keys: &ChunkKeys) -> Result<Snapshot, Skip> {
     for _ in 0..2 {
         let (file, before) = open_regular(path)?;
         let size = before.len();
         let mut bytes = (&file).take(size);
-        let (hash, content) = if size < keep_below {
+        let (chunks, content) = if size < keep_below {
             let mut kept = Vec::with_capacity(size as usize);
             if bytes.read_to_end(&mut kept)? as u64 != size {
                 continue;
             }
-            (BlobHash::of(&kept), Some(kept.into()))
+            let chunks = chunker::cut(&kept).map(|c| keys.id(c)).collect();
+            (chunks, Some(kept.into()))
         } else {
-            (BlobHash::of_reader(bytes)?, None)
+            let mut chunks = Vec::new();
+            for chunk in chunker::stream(bytes) {
+                chunks.push(keys.id(&chunk?));
+            }
+            (chunks, None)
         };
         let stamp = Stamp::of(&before);
         if Stamp::of(&file.metadata()?) == stamp {
             return Ok(Snapshot {
                 stamp,
-                hash,
+                chunks,
                 content,
             });
         }
@@ -168,10 +176,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, "content").unwrap();
-        let small = read_stable(&path, 1024).unwrap();
-        assert_eq!(small.hash, BlobHash::of(b"content"));
+        let keys = arca_shared::vault::MasterKey::fresh().unwrap().chunk_keys();
+        let small = read_stable(&path, 1024, &keys).unwrap();
+        assert_eq!(small.chunks, [keys.id(b"content")]);
         assert_eq!(small.content.as_deref(), Some(&b"content"[..]));
-        let big = read_stable(&path, 0).unwrap();
-        assert_eq!((big.hash, big.content), (small.hash, None));
+        let big = read_stable(&path, 0, &keys).unwrap();
+        assert_eq!((big.chunks, big.content), (small.chunks, None));
     }
 }

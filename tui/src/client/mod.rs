@@ -1,7 +1,9 @@
 //! Talking to the cluster: a session with the manager, and the transfers it
 //! hands out to servers. Used by the headless commands and the dashboard.
 
-mod hashes;
+mod chunk_cache;
+mod chunker;
+mod keys;
 mod local;
 mod progress;
 mod restore;
@@ -16,7 +18,8 @@ use arca_shared::protocol::{ClusterStatus, FileEntry, VersionCheck, VersionHealt
 use arca_shared::reply::{Removed, Reply};
 use arca_shared::{Connection, FrameError, Message};
 
-pub use hashes::HashCache;
+pub use chunk_cache::ChunkCache;
+pub use keys::{Passphrase, Vault};
 pub use local::{Skip, Stamp, not_regular, regular};
 pub use progress::{Phase, Progress, TransferProgress};
 pub use restore::Restored;
@@ -34,6 +37,8 @@ pub struct Settings {
     pub key: ClusterKey,
     /// The local folder catalog names are relative to.
     pub files: PathBuf,
+    /// Opens this client's master key (shared by every session of a run).
+    pub vault: std::sync::Arc<Vault>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,23 +1,35 @@
-//! Restoring one file: the manager names the best live holder; the client
-//! streams from it into a temp file beside the destination, hashing as it
-//! writes, resumes from another holder if one fails mid-transfer, and renames
-//! into place only once the hash matches the catalog. A file that fails its
-//! hash is fetched again; a holder is blamed only for bytes all its own.
+//! Restoring one file: the manager names the version and lists its chunks,
+//! then, a window at a time, the best live holder of each. The client
+//! fetches a few chunks at once, checks each one's stored hash, opens its
+//! seal (which proves it is this client's chunk, and the one asked for),
+//! and writes the plaintext into a temp file beside the destination, renamed
+//! into place only once every chunk is in. A chunk whose holder fails is
+//! fetched from another; a copy that fails its hash is reported.
 
-use std::io::Seek;
+use std::collections::HashMap;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 
-use arca_shared::reply::Accepted;
-use arca_shared::stream::FileSink;
-use arca_shared::ticket::Ticket;
+use arca_shared::keys::ClusterKey;
+use arca_shared::protocol::{FileEntry, Grant, Part, content_digest};
+use arca_shared::reply::{Accepted, Restoring};
 use arca_shared::types::ServerId;
+use arca_shared::vault::ChunkKeys;
 use arca_shared::{BlobHash, FrameError, Message};
+use futures::StreamExt;
 
+use super::local::read_stable;
 use super::progress::set_phase;
-use super::{ClientError, Phase, Progress, Session, open_server};
+use super::{ClientError, Phase, Progress, Session, open_server, refusal};
 
-/// Most holders tried before a restore gives up.
+/// Most holders tried for one chunk before a restore gives up.
 const MAX_ATTEMPTS: usize = 8;
+/// Chunks granted at once.
+const WINDOW: usize = 64;
+/// Chunks fetched at once: one holder's disk, the network and the opening
+/// of seals overlap.
+const FETCHING: usize = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Restored {
@@ -31,14 +43,12 @@ pub enum Restored {
     },
 }
 
-/// The partial download, kept across holders.
-struct Partial {
-    path: tempfile::TempPath,
-    sink: FileSink,
-    hasher: blake3::Hasher,
-    written: u64,
-    /// How many holders the bytes written came from.
-    holders: usize,
+/// Why fetching one chunk failed.
+enum Failure {
+    /// The holder failed, or its copy is damaged (`corrupt`): another may do.
+    Holder { reason: String, corrupt: bool },
+    /// Another holder will not help.
+    Fatal(ClientError),
 }
 
 impl Session {
@@ -73,101 +83,269 @@ impl Session {
         force: bool,
         progress: &Progress,
     ) -> Result<Restored, ClientError> {
-        let mut exclude: Vec<ServerId> = Vec::new();
-        let mut partial: Option<Partial> = None;
-        let mut last_failure = String::new();
-        for _ in 0..MAX_ATTEMPTS {
-            let request = Message::GetBegin {
-                client: self.settings.client.clone(),
+        let (entry, parts) = self.parts(name, version).await?;
+        let keys = match parts.iter().any(|p| p.sealed) {
+            true => Some(self.chunk_keys(false).await?),
+            false => None,
+        };
+        if same_content(dest, &entry, keys.as_ref()).await {
+            return Ok(Restored::AlreadyThere {
+                version: entry.version,
+            });
+        }
+        if dest.exists() && !force {
+            return Err(ClientError::Local(format!(
+                "{} exists and differs from the backup; pass --force to overwrite it",
+                dest.display()
+            )));
+        }
+        progress.send_modify(|p| {
+            p.total = entry.size;
+            p.sent = 0;
+            p.phase = Phase::Restoring;
+        });
+        let out = Partial::beside(dest)?;
+        let mut offset = 0u64;
+        // What the manager refuses for a chunk, it refuses for this version.
+        let this_version = |e: ClientError| match e {
+            ClientError::Refused(why) => {
+                ClientError::Refused(format!("{name} v{}: {why}", entry.version))
+            }
+            other => other,
+        };
+        for window in parts.chunks(WINDOW) {
+            let grants = self.grants(window, &[]).await.map_err(this_version)?;
+            // Owned, so the fetches can run on any thread.
+            let jobs: Vec<(Part, Option<Grant>, ClusterKey, Option<ChunkKeys>)> = window
+                .iter()
+                .map(|part| {
+                    let grant = grants.get(&part.hash).cloned();
+                    (*part, grant, self.settings.key.clone(), keys.clone())
+                })
+                .collect();
+            let mut fetched = futures::stream::iter(jobs)
+                .map(fetch_granted)
+                .buffered(FETCHING);
+            let mut i = 0;
+            while let Some(result) = fetched.next().await {
+                let part = &window[i];
+                i += 1;
+                let plain = match result {
+                    Ok(plain) => plain,
+                    Err(failure) => {
+                        let grant = grants.get(&part.hash).cloned();
+                        self.fetch_elsewhere(part, grant, failure, keys.as_ref())
+                            .await
+                            .map_err(this_version)?
+                    }
+                };
+                out.write_at(plain, offset).await?;
+                offset += part.plain_size;
+                progress.send_modify(|p| p.sent = offset);
+            }
+        }
+        out.finish(dest, entry.size).await?;
+        Ok(Restored::Written {
+            version: entry.version,
+            size: entry.size,
+        })
+    }
+
+    /// A version (the newest with `None`) and its chunks, in order.
+    pub async fn parts(
+        &mut self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<(FileEntry, Vec<Part>), ClientError> {
+        let client = self.settings.client.clone();
+        let request = Message::GetBegin {
+            client: client.clone(),
+            name: name.to_owned(),
+            version,
+        };
+        let Restoring(entry) = self.conn.request(&request).await.map_err(refusal)?;
+        let parts: Vec<Part> = self
+            .pages(&Message::Parts {
+                client,
                 name: name.to_owned(),
-                version,
-                exclude: exclude.clone(),
+                version: entry.version,
+            })
+            .await?;
+        if parts.iter().map(|p| p.plain_size).sum::<u64>() != entry.size {
+            return Err(ClientError::Refused(format!(
+                "the manager's list of {name}'s chunks does not add up to its size"
+            )));
+        }
+        Ok((entry, parts))
+    }
+
+    /// Where to fetch each distinct stored chunk of `parts`, avoiding `exclude`.
+    async fn grants(
+        &mut self,
+        parts: &[Part],
+        exclude: &[ServerId],
+    ) -> Result<HashMap<BlobHash, Grant>, ClientError> {
+        let mut hashes: Vec<BlobHash> = parts.iter().map(|p| p.hash).collect();
+        hashes.sort_unstable();
+        hashes.dedup();
+        let request = Message::FetchGrants {
+            client: self.settings.client.clone(),
+            hashes: hashes.clone(),
+            exclude: exclude.to_vec(),
+        };
+        let grants: Vec<Grant> = self.conn.request(&request).await.map_err(refusal)?;
+        if grants.len() != hashes.len() {
+            return Err(
+                FrameError::unexpected(&Message::Grants { grants }, "a grant per chunk").into(),
+            );
+        }
+        Ok(hashes.into_iter().zip(grants).collect())
+    }
+
+    /// After `failure` at `grant`'s holder, fetches `part` from the others
+    /// in turn, reporting copies that fail their hash.
+    async fn fetch_elsewhere(
+        &mut self,
+        part: &Part,
+        mut grant: Option<Grant>,
+        mut failure: Failure,
+        keys: Option<&ChunkKeys>,
+    ) -> Result<Vec<u8>, ClientError> {
+        let mut exclude = Vec::new();
+        for _ in 0..MAX_ATTEMPTS {
+            let reason = match failure {
+                Failure::Fatal(e) => return Err(e),
+                Failure::Holder { reason, corrupt } => {
+                    if let Some(grant) = &grant {
+                        exclude.push(grant.ticket.server);
+                        if corrupt {
+                            tracing::warn!(holder = %grant.holder, "a chunk's copy is corrupt; reporting it");
+                            let _ = self
+                                .call(&Message::ReportCorrupt {
+                                    ticket: grant.ticket.clone(),
+                                })
+                                .await;
+                        }
+                    }
+                    reason
+                }
             };
-            let (holder, ticket, found) = match self.call(&request).await {
-                Ok(Message::GetTicket {
-                    holder,
-                    ticket,
-                    version,
-                }) => (holder, ticket, version),
-                Ok(other) => return Err(FrameError::unexpected(&other, "GetTicket").into()),
-                Err(ClientError::Refused(reason)) if !last_failure.is_empty() => {
+            tracing::warn!("fetching a chunk failed ({reason}); trying another holder");
+            let next = match self.grants(std::slice::from_ref(part), &exclude).await {
+                Ok(mut grants) => grants.remove(&part.hash),
+                Err(ClientError::Refused(why)) => {
                     return Err(ClientError::Refused(format!(
-                        "{reason} (last failure: {last_failure})"
+                        "{why} (last failure: {reason})"
                     )));
                 }
                 Err(e) => return Err(e),
             };
-            if partial.is_none() {
-                if same_content(dest, &ticket.hash, ticket.size).await {
-                    return Ok(Restored::AlreadyThere { version: found });
-                }
-                if dest.exists() && !force {
-                    return Err(ClientError::Local(format!(
-                        "{} exists and differs from the backup; pass --force to overwrite it",
-                        dest.display()
-                    )));
-                }
-                partial = Some(Partial::beside(dest)?);
-                progress.send_modify(|p| {
-                    p.total = ticket.size;
-                    p.phase = Phase::Restoring;
-                });
-            }
-            let Some(mut part) = partial.take() else {
-                continue;
+            let Some(next) = next else {
+                return Err(ClientError::Refused(format!("no other holder ({reason})")));
             };
-            let from = part.written;
-            let fetched = download(&holder, &ticket, &mut part, progress, &self.settings.key).await;
-            if part.written > from {
-                part.holders += 1;
-            }
-            match fetched {
-                Ok(()) if BlobHash::from(part.hasher.finalize()) == ticket.hash => {
-                    let size = part.written;
-                    part.finish(dest).await?;
-                    return Ok(Restored::Written {
-                        version: found,
-                        size,
-                    });
-                }
-                Ok(()) => {
-                    last_failure = "a copy failed its hash check".into();
-                    // Bytes from several holders may hold any one's fault:
-                    // start over from this one alone before blaming it.
-                    let blamed = part.holders == 1;
-                    part.restart().await?;
-                    if !blamed {
-                        tracing::warn!("resumed copy of {name} is corrupt; starting over");
-                        partial = Some(part);
-                        continue;
-                    }
-                    tracing::warn!(%holder, "copy of {name} is corrupt; reporting it");
-                    let _ = self
-                        .call(&Message::ReportCorrupt {
-                            ticket: ticket.clone(),
-                        })
-                        .await;
-                }
-                Err(Failure::Local(e)) => return Err(e),
-                Err(Failure::Holder(e)) => {
-                    last_failure = format!("holder failed: {e}");
-                    tracing::warn!(%holder, "restore of {name} interrupted: {e}");
+            match fetch(&next, part, &self.settings.key, keys).await {
+                Ok(plain) => return Ok(plain),
+                Err(again) => {
+                    failure = again;
+                    grant = Some(next);
                 }
             }
-            partial = Some(part);
-            exclude.push(ticket.server);
         }
         Err(ClientError::Refused(format!(
-            "gave up restoring {name} after {MAX_ATTEMPTS} holders ({last_failure})"
+            "gave up on a chunk after {MAX_ATTEMPTS} holders"
         )))
     }
 }
 
-enum Failure {
-    /// This client cannot write: trying another holder will not help.
-    Local(ClientError),
-    /// The holder failed; another may do.
-    Holder(FrameError),
+async fn fetch_granted(
+    (part, grant, cluster, keys): (Part, Option<Grant>, ClusterKey, Option<ChunkKeys>),
+) -> Result<Vec<u8>, Failure> {
+    match grant {
+        Some(grant) => fetch(&grant, &part, &cluster, keys.as_ref()).await,
+        None => Err(Failure::Fatal(ClientError::Refused(
+            "the manager granted no holder for a chunk".into(),
+        ))),
+    }
+}
+
+/// Fetches one stored chunk from its granted holder and opens it.
+async fn fetch(
+    grant: &Grant,
+    part: &Part,
+    cluster: &ClusterKey,
+    keys: Option<&ChunkKeys>,
+) -> Result<Vec<u8>, Failure> {
+    let holder = |e: FrameError| Failure::Holder {
+        reason: format!("holder failed: {e}"),
+        corrupt: false,
+    };
+    let mut conn = open_server(&grant.holder, cluster).await.map_err(holder)?;
+    let request = Message::Fetch {
+        ticket: grant.ticket.clone(),
+        offset: 0,
+    };
+    let Accepted = conn.request(&request).await.map_err(holder)?;
+    let mut stored = Vec::with_capacity(part.size as usize);
+    loop {
+        let frame = conn.recv_data().await.map_err(holder)?;
+        let Some(data) = frame.chunk() else {
+            match frame.message().map_err(holder)? {
+                Message::End if stored.len() as u64 == part.size => break,
+                Message::End => {
+                    return Err(holder(FrameError::Refused("the stream ended early".into())));
+                }
+                other => return Err(holder(FrameError::unexpected(&other, "Chunk"))),
+            }
+        };
+        if stored.len() + data.len() > part.size as usize {
+            return Err(holder(FrameError::Refused(
+                "more bytes than the chunk has".into(),
+            )));
+        }
+        stored.extend_from_slice(data);
+    }
+    let (part, keys) = (*part, keys.cloned());
+    tokio::task::spawn_blocking(move || open(&part, stored, keys.as_ref()))
+        .await
+        .map_err(|e| Failure::Fatal(ClientError::local("the opening task", e)))?
+}
+
+/// A fetched chunk's plaintext, once its stored hash and its seal check out.
+fn open(part: &Part, stored: Vec<u8>, keys: Option<&ChunkKeys>) -> Result<Vec<u8>, Failure> {
+    if BlobHash::of(&stored) != part.hash {
+        return Err(Failure::Holder {
+            reason: "a copy failed its hash check".into(),
+            corrupt: true,
+        });
+    }
+    let plain = match (part.sealed, keys) {
+        (false, _) => stored,
+        (true, Some(keys)) => keys.open(&part.id, &stored).map_err(|_| {
+            // Intact as stored, yet not this client's chunk: every copy is the same.
+            Failure::Fatal(ClientError::Refused(
+                "a chunk is intact on its server but does not open with this client's key: \
+                 it is not the chunk the catalog says"
+                    .into(),
+            ))
+        })?,
+        (true, None) => {
+            return Err(Failure::Fatal(ClientError::Local(
+                "a sealed chunk and no key to open it".into(),
+            )));
+        }
+    };
+    if plain.len() as u64 != part.plain_size {
+        return Err(Failure::Fatal(ClientError::Refused(
+            "a chunk opened to another size than the catalog says".into(),
+        )));
+    }
+    Ok(plain)
+}
+
+/// The file being restored, beside its destination.
+struct Partial {
+    path: tempfile::TempPath,
+    file: Arc<std::fs::File>,
 }
 
 impl Partial {
@@ -184,38 +362,27 @@ impl Partial {
             .into_parts();
         Ok(Self {
             path,
-            sink: FileSink::start(file),
-            hasher: blake3::Hasher::new(),
-            written: 0,
-            holders: 0,
+            file: Arc::new(file),
         })
     }
 
-    /// Hashes here while the sink's thread writes.
-    async fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        self.sink.write(bytes).await.map_err(cannot_write)?;
-        self.hasher.update(bytes);
-        self.written += bytes.len() as u64;
-        Ok(())
+    /// Writes a chunk at its place, off the async threads. A chunk of zeros
+    /// is not written: it stays a hole, as it was in a sparse file.
+    async fn write_at(&self, plain: Vec<u8>, offset: u64) -> Result<(), ClientError> {
+        if plain.iter().all(|b| *b == 0) {
+            return Ok(());
+        }
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || file.write_all_at(&plain, offset))
+            .await
+            .map_err(|e| ClientError::local("the writing task", e))?
+            .map_err(cannot_write)
     }
 
-    /// Drops everything written: the copy it came from was bad.
-    async fn restart(&mut self) -> Result<(), ClientError> {
-        let mut file = self.sink.finish().await.map_err(cannot_write)?;
-        file.set_len(0)
-            .and_then(|()| file.rewind())
-            .map_err(|e| ClientError::local("cannot reset the restored file", e))?;
-        self.sink = FileSink::start(file);
-        self.hasher.reset();
-        self.written = 0;
-        self.holders = 0;
-        Ok(())
-    }
-
-    async fn finish(mut self, dest: &Path) -> Result<(), ClientError> {
-        let file = self.sink.finish().await.map_err(cannot_write)?;
-        let (path, dest) = (self.path, dest.to_owned());
+    async fn finish(self, dest: &Path, size: u64) -> Result<(), ClientError> {
+        let (path, file, dest) = (self.path, self.file, dest.to_owned());
         tokio::task::spawn_blocking(move || {
+            file.set_len(size).map_err(cannot_write)?;
             file.sync_all()
                 .map_err(|e| ClientError::local("cannot flush the restored file", e))?;
             path.persist(&dest)
@@ -230,51 +397,18 @@ fn cannot_write(e: std::io::Error) -> ClientError {
     ClientError::local("cannot write the restored file", e)
 }
 
-async fn same_content(path: &Path, hash: &BlobHash, size: u64) -> bool {
+/// Whether `path` already holds the version's content.
+async fn same_content(path: &Path, entry: &FileEntry, keys: Option<&ChunkKeys>) -> bool {
     match tokio::fs::metadata(path).await {
-        Ok(meta) if meta.is_file() && meta.len() == size => {}
+        Ok(meta) if meta.is_file() && meta.len() == entry.size => {}
         _ => return false,
     }
-    let path = path.to_owned();
-    tokio::task::spawn_blocking(move || BlobHash::of_file(&path).ok())
-        .await
-        .ok()
-        .flatten()
-        == Some(*hash)
-}
-
-/// Streams from `holder` into `part` from where it stands; whatever
-/// happens, the partial file stays, to resume from another holder.
-async fn download(
-    holder: &str,
-    ticket: &Ticket,
-    part: &mut Partial,
-    progress: &Progress,
-    key: &arca_shared::keys::ClusterKey,
-) -> Result<(), Failure> {
-    let mut conn = open_server(holder, key).await.map_err(Failure::Holder)?;
-    let request = Message::Fetch {
-        ticket: ticket.clone(),
-        offset: part.written,
-    };
-    let Accepted = conn.request(&request).await.map_err(Failure::Holder)?;
-    loop {
-        let frame = conn.recv_data().await.map_err(Failure::Holder)?;
-        let Some(data) = frame.chunk() else {
-            return match frame.message().map_err(Failure::Holder)? {
-                Message::End if part.written == ticket.size => Ok(()),
-                Message::End => Err(Failure::Holder(FrameError::Refused(
-                    "holder ended the stream early".into(),
-                ))),
-                other => Err(Failure::Holder(FrameError::unexpected(&other, "Chunk"))),
-            };
-        };
-        if part.written + data.len() as u64 > ticket.size {
-            return Err(Failure::Holder(FrameError::Refused(
-                "holder sent more bytes than the file has".into(),
-            )));
-        }
-        part.write(data).await.map_err(Failure::Local)?;
-        progress.send_modify(|p| p.sent = part.written);
-    }
+    let (path, keys, plain) = (path.to_owned(), keys.cloned(), entry.plain);
+    let content = tokio::task::spawn_blocking(move || match keys {
+        Some(keys) if !plain => read_stable(&path, 0, &keys)
+            .ok()
+            .map(|read| content_digest(&read.chunks)),
+        _ => BlobHash::of_file(&path).ok(),
+    });
+    content.await.ok().flatten() == Some(entry.hash)
 }

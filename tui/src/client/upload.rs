@@ -1,6 +1,10 @@
-//! Backing one file up: hash it, ask the manager, stream it to the primary
-//! while following every replica's progress, then hear the commit.
+//! Backing files up: name their chunks, ask the manager which it lacks,
+//! seal those on a thread of their own and stream them group by group to
+//! the primary the manager picks for each (following every replica's
+//! progress), then record the versions.
 
+use std::collections::HashSet;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,16 +12,26 @@ use std::time::Duration;
 use arca_shared::connection::{FrameReader, FrameWriter};
 use arca_shared::keys::ClusterKey;
 use arca_shared::limits::CHUNK_SIZE;
-use arca_shared::protocol::{PutFile, PutResult};
-use arca_shared::reply::Accepted;
-use arca_shared::stream::{Reading, SendFileError, send_file};
+use arca_shared::protocol::{NewChunk, PutFile, PutResult};
+use arca_shared::reply::{Accepted, ChunkPlan, Have};
 use arca_shared::ticket::Ticket;
 use arca_shared::types::ServerId;
+use arca_shared::vault::{ChunkId, ChunkKeys};
 use arca_shared::{BlobHash, Connection, FrameError, Message, name};
+use tokio::sync::mpsc;
 
 use super::local::{Skip, Stamp, open_regular, read_stable};
 use super::progress::set_phase;
-use super::{ClientError, Phase, Progress, Session, open_server};
+use super::{ClientError, Phase, Progress, Session, chunker, open_server, refusal};
+
+/// Chunk ids per frame, asking or recording.
+const IDS_PER_FRAME: usize = 2048;
+/// A group of sealed chunks streams to one primary: one placement decision
+/// each, and the bound on what waits in memory.
+const GROUP_BYTES: usize = 16 << 20;
+const GROUP_CHUNKS: usize = 256;
+/// Chunks sealed ahead of the stream.
+const SEALED_AHEAD: usize = 4;
 
 /// How a backup ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,15 +48,15 @@ pub enum Uploaded {
     Skipped(Skip),
 }
 
-/// A local file ready to back up: where it is, its name, size and hash,
-/// its bytes when they were already read to hash it (small files), and
-/// what it looked like then (sending it checks that it still does).
+/// A local file ready to back up: where it is, its name, size and chunk
+/// ids, its bytes when they were already read (small files), and what it
+/// looked like then (sealing it checks that it still does).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalFile {
     pub path: PathBuf,
     pub name: String,
     pub size: u64,
-    pub hash: BlobHash,
+    pub chunks: Vec<ChunkId>,
     pub content: Option<Arc<[u8]>>,
     pub stamp: Stamp,
 }
@@ -50,22 +64,22 @@ pub struct LocalFile {
 impl LocalFile {
     /// Reads `path` to back it up as `name`, keeping its bytes if it is
     /// smaller than `keep_below`.
-    pub fn read(path: &Path, name: &str, keep_below: u64) -> Result<Self, Skip> {
-        let read = read_stable(path, keep_below)?;
+    pub fn read(path: &Path, name: &str, keep_below: u64, keys: &ChunkKeys) -> Result<Self, Skip> {
+        let read = read_stable(path, keep_below, keys)?;
         Ok(Self {
             path: path.to_owned(),
             name: name.to_owned(),
             size: read.stamp.size(),
-            hash: read.hash,
+            chunks: read.chunks,
             content: read.content,
             stamp: read.stamp,
         })
     }
 
     /// The same file read again, its bytes not kept, off the async threads.
-    async fn read_again(&self) -> Result<Self, Skip> {
-        let (path, name) = (self.path.clone(), self.name.clone());
-        tokio::task::spawn_blocking(move || Self::read(&path, &name, 0))
+    async fn read_again(&self, keys: &ChunkKeys) -> Result<Self, Skip> {
+        let (path, name, keys) = (self.path.clone(), self.name.clone(), keys.clone());
+        tokio::task::spawn_blocking(move || Self::read(&path, &name, 0, &keys))
             .await
             .map_err(|e| Skip(format!("the reading task failed: {e}")))?
     }
@@ -111,8 +125,9 @@ impl Session {
         progress: &Progress,
     ) -> Result<Uploaded, ClientError> {
         set_phase(progress, Phase::Hashing);
+        let keys = self.chunk_keys(true).await?;
         let (path, owned) = (local.to_owned(), name.to_owned());
-        let read = tokio::task::spawn_blocking(move || LocalFile::read(&path, &owned, 0))
+        let read = tokio::task::spawn_blocking(move || LocalFile::read(&path, &owned, 0, &keys))
             .await
             .map_err(|e| ClientError::local("reading task", e))?;
         let result = match read {
@@ -134,9 +149,10 @@ impl Session {
         result
     }
 
-    /// Backs up a batch of files with one request, one ticket, one stream
-    /// and one catalog commit; returns each file's outcome, in order. A file
-    /// found changed while it is sent is read again once, then skipped.
+    /// Backs up a batch of files: one question for the chunks the cluster
+    /// lacks, those sealed and streamed group by group, then one record of
+    /// the versions; returns each file's outcome, in order. A file found
+    /// changed while it is sealed is read again once, then skipped.
     pub async fn put_batch(
         &mut self,
         files: &[LocalFile],
@@ -180,7 +196,8 @@ impl Session {
                         skipped[i] = Some(Skip::changed());
                     } else {
                         read_again[i] = true;
-                        match files[i].read_again().await {
+                        let keys = self.chunk_keys(true).await?;
+                        match files[i].read_again(&keys).await {
                             Ok(file) => files[i] = file,
                             Err(skip) => skipped[i] = Some(skip),
                         }
@@ -233,35 +250,132 @@ impl Session {
             p.sent = 0;
             p.replicas.clear();
         });
-        let request = Message::PutBegin {
+        let keys = self.chunk_keys(true).await?;
+        let mut asked = HashSet::new();
+        let ids: Vec<ChunkId> = files
+            .iter()
+            .flat_map(|f| &f.chunks)
+            .filter(|id| asked.insert(**id))
+            .copied()
+            .collect();
+        let mut missing = HashSet::new();
+        for page in ids.chunks(IDS_PER_FRAME) {
+            let request = Message::HaveChunks {
+                client: self.settings.client.clone(),
+                ids: page.to_vec(),
+            };
+            let Have(have) = self.conn.request(&request).await.map_err(refusal)?;
+            if have.len() != page.len() {
+                return Err(
+                    ClientError::Refused("the manager answered for other chunks".into()).into(),
+                );
+            }
+            missing.extend(
+                page.iter()
+                    .zip(have)
+                    .filter(|(_, have)| !have)
+                    .map(|(id, _)| *id),
+            );
+        }
+        // A file whose chunks were sent again healed its version, even
+        // when the version itself is unchanged.
+        let sent: Vec<bool> = files
+            .iter()
+            .map(|f| f.chunks.iter().any(|id| missing.contains(id)))
+            .collect();
+        let mut stored_on = u32::MAX;
+        if !missing.is_empty() {
+            set_phase(progress, Phase::Uploading);
+            stored_on = self
+                .send_missing(files, missing, keys, exclude, progress)
+                .await?;
+        }
+        let results = self.put_files(files).await?;
+        progress.send_modify(|p| p.sent = p.total);
+        Ok(results
+            .into_iter()
+            .zip(sent)
+            .map(|(r, sent)| match r {
+                PutResult::Unchanged { version } if sent => Uploaded::Committed {
+                    version,
+                    replicas: stored_on,
+                },
+                PutResult::Unchanged { version } => Uploaded::Unchanged { version },
+                PutResult::Committed { version, replicas } => Uploaded::Committed {
+                    version,
+                    replicas: replicas.min(stored_on),
+                },
+            })
+            .collect())
+    }
+
+    /// Seals the chunks in `missing` on a thread of their own and streams
+    /// them, group by group, each to the primary the manager picks for it;
+    /// returns on how many servers every one of them is stored.
+    async fn send_missing(
+        &mut self,
+        files: &[&LocalFile],
+        missing: HashSet<ChunkId>,
+        keys: ChunkKeys,
+        exclude: &[ServerId],
+        progress: &Progress,
+    ) -> Result<u32, Attempt> {
+        let (sealed_tx, mut sealed_rx) = mpsc::channel(SEALED_AHEAD);
+        let owned: Vec<LocalFile> = files.iter().map(|f| (*f).clone()).collect();
+        let sealer =
+            tokio::task::spawn_blocking(move || seal_all(&owned, missing, &keys, &sealed_tx));
+        let mut group = Group::default();
+        let mut done = 0u64;
+        let mut stored_on = u32::MAX;
+        while let Some(sealed) = sealed_rx.recv().await {
+            match sealed {
+                Sealed::Read(bytes) => {
+                    done += bytes;
+                    progress.send_modify(|p| p.sent = done);
+                }
+                Sealed::Chunk(chunk, bytes) => {
+                    group.chunks.push(chunk);
+                    group.bytes.push(bytes);
+                    if group.full() {
+                        let replicas = self
+                            .send_group(std::mem::take(&mut group), exclude, progress)
+                            .await?;
+                        stored_on = stored_on.min(replicas);
+                    }
+                }
+            }
+        }
+        match sealer.await {
+            Ok(Ok(())) => {}
+            Ok(Err(Sealing::Changed(i))) => return Err(Attempt::Changed(i)),
+            Ok(Err(Sealing::Failed(e))) => return Err(Attempt::Final(e)),
+            Err(e) => return Err(Attempt::Final(ClientError::local("the sealing task", e))),
+        }
+        if !group.chunks.is_empty() {
+            stored_on = stored_on.min(self.send_group(group, exclude, progress).await?);
+        }
+        Ok(stored_on)
+    }
+
+    /// Stores one group: the manager places it and hands out a ticket, the
+    /// bytes stream to the primary, and the manager confirms every copy;
+    /// returns how many there are.
+    async fn send_group(
+        &mut self,
+        group: Group,
+        exclude: &[ServerId],
+        progress: &Progress,
+    ) -> Result<u32, Attempt> {
+        let request = Message::PutChunks {
             client: self.settings.client.clone(),
-            files: files
-                .iter()
-                .map(|f| PutFile {
-                    name: f.name.clone(),
-                    size: f.size,
-                    hash: f.hash,
-                })
-                .collect(),
+            chunks: group.chunks,
             exclude: exclude.to_vec(),
         };
-        let (results, upload) = match self.call(&request).await? {
-            Message::Planned { results, upload } if results.len() == files.len() => {
-                (results, upload)
-            }
-            other => {
-                return Err(ClientError::from(FrameError::unexpected(&other, "Planned")).into());
-            }
-        };
+        let ChunkPlan(upload) = self.conn.request(&request).await.map_err(refusal)?;
         let Some(upload) = upload else {
-            return Ok(outcomes(&results, Vec::new(), 0));
+            return Err(ClientError::Refused("the manager planned no upload".into()).into());
         };
-        // Indexes in `files` of those the cluster needs.
-        let to_send: Vec<usize> = (0..files.len())
-            .filter(|i| results[*i] == PutResult::Send)
-            .collect();
         let primary_id = upload.ticket.server;
-        set_phase(progress, Phase::Uploading);
         let conn = match open_upload(&self.settings.key, &upload.primary, upload.ticket).await {
             Ok(conn) => conn,
             // The manager would wait for the ticket to expire: start afresh.
@@ -273,17 +387,11 @@ impl Session {
                 });
             }
         };
-        let sending: Vec<&LocalFile> = to_send.iter().map(|i| files[*i]).collect();
-        let transfer = send(conn, &sending, progress).await;
-        // The manager has the last word: it commits, or says why not.
+        let transfer = send(conn, &group.bytes, progress).await;
+        // The manager has the last word: it records the chunks, or says why not.
         let verdict = self.reply().await;
         match (transfer, verdict) {
-            (_, Ok(Message::Committed { versions, replicas }))
-                if versions.len() == to_send.len() =>
-            {
-                Ok(outcomes(&results, versions, replicas))
-            }
-            (Err(Transfer::Changed(k)), _) => Err(Attempt::Changed(to_send[k])),
+            (_, Ok(Message::ChunksStored { replicas })) => Ok(replicas),
             (Err(Transfer::Primary { reason, lost }), Err(ClientError::Refused(_))) => {
                 Err(Attempt::Retry {
                     reason,
@@ -297,35 +405,158 @@ impl Session {
                 reconnect: false,
             }),
             (_, Ok(other)) => {
-                Err(ClientError::from(FrameError::unexpected(&other, "Committed")).into())
+                Err(ClientError::from(FrameError::unexpected(&other, "ChunksStored")).into())
             }
             (_, Err(e)) => Err(e.into()),
         }
     }
+
+    /// Records the versions, a frame's worth of chunk ids at a time.
+    async fn put_files(&mut self, files: &[&LocalFile]) -> Result<Vec<PutResult>, Attempt> {
+        let mut results = Vec::with_capacity(files.len());
+        let mut start = 0;
+        while start < files.len() {
+            // Files while their first pages fit one frame; a long one alone.
+            let mut end = start + 1;
+            let mut ids = first_page(&files[start].chunks).len();
+            while end < files.len() && ids + files[end].chunks.len() <= IDS_PER_FRAME {
+                ids += files[end].chunks.len();
+                end += 1;
+            }
+            let batch = &files[start..end];
+            let request = Message::PutFiles {
+                client: self.settings.client.clone(),
+                files: batch
+                    .iter()
+                    .map(|f| PutFile {
+                        name: f.name.clone(),
+                        size: f.size,
+                        chunks: first_page(&f.chunks).to_vec(),
+                        continued: f.chunks[first_page(&f.chunks).len()..]
+                            .chunks(IDS_PER_FRAME)
+                            .count() as u32,
+                    })
+                    .collect(),
+            };
+            self.conn.send(&request).await.map_err(ClientError::from)?;
+            for file in batch {
+                for more in file.chunks[first_page(&file.chunks).len()..].chunks(IDS_PER_FRAME) {
+                    let more = Message::MoreChunks { ids: more.to_vec() };
+                    self.conn.send(&more).await.map_err(ClientError::from)?;
+                }
+            }
+            let recorded = match self.reply().await? {
+                Message::Committed { results } if results.len() == batch.len() => results,
+                other => {
+                    return Err(
+                        ClientError::from(FrameError::unexpected(&other, "Committed")).into(),
+                    );
+                }
+            };
+            results.extend(recorded);
+            start = end;
+        }
+        Ok(results)
+    }
 }
 
-/// Each file's outcome: the manager's verdict, with the versions committed
-/// for the files sent (in order) and their replica count.
-fn outcomes(results: &[PutResult], sent: Vec<u32>, replicas: u32) -> Vec<Uploaded> {
-    let mut sent = sent.into_iter();
-    results
-        .iter()
-        .map(|r| match *r {
-            PutResult::Unchanged { version } => Uploaded::Unchanged { version },
-            PutResult::Committed { version, replicas } => Uploaded::Committed { version, replicas },
-            PutResult::Send => Uploaded::Committed {
-                version: sent.next().unwrap_or(0),
-                replicas,
-            },
-        })
-        .collect()
+/// The chunk ids that go in a file's own entry; the rest follow.
+fn first_page(chunks: &[ChunkId]) -> &[ChunkId] {
+    &chunks[..chunks.len().min(IDS_PER_FRAME)]
 }
 
-/// How streaming to the primary failed.
-enum Transfer {
-    /// The file at this index is no longer what was hashed.
+/// Sealed chunks waiting to stream to one primary.
+#[derive(Default)]
+struct Group {
+    chunks: Vec<NewChunk>,
+    bytes: Vec<Vec<u8>>,
+}
+
+impl Group {
+    fn full(&self) -> bool {
+        self.chunks.len() >= GROUP_CHUNKS
+            || self.bytes.iter().map(Vec::len).sum::<usize>() >= GROUP_BYTES
+    }
+}
+
+/// What the sealing thread hands over.
+enum Sealed {
+    /// This many more plaintext bytes were read.
+    Read(u64),
+    Chunk(NewChunk, Vec<u8>),
+}
+
+/// Why sealing stopped.
+enum Sealing {
+    /// The file at this index is no longer what was read.
     Changed(usize),
-    /// The primary said why, or (`lost`) the connection to it broke.
+    Failed(ClientError),
+}
+
+/// Seals, in order, every chunk of `files` in `missing` (each once), and
+/// checks that every file still cuts into the chunks it was read as.
+fn seal_all(
+    files: &[LocalFile],
+    mut missing: HashSet<ChunkId>,
+    keys: &ChunkKeys,
+    out: &mpsc::Sender<Sealed>,
+) -> Result<(), Sealing> {
+    for (i, file) in files.iter().enumerate() {
+        if !file.chunks.iter().any(|id| missing.contains(id)) {
+            let _ = out.blocking_send(Sealed::Read(file.size));
+            continue;
+        }
+        let mut ids = file.chunks.iter();
+        let mut seal = |plain: &[u8]| -> Result<(), Sealing> {
+            let id = keys.id(plain);
+            if ids.next() != Some(&id) {
+                return Err(Sealing::Changed(i));
+            }
+            if missing.remove(&id) {
+                let bytes = keys
+                    .seal(&id, plain)
+                    .map_err(|e| Sealing::Failed(ClientError::Local(e.to_string())))?;
+                let chunk = NewChunk {
+                    id,
+                    hash: BlobHash::of(&bytes),
+                    size: bytes.len() as u64,
+                    plain_size: plain.len() as u64,
+                };
+                // The receiver stops only when the upload failed already.
+                let _ = out.blocking_send(Sealed::Chunk(chunk, bytes));
+            }
+            let _ = out.blocking_send(Sealed::Read(plain.len() as u64));
+            Ok(())
+        };
+        match &file.content {
+            Some(bytes) => chunker::cut(bytes).try_for_each(&mut seal)?,
+            None => {
+                // Unchanged since it was read, before and after, or the
+                // chunks announced are not the bytes sent.
+                let unchanged = |meta: &std::fs::Metadata| Stamp::of(meta) == file.stamp;
+                let (reader, meta) = open_regular(&file.path).map_err(|_| Sealing::Changed(i))?;
+                let after = reader.try_clone().map_err(|_| Sealing::Changed(i))?;
+                if !unchanged(&meta) {
+                    return Err(Sealing::Changed(i));
+                }
+                for chunk in chunker::stream(reader.take(file.size)) {
+                    seal(&chunk.map_err(|_| Sealing::Changed(i))?)?;
+                }
+                if !after.metadata().is_ok_and(|meta| unchanged(&meta)) {
+                    return Err(Sealing::Changed(i));
+                }
+            }
+        }
+        if ids.next().is_some() {
+            return Err(Sealing::Changed(i));
+        }
+    }
+    Ok(())
+}
+
+/// How streaming to the primary failed: the primary said why, or
+/// (`lost`) the connection to it broke.
+enum Transfer {
     Primary { reason: String, lost: bool },
 }
 
@@ -352,67 +583,39 @@ async fn open_upload(
 
 async fn send(
     mut conn: Connection,
-    files: &[&LocalFile],
+    items: &[Vec<u8>],
     progress: &Progress,
 ) -> Result<(), Transfer> {
+    let base = progress.borrow().sent;
     tokio::try_join!(
-        stream_files(&mut conn.writer, files, progress),
-        follow_replicas(&mut conn.reader, progress),
+        stream_items(&mut conn.writer, items),
+        follow_replicas(&mut conn.reader, base, progress),
     )?;
     Ok(())
 }
 
-/// Each file as chunks then `End`, in the order the manager planned.
-async fn stream_files(
-    primary: &mut FrameWriter,
-    files: &[&LocalFile],
-    progress: &Progress,
-) -> Result<(), Transfer> {
-    let mut sent = 0u64;
-    for (i, file) in files.iter().enumerate() {
-        match &file.content {
-            Some(bytes) => {
-                for chunk in bytes.chunks(CHUNK_SIZE) {
-                    primary.feed_chunk(chunk).await.map_err(Transfer::primary)?;
-                }
-            }
-            None => {
-                // Unchanged since it was hashed, before and after sending,
-                // or the hash announced is not that of the bytes sent.
-                let unchanged = |meta: &std::fs::Metadata| Stamp::of(meta) == file.stamp;
-                let (reader, meta) = open_regular(&file.path).map_err(|_| Transfer::Changed(i))?;
-                let after = reader.try_clone().map_err(|_| Transfer::Changed(i))?;
-                if !unchanged(&meta) {
-                    return Err(Transfer::Changed(i));
-                }
-                // Just hashed, the file is still in the page cache.
-                send_file(primary, reader, file.size, Reading::Cached, |n| {
-                    progress.send_modify(|p| p.sent = sent + n)
-                })
-                .await
-                .map_err(|e| match e {
-                    SendFileError::Read(_) => Transfer::Changed(i),
-                    SendFileError::Send(e) => Transfer::primary(e),
-                })?;
-                if !after.metadata().is_ok_and(|meta| unchanged(&meta)) {
-                    return Err(Transfer::Changed(i));
-                }
-            }
+/// Each sealed chunk as frames then `End`, in the order the manager planned.
+async fn stream_items(primary: &mut FrameWriter, items: &[Vec<u8>]) -> Result<(), Transfer> {
+    for item in items {
+        for piece in item.chunks(CHUNK_SIZE) {
+            primary.feed_chunk(piece).await.map_err(Transfer::primary)?;
         }
-        sent += file.size;
-        progress.send_modify(|p| p.sent = sent);
         primary
             .feed(&Message::End)
             .await
             .map_err(Transfer::primary)?;
     }
-    // Many small files went out in few writes; the rest goes now.
+    // Many small chunks went out in few writes; the rest goes now.
     primary.flush().await.map_err(Transfer::primary)?;
-    set_phase(progress, Phase::Replicating);
     Ok(())
 }
 
-async fn follow_replicas(primary: &mut FrameReader, progress: &Progress) -> Result<(), Transfer> {
+/// Replicas' progress, counted from `base` (what earlier groups covered).
+async fn follow_replicas(
+    primary: &mut FrameReader,
+    base: u64,
+    progress: &Progress,
+) -> Result<(), Transfer> {
     loop {
         match primary.recv().await.map_err(Transfer::primary)? {
             Message::ReplicaProgress { replica, bytes } => progress.send_modify(|p| {
@@ -420,7 +623,7 @@ async fn follow_replicas(primary: &mut FrameReader, progress: &Progress) -> Resu
                 if p.replicas.len() <= i {
                     p.replicas.resize(i + 1, 0);
                 }
-                p.replicas[i] = bytes.min(p.total);
+                p.replicas[i] = p.replicas[i].max((base + bytes).min(p.sent).min(p.total));
             }),
             Message::Stored => return Ok(()),
             other => {

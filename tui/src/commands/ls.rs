@@ -32,8 +32,15 @@ pub async fn run(
                 format::bytes(f.size),
                 f.replicas,
                 f.hash.short(),
-                format::time(f.created_ms)
+                format::time(f.created_ms),
             ));
+            // Made before chunks: kept as it was, readable on the servers.
+            if f.plain {
+                out::line(format_args!(
+                    "{:<40} (stored unencrypted, before chunks; back it up again to encrypt it)",
+                    ""
+                ));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -47,5 +54,6 @@ fn to_json(f: &FileEntry) -> serde_json::Value {
         "hash": f.hash.to_hex(),
         "replicas": f.replicas,
         "created_ms": f.created_ms,
+        "encrypted": !f.plain,
     })
 }

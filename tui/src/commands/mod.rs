@@ -14,7 +14,7 @@ use arca_shared::name;
 use arca_shared::protocol::FileEntry;
 
 use crate::cli::{Cli, Command};
-use crate::client::{ClientError, Session, Settings};
+use crate::client::{ClientError, Passphrase, Session, Settings, Vault};
 use crate::out;
 
 /// Runs the command `cli` names; errors are one line for the user.
@@ -25,6 +25,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             cli.files.clone(),
             cli.client.clone(),
             cli.secret_file.clone(),
+            cli.password_file.as_deref(),
         )
     };
     match cli.command {
@@ -65,7 +66,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
     }
 }
 
-async fn dashboard(settings: Settings) -> Result<ExitCode, ClientError> {
+async fn dashboard(mut settings: Settings) -> Result<ExitCode, ClientError> {
+    let passphrase = settings.vault.passphrase.clone();
+    settings.vault = Vault::new(passphrase.ask_now(&settings.client).await?);
     crate::dashboard::run(settings, Vec::new())
         .await
         .map_err(|e| ClientError::local("terminal error", e))?;
@@ -78,6 +81,7 @@ pub fn settings(
     files: std::path::PathBuf,
     client: Option<String>,
     secret_file: Option<std::path::PathBuf>,
+    password_file: Option<&std::path::Path>,
 ) -> Result<Settings, ClientError> {
     let client =
         client.unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
@@ -90,6 +94,7 @@ pub fn settings(
         client,
         key,
         files,
+        vault: Vault::new(Passphrase::find(password_file)?),
     })
 }
 

@@ -15,9 +15,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
 
 use arca_shared::sync::LockAnyway;
+use arca_shared::vault::ChunkKeys;
 
 use crate::client::{
-    ClientError, HashCache, LocalFile, Phase, Session, Settings, Skip, Stamp, TransferProgress,
+    ChunkCache, ClientError, LocalFile, Phase, Session, Settings, Skip, Stamp, TransferProgress,
     Uploaded, regular,
 };
 use crate::names::{self, Skipped};
@@ -50,7 +51,6 @@ pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, Clie
     let total_files = jobs.len() + skipped.iter().filter(|s| s.partial).count();
     let (pending, gone) = stat_all(jobs).await?;
     skipped.extend(gone);
-    let cache = Arc::new(Mutex::new(HashCache::load(&settings.client)));
     let bar = std::io::stdout()
         .is_terminal()
         .then(|| progress_bar(pending.iter().map(|f| f.size).sum()));
@@ -80,8 +80,14 @@ pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, Clie
     for _ in 0..PARALLEL {
         sessions.push(Session::connect(settings.clone()).await?);
     }
+    // Opened once here (the first backup makes the key); every session shares it.
+    let keys = match sessions.first_mut() {
+        Some(session) => session.chunk_keys(true).await?,
+        None => return Ok(ExitCode::SUCCESS),
+    };
+    let cache = Arc::new(Mutex::new(ChunkCache::load(&settings.client, &keys)));
     let workers = sessions.into_iter().map(|mut session| {
-        let (queue, bar, say, skip, flush, failed, done, cache) = (
+        let (queue, bar, say, skip, flush, failed, done, cache, keys) = (
             &queue,
             bar.as_ref(),
             &say,
@@ -90,6 +96,7 @@ pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, Clie
             &failed,
             &done,
             &cache,
+            &keys,
         );
         async move {
             loop {
@@ -98,7 +105,7 @@ pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, Clie
                 };
                 // Hashing happens here, batch by batch, so it overlaps the
                 // other batches' transfers; small files are read only once.
-                let (batch, unreadable) = read_batch(pending, cache).await?;
+                let (batch, unreadable) = read_batch(pending, cache, keys).await?;
                 unreadable.into_iter().for_each(skip);
                 if batch.is_empty() {
                     continue;
@@ -204,32 +211,33 @@ async fn stat_all(
     .map_err(|e| ClientError::local("listing task", e))
 }
 
-/// Hashes a batch, from the cache where it still holds; a small file that
-/// must be hashed is read once and its bytes kept to send.
+/// Names a batch's chunks, from the cache where it still holds; a small
+/// file that must be read is read once and its bytes kept to send.
 async fn read_batch(
     batch: Vec<Pending>,
-    cache: &Arc<Mutex<HashCache>>,
+    cache: &Arc<Mutex<ChunkCache>>,
+    keys: &ChunkKeys,
 ) -> Result<(Vec<LocalFile>, Vec<Skipped>), ClientError> {
-    let cache = cache.clone();
+    let (cache, keys) = (cache.clone(), keys.clone());
     tokio::task::spawn_blocking(move || {
         let lock = || cache.lock_anyway();
         let mut files = Vec::with_capacity(batch.len());
         let mut skipped = Vec::new();
         for p in batch {
-            if let Some(hash) = lock().known(&p.path, p.stamp) {
+            if let Some(chunks) = lock().known(&p.path, p.stamp) {
                 files.push(LocalFile {
                     path: p.path,
                     name: p.name,
                     size: p.size,
-                    hash,
+                    chunks,
                     content: None,
                     stamp: p.stamp,
                 });
                 continue;
             }
-            match LocalFile::read(&p.path, &p.name, SMALL_FILE) {
+            match LocalFile::read(&p.path, &p.name, SMALL_FILE, &keys) {
                 Ok(file) => {
-                    lock().remember(&file.path, file.stamp, file.hash);
+                    lock().remember(&file.path, file.stamp, file.chunks.clone());
                     files.push(file);
                 }
                 Err(why) => skipped.push(Skipped {

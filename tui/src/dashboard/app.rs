@@ -205,6 +205,7 @@ impl App {
                 self.browser.cursor = clamp(self.browser.cursor, self.browser.visible().len());
             }
             Msg::Dir(..) => {}
+            Msg::Unlocked => return vec![Effect::ListDir(self.browser.dir.clone())],
             Msg::Queued { id, name, kind } => self.transfers.push(Transfer {
                 id,
                 name,

@@ -71,4 +71,6 @@ pub enum Msg {
     },
     /// A one-line message for the status bar.
     Flash(String),
+    /// This client's key is open: local files can be compared with backups.
+    Unlocked,
 }

@@ -11,7 +11,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::event::{Effect, Kind, Link, LocalEntry, Msg};
-use crate::client::{ClientError, HashCache, Phase, Session, Settings, TransferProgress};
+use arca_shared::vault::ChunkKeys;
+
+use crate::client::{ChunkCache, ClientError, Phase, Session, Settings, TransferProgress};
 use crate::names;
 
 /// How often the poller asks the manager for the cluster and the catalog.
@@ -42,7 +44,8 @@ pub struct Tasks {
     msgs: mpsc::UnboundedSender<Msg>,
     jobs: mpsc::UnboundedSender<Job>,
     next_id: Arc<AtomicU64>,
-    hashes: Arc<Mutex<HashCache>>,
+    /// Made once the key is open: chunk ids depend on it.
+    hashes: Arc<Mutex<Option<ChunkCache>>>,
 }
 
 impl Tasks {
@@ -68,8 +71,10 @@ impl Tasks {
             Effect::ListDir(dir) => {
                 let root = self.settings.files.clone();
                 let (msgs, hashes) = (self.msgs.clone(), self.hashes.clone());
+                let keys = self.settings.vault.unlocked();
                 tokio::task::spawn_blocking(move || {
-                    let entries = list_dir(&names::local_path(&root, &dir), &hashes);
+                    let dir_path = names::local_path(&root, &dir);
+                    let entries = list_dir(&dir_path, &hashes, keys.as_ref());
                     let _ = msgs.send(Msg::Dir(dir, entries));
                 });
             }
@@ -152,6 +157,11 @@ async fn poll_session(
 ) -> Result<(), ClientError> {
     let mut session = Session::connect(settings.clone()).await?;
     let _ = msgs.send(Msg::Link(Link::Connected));
+    // Open the key at once (if this client has one) to compare local files
+    // with their backups; without it, uploads will say what is missing.
+    if settings.vault.unlocked().is_none() && session.chunk_keys(false).await.is_ok() {
+        let _ = msgs.send(Msg::Unlocked);
+    }
     loop {
         let status = session.status().await?;
         let catalog = session.list(None).await?;
@@ -291,9 +301,14 @@ fn fail(msgs: &mpsc::UnboundedSender<Msg>, job: Job, reason: &str) {
     }
 }
 
-/// Lists a folder: folders first, then files, by name; files are hashed,
-/// reusing earlier hashes while they are unchanged.
-fn list_dir(dir: &Path, cache: &Mutex<HashCache>) -> Vec<LocalEntry> {
+/// Lists a folder: folders first, then files, by name; with the key open,
+/// files get their content digest, reusing earlier chunk ids while they are
+/// unchanged.
+fn list_dir(
+    dir: &Path,
+    cache: &Mutex<Option<ChunkCache>>,
+    keys: Option<&ChunkKeys>,
+) -> Vec<LocalEntry> {
     let Ok(read) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -307,17 +322,14 @@ fn list_dir(dir: &Path, cache: &Mutex<HashCache>) -> Vec<LocalEntry> {
                 .ok()
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_millis() as u64);
-            let hash = meta
-                .is_file()
-                .then(|| {
-                    cache
-                        .lock()
-                        .ok()?
-                        .hash(&e.path())
-                        .ok()
-                        .map(|(_, hash)| hash)
-                })
-                .flatten();
+            let hash = keys.filter(|_| meta.is_file()).and_then(|keys| {
+                let mut cache = cache.lock().ok()?;
+                cache
+                    .get_or_insert_with(ChunkCache::default)
+                    .content(&e.path(), keys)
+                    .ok()
+                    .map(|(_, hash)| hash)
+            });
             Some(LocalEntry {
                 name,
                 is_dir: meta.is_dir(),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use arca_daemon::cluster::{ClusterOptions, LocalCluster};
 use arca_shared::BlobHash;
-use arca_tui::client::{Session, Settings, TransferProgress, Uploaded};
+use arca_tui::client::{Passphrase, Session, Settings, TransferProgress, Uploaded, Vault};
 use tempfile::TempDir;
 use tokio::sync::watch;
 
@@ -46,6 +46,7 @@ impl TestCluster {
             client: client.to_owned(),
             key: self.cluster.key.clone(),
             files: self.files(),
+            vault: Vault::new(Passphrase::given("test passphrase").unwrap()),
         }
     }
 
@@ -112,6 +113,12 @@ fn files_under(dir: &Path) -> usize {
             if path.is_dir() { files_under(&path) } else { 1 }
         })
         .sum()
+}
+
+/// The stored blobs of `name`'s newest version, in chunk order.
+pub async fn stored(session: &mut Session, name: &str) -> Vec<BlobHash> {
+    let (_, parts) = session.parts(name, None).await.unwrap();
+    parts.iter().map(|p| p.hash).collect()
 }
 
 /// Backs up one file and returns how it ended.

@@ -48,6 +48,7 @@ impl Env {
             .env("ARCA_MANAGER", &self.manager)
             .env("ARCA_SECRET_FILE", self.secret())
             .env("ARCA_CLIENT", client)
+            .env("ARCA_PASSWORD", "test passphrase")
             .env("ARCA_FILES", files)
             .env("XDG_CACHE_HOME", self.dir.path().join("cache"))
             .stdin(Stdio::null());

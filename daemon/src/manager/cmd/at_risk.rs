@@ -23,17 +23,34 @@ pub(crate) async fn run(
     let hashes = manager.at_risk.lock_anyway().clone();
     let mut pages = PageWriter::new(conn, PAGE, |versions| Message::Risks { versions });
     if !hashes.is_empty() {
-        let rows = manager.db(move |c| c.versions_of(&client, &hashes)).await?;
-        let hashes: Vec<_> = rows.iter().map(|r| r.hash).collect();
-        let damaged = manager.db(move |c| c.damaged_of(&hashes)).await?;
-        let entries = manager.entries(rows).await?;
+        let c = client.clone();
+        let rows = manager.db(move |cat| cat.versions_of(&c, &hashes)).await?;
+        let c = client.clone();
+        let wanted: Vec<(String, u32)> = rows.iter().map(|r| (r.name.clone(), r.version)).collect();
+        // Copies set aside, over all of each version's blobs.
+        let damaged = manager
+            .db(move |cat| {
+                wanted
+                    .iter()
+                    .map(|(name, version)| {
+                        let blobs: Vec<_> = cat
+                            .blobs_of(&c, name, *version)?
+                            .into_iter()
+                            .map(|(hash, _)| hash)
+                            .collect();
+                        Ok(cat.damaged_of(&blobs)?.iter().map(Vec::len).sum::<usize>())
+                    })
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?;
+        let entries = manager.entries(&client, rows).await?;
         for (entry, damaged) in entries.into_iter().zip(damaged) {
             pages
                 .push(VersionHealth {
                     name: entry.name,
                     version: entry.version,
                     live: entry.replicas,
-                    damaged: damaged.len() as u32,
+                    damaged: damaged as u32,
                 })
                 .await?;
         }

@@ -1,90 +1,146 @@
-//! `GetBegin`: names the best live holder of a version for a restore, by the
-//! same score as uploads, skipping servers the client already gave up on.
+//! A restore, from the manager's side: `GetBegin` names the version,
+//! `Parts` lists its chunks, and `FetchGrants` names, for each stored chunk,
+//! the best live holder by the same score as uploads (skipping servers the
+//! client already gave up on) with a ticket that holder accepts.
 
 use arca_shared::choice;
+use arca_shared::connection::PageWriter;
+use arca_shared::limits::LIST_MAX;
+use arca_shared::protocol::Grant;
 use arca_shared::ticket::{Ticket, TicketKind};
 use arca_shared::types::ServerId;
-use arca_shared::{Connection, Message};
+use arca_shared::{BlobHash, Connection, Message};
 
 use super::{check_client, check_name};
 use crate::error::Error;
 use crate::manager::membership::Members;
 use crate::manager::{FileRow, Manager, refuse};
 
-pub(crate) async fn run(
+/// Parts per page: well under the control frame cap.
+const PAGE: usize = 256;
+
+pub(crate) async fn begin(
     manager: &Manager,
     conn: &mut Connection,
     client: String,
     name: String,
     version: Option<u32>,
+) -> Result<(), Error> {
+    let row = find(manager, client.clone(), name, version).await?;
+    let mut entries = manager.entries(&client, vec![row]).await?;
+    let Some(entry) = entries.pop() else {
+        return refuse("the version went away");
+    };
+    Ok(conn.send(&Message::Restoring { entry }).await?)
+}
+
+pub(crate) async fn parts(
+    manager: &Manager,
+    conn: &mut Connection,
+    client: String,
+    name: String,
+    version: u32,
+) -> Result<(), Error> {
+    let row = find(manager, client.clone(), name, Some(version)).await?;
+    let parts = manager
+        .db(move |c| c.parts(&client, &row.name, row.version))
+        .await?;
+    let mut pages = PageWriter::new(conn, PAGE, |parts| Message::PartList { parts });
+    for part in parts {
+        pages.push(part).await?;
+    }
+    Ok(pages.finish().await?)
+}
+
+pub(crate) async fn grants(
+    manager: &Manager,
+    conn: &mut Connection,
+    client: String,
+    hashes: Vec<BlobHash>,
     exclude: Vec<ServerId>,
 ) -> Result<(), Error> {
     check_client(&client)?;
+    if hashes.len() > LIST_MAX.min(PAGE) {
+        return refuse(format!("ask for at most {PAGE} chunks at once"));
+    }
+    let wanted = hashes.clone();
+    let owned = manager.db(move |c| c.owned_blobs(&client, &wanted)).await?;
+    let mut grants = Vec::with_capacity(hashes.len());
+    for (hash, owned) in hashes.into_iter().zip(owned) {
+        // Only blobs of the asking client's own chunks: no reading across
+        // namespaces by naming another's hash.
+        let Some((size, holders)) = owned else {
+            return refuse(format!("no chunk of yours is stored as {}", hash.short()));
+        };
+        let best = |members: &Members| {
+            let candidates: Vec<_> = members
+                .candidates(&exclude)
+                .into_iter()
+                .filter(|c| holders.contains(&c.id))
+                .collect();
+            choice::rank(&candidates, 0, manager.config.weights)
+                .first()
+                .and_then(|s| members.get(s.id).map(|m| (s.id, m.addr.clone())))
+                .ok_or(())
+        };
+        let holder_awaited = |members: &Members| holders.iter().any(|id| members.awaited(*id));
+        let Ok((server, holder)) = manager.once_back(best, holder_awaited).await else {
+            return refuse(unavailable(manager, hash, holders.len()).await?);
+        };
+        let ticket = Ticket::issue(
+            &manager.config.key,
+            TicketKind::Fetch,
+            manager.next_op(),
+            server,
+            hash,
+            size,
+        );
+        grants.push(Grant { holder, ticket });
+    }
+    Ok(conn.send(&Message::Grants { grants }).await?)
+}
+
+async fn find(
+    manager: &Manager,
+    client: String,
+    name: String,
+    version: Option<u32>,
+) -> Result<FileRow, Error> {
+    check_client(&client)?;
     check_name(&name)?;
-    let (c, n) = (client.clone(), name.clone());
-    let Some(row) = manager.db(move |cat| cat.find(&c, &n, version)).await? else {
-        return match version {
+    let n = name.clone();
+    match manager
+        .db(move |cat| cat.find(&client, &n, version))
+        .await?
+    {
+        Some(row) => Ok(row),
+        None => match version {
             Some(v) => refuse(format!(
                 "{name} has no version {v}; `arca ls {name}` lists them"
             )),
             None => refuse(format!("no backup named {name}; `arca ls` lists them")),
-        };
-    };
-    let hash = row.hash;
-    let holders = manager.db(move |c| c.holders(&hash)).await?;
-    let best = |members: &Members| {
-        let candidates: Vec<_> = members
-            .candidates(&exclude)
-            .into_iter()
-            .filter(|c| holders.contains(&c.id))
-            .collect();
-        choice::rank(&candidates, 0, manager.config.weights)
-            .first()
-            .and_then(|s| members.get(s.id).map(|m| (s.id, m.addr.clone())))
-            .ok_or(())
-    };
-    let holder_awaited = |members: &Members| holders.iter().any(|id| members.awaited(*id));
-    let Ok((server, addr)) = manager.once_back(best, holder_awaited).await else {
-        return refuse(unavailable(manager, &row, holders.len()).await?);
-    };
-    let ticket = Ticket::issue(
-        &manager.config.key,
-        TicketKind::Fetch,
-        manager.next_op(),
-        server,
-        row.hash,
-        row.size,
-    );
-    Ok(conn
-        .send(&Message::GetTicket {
-            holder: addr,
-            ticket,
-            version: row.version,
-        })
-        .await?)
+        },
+    }
 }
 
-/// Why no copy of a version can be read: its copies are on servers that are
+/// Why no copy of a chunk can be read: its copies are on servers that are
 /// down, or every copy failed its hash (then they are kept, set aside).
-async fn unavailable(manager: &Manager, row: &FileRow, holders: usize) -> Result<String, Error> {
-    let hash = row.hash;
+async fn unavailable(manager: &Manager, hash: BlobHash, holders: usize) -> Result<String, Error> {
     let damaged = manager.db(move |c| c.damaged_of(&[hash])).await?;
     let damaged = damaged.first().map_or(0, Vec::len);
-    let (name, version) = (&row.name, row.version);
     Ok(if holders == 0 && damaged > 0 {
         format!(
-            "{name} version {version} is damaged: every copy failed its hash check, so it \
+            "damaged: every copy of one of its chunks failed its hash check, so it \
              cannot be restored intact; the {damaged} damaged copies are kept aside on their \
              servers. Back the file up again if you still have it."
         )
     } else if holders == 0 {
-        format!(
-            "{name} version {version} is lost: no server holds a copy. Back the file up again \
-             if you still have it."
-        )
+        "lost: no server holds a copy of one of its chunks. Back the file up again \
+         if you still have it."
+            .to_string()
     } else {
         format!(
-            "no live server holds {name} version {version}: its {holders} copies are on \
+            "no live server holds one of its chunks: its {holders} copies are on \
              servers that are down or failed; start them again"
         )
     })

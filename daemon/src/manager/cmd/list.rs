@@ -18,7 +18,8 @@ pub(crate) async fn run(
     name: Option<String>,
 ) -> Result<(), Error> {
     let mut pages = PageWriter::new(conn, PAGE, |files| Message::Listing { files });
-    for entry in manager.entries(rows(manager, client, name).await?).await? {
+    let rows = rows(manager, client.clone(), name).await?;
+    for entry in manager.entries(&client, rows).await? {
         pages.push(entry).await?;
     }
     Ok(pages.finish().await?)

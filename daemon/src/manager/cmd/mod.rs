@@ -3,8 +3,11 @@
 pub(crate) mod at_risk;
 pub(crate) mod corrupt;
 pub(crate) mod get;
+pub(crate) mod have;
+pub(crate) mod keys;
 pub(crate) mod list;
-pub(crate) mod put;
+pub(crate) mod put_chunks;
+pub(crate) mod put_files;
 pub(crate) mod register;
 pub(crate) mod remove;
 pub(crate) mod status;

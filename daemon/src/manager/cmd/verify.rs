@@ -25,33 +25,60 @@ pub(crate) async fn run(
     client: String,
     name: Option<String>,
 ) -> Result<(), Error> {
-    let rows = list::rows(manager, client, name).await?;
+    let rows = list::rows(manager, client.clone(), name).await?;
     let mut servers: HashMap<ServerId, Connection> = HashMap::new();
     let mut pages = PageWriter::new(conn, PAGE, |versions| Message::Verified { versions });
     for row in rows {
-        let hash = row.hash;
-        let (holders, damaged) = manager
-            .db(move |c| Ok((c.holders(&hash)?, c.damaged_of(&[hash])?)))
+        let (c, name, version) = (client.clone(), row.name.clone(), row.version);
+        let blobs = manager
+            .db(move |cat| {
+                let blobs = cat.blobs_of(&c, &name, version)?;
+                let hashes: Vec<_> = blobs.iter().map(|(hash, _)| *hash).collect();
+                let damaged = cat.damaged_of(&hashes)?;
+                Ok(blobs.into_iter().zip(damaged).collect::<Vec<_>>())
+            })
             .await?;
-        let mut checked = VersionCheck {
-            name: row.name,
-            version: row.version,
-            copies: Vec::new(),
-            unreachable: 0,
-            damaged: damaged.first().map_or(0, |d| d.len() as u32),
-            wanted: manager.config.replicas,
-        };
-        for server in holders {
-            match check_on(manager, &mut servers, server, hash).await {
-                Some(true) => checked.copies.push(true),
-                Some(false) => {
-                    gc::set_aside_damaged(manager, hash, server).await?;
-                    checked.copies.push(false);
+        let chunks = blobs.len() as u32;
+        // A version is as safe as its least-kept chunk: that one is reported.
+        let mut weakest: Option<VersionCheck> = None;
+        for ((hash, holders), damaged) in blobs {
+            let mut checked = VersionCheck {
+                name: row.name.clone(),
+                version: row.version,
+                chunks,
+                copies: Vec::new(),
+                unreachable: 0,
+                damaged: damaged.len() as u32,
+                wanted: manager.config.replicas,
+            };
+            for server in holders {
+                match check_on(manager, &mut servers, server, hash).await {
+                    Some(true) => checked.copies.push(true),
+                    Some(false) => {
+                        gc::set_aside_damaged(manager, hash, server).await?;
+                        checked.copies.push(false);
+                    }
+                    None => checked.unreachable += 1,
                 }
-                None => checked.unreachable += 1,
+            }
+            let weaker = weakest.as_ref().is_none_or(|w| {
+                (checked.intact(), w.copies.len()) < (w.intact(), checked.copies.len())
+            });
+            if weaker {
+                weakest = Some(checked);
             }
         }
-        pages.push(checked).await?;
+        pages
+            .push(weakest.unwrap_or(VersionCheck {
+                name: row.name,
+                version: row.version,
+                chunks: 0,
+                copies: Vec::new(),
+                unreachable: 0,
+                damaged: 0,
+                wanted: manager.config.replicas,
+            }))
+            .await?;
     }
     Ok(pages.finish().await?)
 }

@@ -1,136 +1,67 @@
-//! `PutBegin`: the backup flow, from the manager's side, for a batch of
-//! files (one file is a batch of one).
+//! `PutChunks`: the backup flow, from the manager's side, for a group of
+//! sealed chunks (one placement decision per group, so a big file spreads
+//! over the cluster).
 //!
-//! Unchanged files and content already stored on enough servers are settled
-//! at once. For the rest: choose the primary and replicas, tell the primary
-//! where to forward (`Prepare`), give the client one ticket for the whole
-//! batch, then wait on the primary's connection for the outcome and commit
-//! every entry, in one transaction, only when every replica has confirmed.
+//! The client sends only chunks the namespace does not keep on enough live
+//! servers (it asked with `HaveChunks`). Choose the primary and replicas, tell the primary
+//! where to forward (`Prepare`), give the client one ticket for the group,
+//! then wait on the primary's connection for the outcome and record every
+//! chunk, in one transaction, only when every replica has confirmed. The
+//! versions that use them are recorded afterwards (`PutFiles`).
 
 use std::collections::BTreeSet;
 
 use arca_shared::choice;
 use arca_shared::limits::{IDLE_TIMEOUT, LIST_MAX};
-use arca_shared::protocol::{Item, PutFile, PutResult, ReplicaTarget, UploadGrant, items_digest};
+use arca_shared::protocol::{Item, NewChunk, ReplicaTarget, UploadGrant, items_digest};
 use arca_shared::reply::Done;
 use arca_shared::ticket::{Ticket, TicketKind};
 use arca_shared::types::ServerId;
+use arca_shared::vault::{CHUNK_MAX, SEALED_MAX};
 use arca_shared::{BlobHash, Connection, FrameError, Message};
 
-use super::{check_client, check_name};
+use super::check_client;
 use crate::error::Error;
 use crate::manager::membership::Members;
-use crate::manager::{Manager, NewVersion, refuse};
+use crate::manager::{Manager, refuse};
 
 pub(crate) async fn run(
     manager: &Manager,
     conn: &mut Connection,
     client: String,
-    files: Vec<PutFile>,
+    send: Vec<NewChunk>,
     exclude: Vec<ServerId>,
 ) -> Result<(), Error> {
     check_client(&client)?;
     manager.refuse_if_stale()?;
-    if files.is_empty() || files.len() > LIST_MAX {
+    if send.is_empty() || send.len() > LIST_MAX {
         return refuse(format!(
-            "a backup carries 1 to {LIST_MAX} files, not {}",
-            files.len()
+            "a group carries 1 to {LIST_MAX} chunks, not {}",
+            send.len()
         ));
     }
-    for file in &files {
-        check_name(&file.name)?;
-    }
-    let (c, names) = (
-        client.clone(),
-        files.iter().map(|f| f.name.clone()).collect::<Vec<_>>(),
-    );
-    let latest = manager.db(move |cat| cat.latest_of(&c, &names)).await?;
-    let wanted = manager.config.replicas as usize;
-    let mut results = vec![PutResult::Send; files.len()];
-    let mut changed = Vec::new();
+    if let Some(c) = send
+        .iter()
+        .find(|c| c.plain_size > CHUNK_MAX as u64 || c.size > SEALED_MAX as u64)
     {
-        let members = manager.members();
-        for (i, (file, latest)) in files.iter().zip(latest).enumerate() {
-            match latest {
-                // Unchanged content short of copies is taken again: the
-                // client that has it heals it.
-                Some((l, holders))
-                    if l.hash == file.hash
-                        && l.size == file.size
-                        && holders.iter().filter(|id| members.is_alive(**id)).count() >= wanted =>
-                {
-                    results[i] = PutResult::Unchanged { version: l.version };
-                }
-                _ => changed.push(i),
-            }
-        }
+        return refuse(format!(
+            "a chunk of {} bytes ({} stored) is over the largest, {CHUNK_MAX}",
+            c.plain_size, c.size
+        ));
     }
-    if changed.is_empty() {
-        return Ok(conn
-            .send(&Message::Planned {
-                results,
-                upload: None,
-            })
-            .await?);
-    }
-
-    // Held until the catalog records the outcome, so a deletion of the same
-    // content cannot remove the copies this upload relies on. Sorted, so two
-    // batches never wait on each other in a circle.
-    let hashes: BTreeSet<BlobHash> = changed.iter().map(|i| files[*i].hash).collect();
+    // Held until the catalog records the outcome, so a collection of the
+    // same blobs cannot remove the copies this upload relies on. Sorted, so
+    // two groups never wait on each other in a circle.
+    let hashes: BTreeSet<BlobHash> = send.iter().map(|c| c.hash).collect();
     let mut guards = Vec::with_capacity(hashes.len());
     for hash in hashes {
         guards.push(manager.hash_locks.lock(hash).await);
     }
-    let wanted_hashes: Vec<BlobHash> = changed.iter().map(|i| files[*i].hash).collect();
-    let holders = manager
-        .db(move |cat| cat.holders_of(&wanted_hashes))
-        .await?;
-    let mut stored: Vec<(usize, NewVersion)> = Vec::new();
-    let mut send: Vec<usize> = Vec::new();
-    {
-        let members = manager.members();
-        for (i, holders) in changed.into_iter().zip(holders) {
-            let live: Vec<ServerId> = holders
-                .into_iter()
-                .filter(|id| members.is_alive(*id))
-                .collect();
-            if live.len() >= wanted {
-                // The content is already stored on enough servers: no bytes move.
-                stored.push((i, new_version(&files[i], live)));
-            } else {
-                send.push(i);
-            }
-        }
-    }
-    if !stored.is_empty() {
-        let versions = commit(
-            manager,
-            &client,
-            stored.iter().map(|(_, v)| v.clone()).collect(),
-        )
-        .await?;
-        for ((i, new), version) in stored.iter().zip(versions) {
-            results[*i] = PutResult::Committed {
-                version,
-                replicas: new.holders.len() as u32,
-            };
-        }
-    }
-    if send.is_empty() {
-        return Ok(conn
-            .send(&Message::Planned {
-                results,
-                upload: None,
-            })
-            .await?);
-    }
-
     let items: Vec<Item> = send
         .iter()
-        .map(|i| Item {
-            hash: files[*i].hash,
-            size: files[*i].size,
+        .map(|c| Item {
+            hash: c.hash,
+            size: c.size,
         })
         .collect();
     let total: u64 = items.iter().map(|i| i.size).sum();
@@ -160,8 +91,7 @@ pub(crate) async fn run(
         primary: primary.1.clone(),
         ticket: Ticket::issue(key, TicketKind::Upload, op, primary.0, digest, total),
     };
-    conn.send(&Message::Planned {
-        results,
+    conn.send(&Message::ChunkPlan {
         upload: Some(upload),
     })
     .await?;
@@ -171,43 +101,21 @@ pub(crate) async fn run(
     if holders != planned {
         return refuse("the primary reported copies on servers it was not given");
     }
-    let sent = send
-        .iter()
-        .map(|i| new_version(&files[*i], holders.clone()))
-        .collect();
-    let versions = commit(manager, &client, sent).await?;
-    conn.send(&Message::Committed {
-        versions,
-        replicas: holders.len() as u32,
-    })
-    .await?;
-    Ok(primary_conn.send(&Message::Ok).await?)
-}
-
-fn new_version(file: &PutFile, holders: Vec<ServerId>) -> NewVersion {
-    NewVersion {
-        name: file.name.clone(),
-        size: file.size,
-        hash: file.hash,
-        holders,
-    }
-}
-
-async fn commit(
-    manager: &Manager,
-    client: &str,
-    versions: Vec<NewVersion>,
-) -> Result<Vec<u32>, Error> {
-    let client = client.to_owned();
-    manager
-        .db(move |c| c.commit(&client, &versions))
+    let recorded = manager
+        .db(move |cat| cat.record_chunks(&client, &send, &holders))
         .await
         .map_err(|e| match e {
             Error::Local { cause, .. } => {
                 Error::local("could not record the backup in the catalog", cause)
             }
             other => other,
-        })
+        });
+    recorded?;
+    conn.send(&Message::ChunksStored {
+        replicas: planned.len() as u32,
+    })
+    .await?;
+    Ok(primary_conn.send(&Message::Ok).await?)
 }
 
 /// Step 3: tells the primary where to forward upload `op`.

@@ -1,0 +1,34 @@
+//! `HaveChunks`: which of these chunks the asking client's namespace keeps
+//! on enough live servers, so a backup sends only the rest. Another
+//! namespace's chunks are never counted: dedup does not reach across
+//! clients. A chunk short of live copies is reported missing, so the client
+//! that has it sends it again and heals it.
+
+use arca_shared::limits::LIST_MAX;
+use arca_shared::vault::ChunkId;
+use arca_shared::{Connection, Message};
+
+use super::check_client;
+use crate::error::Error;
+use crate::manager::{Manager, refuse};
+
+pub(crate) async fn run(
+    manager: &Manager,
+    conn: &mut Connection,
+    client: String,
+    ids: Vec<ChunkId>,
+) -> Result<(), Error> {
+    check_client(&client)?;
+    if ids.len() > LIST_MAX {
+        return refuse(format!("ask about at most {LIST_MAX} chunks at once"));
+    }
+    let kept = manager.db(move |c| c.chunks_of(&client, &ids)).await?;
+    let have = {
+        let members = manager.members();
+        let wanted = manager.config.replicas as usize;
+        kept.into_iter()
+            .map(|kept| kept.is_some_and(|(_, holders)| members.live(&holders) >= wanted))
+            .collect()
+    };
+    Ok(conn.send(&Message::Have { have }).await?)
+}
