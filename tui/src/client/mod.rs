@@ -3,6 +3,7 @@
 
 mod hashes;
 mod local;
+pub mod meta;
 mod progress;
 mod restore;
 mod upload;
