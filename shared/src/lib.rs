@@ -1,5 +1,6 @@
 //! What every Arca component agrees on: the wire protocol (frames, messages,
-//! handshake, limits), names, hashes, tickets and the server-choice function.
+//! handshake, limits), names, hashes, tickets, file metadata and the
+//! server-choice function.
 //! No I/O policy lives here beyond reading and writing frames, and moving
 //! file bytes through them.
 
@@ -10,6 +11,7 @@ pub mod handshake;
 pub mod hash;
 pub mod keys;
 pub mod limits;
+pub mod meta;
 pub mod name;
 pub mod protocol;
 pub mod reply;

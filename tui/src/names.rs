@@ -10,12 +10,27 @@ use rustix::fs::{AtFlags, CWD, Dir, FileType, Mode, OFlags};
 
 use crate::client::{Skip, not_regular};
 
-/// What a walk found: regular files with their catalog names, and what it
-/// passed over.
+/// What a walk found: regular files and symbolic links with their catalog
+/// names, and what it passed over.
 #[derive(Debug, Default)]
 pub struct Walked {
-    pub files: Vec<(PathBuf, String)>,
+    pub files: Vec<Found>,
     pub skipped: Vec<Skipped>,
+}
+
+/// Something to back up: where it is, its catalog name, and what it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub path: PathBuf,
+    pub name: String,
+    pub kind: FoundKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FoundKind {
+    File,
+    /// Backed up as the link itself, never followed.
+    Symlink,
 }
 
 /// Something not backed up, named for people: its catalog name or, when it
@@ -24,8 +39,8 @@ pub struct Walked {
 pub struct Skipped {
     pub what: String,
     pub why: Skip,
-    /// Whether a file meant to be backed up was left out. Links and special
-    /// files are never backed up, so passing one over is not a loss.
+    /// Whether a file meant to be backed up was left out. Special files are
+    /// never backed up, so passing one over is not a loss.
     pub partial: bool,
 }
 
@@ -35,13 +50,15 @@ impl std::fmt::Display for Skipped {
     }
 }
 
-/// Every regular file under the argument `root` (itself, if it is a file),
-/// sorted, with its catalog name: relative to the files folder when inside
-/// it, else relative to the argument's parent (so `put /tmp/x.txt` is
-/// `x.txt`). Paths come back absolute. No symbolic link is followed below
-/// `root`, not even one that replaces a folder while it is walked; a name
-/// that cannot be a catalog name is skipped, as is a folder that cannot be
-/// read. Only a `root` that cannot be found is an error.
+/// Every regular file and symbolic link under the argument `root` (itself,
+/// if it is a file), sorted, with its catalog name: relative to the files
+/// folder when inside it, else relative to the argument's parent (so `put
+/// /tmp/x.txt` is `x.txt`). Paths come back absolute. No symbolic link is
+/// followed below `root`: a link is found as a link (one to a folder is not
+/// entered), and a folder replaced by a link while it is walked is not
+/// entered either. A name that cannot be a catalog name is skipped, as is a
+/// folder that cannot be read. Only a `root` that cannot be found is an
+/// error.
 pub fn files_to_back_up(files: &Path, root: &Path) -> Result<Walked, String> {
     let root = absolute(root)?;
     let base = match absolute(files) {
@@ -69,7 +86,7 @@ pub fn files_to_back_up(files: &Path, root: &Path) -> Result<Walked, String> {
             .map_err(|e| format!("{}: {}", root.display(), std::io::Error::from(e)))?;
         walk(dir, &root, &prefix, &mut walked);
     } else if meta.is_file() {
-        walked.files.push((root, prefix));
+        walked.found(root, prefix, FoundKind::File);
     } else {
         walked.skip(&root, Some(&prefix), not_regular(file_type(&meta)), false);
     }
@@ -77,6 +94,33 @@ pub fn files_to_back_up(files: &Path, root: &Path) -> Result<Walked, String> {
 }
 
 impl Walked {
+    /// The regular files, and everything else passed over. Until versions
+    /// carry metadata (the chunked format), a link cannot be backed up as a
+    /// link, so uploads pass it over as they always have: not as a loss.
+    pub fn regular_files(self) -> (Vec<(PathBuf, String)>, Vec<Skipped>) {
+        let mut skipped = self.skipped;
+        let mut files = Vec::with_capacity(self.files.len());
+        for found in self.files {
+            match found.kind {
+                FoundKind::File => files.push((found.path, found.name)),
+                FoundKind::Symlink => skipped.push(Skipped {
+                    what: found.name,
+                    why: Skip(
+                        "it is a symbolic link; links are backed up (as links, never \
+                         followed) once chunked metadata lands"
+                            .into(),
+                    ),
+                    partial: false,
+                }),
+            }
+        }
+        (files, skipped)
+    }
+
+    fn found(&mut self, path: PathBuf, name: String, kind: FoundKind) {
+        self.files.push(Found { path, name, kind });
+    }
+
     fn skip(&mut self, path: &Path, name: Option<&str>, why: Skip, partial: bool) {
         let what = name.map_or_else(|| format!("{path:?}"), str::to_owned);
         self.skipped.push(Skipped { what, why, partial });
@@ -110,8 +154,8 @@ fn open_folder(parent: BorrowedFd<'_>, part: &OsStr) -> rustix::io::Result<Owned
     rustix::fs::openat(parent, part, flags, Mode::empty())
 }
 
-/// Adds every regular file under the open folder `dir` (at `path`, named
-/// `prefix`), in name order. Each subfolder is opened relative to its
+/// Adds every regular file and link under the open folder `dir` (at `path`,
+/// named `prefix`), in name order. Each subfolder is opened relative to its
 /// parent with `O_NOFOLLOW`: a folder swapped for a link is not entered.
 fn walk(dir: OwnedFd, path: &Path, prefix: &str, walked: &mut Walked) {
     let mut dir = match Dir::new(dir) {
@@ -157,10 +201,11 @@ fn walk(dir: OwnedFd, path: &Path, prefix: &str, walked: &mut Walked) {
         }
         let name = child_name(prefix, part);
         match (kind, name) {
-            (FileType::RegularFile | FileType::Directory, Err(why)) => {
+            (FileType::RegularFile | FileType::Directory | FileType::Symlink, Err(why)) => {
                 walked.skip(&child, None, why, true)
             }
-            (FileType::RegularFile, Ok(name)) => walked.files.push((child, name)),
+            (FileType::RegularFile, Ok(name)) => walked.found(child, name, FoundKind::File),
+            (FileType::Symlink, Ok(name)) => walked.found(child, name, FoundKind::Symlink),
             (FileType::Directory, Ok(name)) => match open_folder(fd, part) {
                 Ok(sub) => walk(sub, &child, &name, walked),
                 Err(e) => {
@@ -227,7 +272,7 @@ mod tests {
                 .unwrap()
                 .files
                 .into_iter()
-                .map(|(_, n)| n)
+                .map(|f| f.name)
                 .collect()
         };
         assert_eq!(names(&files.join("docs/a b.txt")), ["docs/a b.txt"]);
@@ -265,7 +310,7 @@ mod tests {
         );
 
         let walked = files_to_back_up(&files, &files).unwrap();
-        let names: Vec<&str> = walked.files.iter().map(|(_, n)| n.as_str()).collect();
+        let names: Vec<&str> = walked.files.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["ok.txt"]);
         let said: Vec<String> = walked.skipped.iter().map(|s| s.to_string()).collect();
         assert_eq!(said.len(), 6, "{said:#?}");
@@ -286,7 +331,7 @@ mod tests {
     }
 
     #[test]
-    fn links_and_special_files_are_passed_over_and_never_followed() {
+    fn links_are_found_as_links_never_followed_and_special_files_passed_over() {
         let dir = tempfile::tempdir().unwrap();
         let files = dir.path().join("files");
         let outside = dir.path().join("outside");
@@ -296,22 +341,56 @@ mod tests {
         std::fs::write(outside.join("secret.txt"), "s").unwrap();
         std::os::unix::fs::symlink(&outside, files.join("folder-link")).unwrap();
         std::os::unix::fs::symlink(outside.join("secret.txt"), files.join("file-link")).unwrap();
+        // Within the tree, dangling, and with a name no catalog takes.
+        std::os::unix::fs::symlink("a.txt", files.join("real/inner-link")).unwrap();
+        std::os::unix::fs::symlink("nowhere", files.join("dangling")).unwrap();
+        std::os::unix::fs::symlink("a.txt", files.join("bad\tlink")).unwrap();
         rustix::fs::mknodat(CWD, files.join("fifo"), FileType::Fifo, Mode::RUSR, 0).unwrap();
 
         let walked = files_to_back_up(&files, &files).unwrap();
-        let names: Vec<&str> = walked.files.iter().map(|(_, n)| n.as_str()).collect();
-        assert_eq!(names, ["real/a.txt"]);
-        let said: Vec<String> = walked.skipped.iter().map(|s| s.to_string()).collect();
+        let found: Vec<(&str, FoundKind)> = walked
+            .files
+            .iter()
+            .map(|f| (f.name.as_str(), f.kind))
+            .collect();
+        use FoundKind::{File, Symlink};
+        // Nothing of `outside` comes through folder-link.
         assert_eq!(
-            said,
+            found,
             [
-                "fifo: it is a FIFO, not a regular file",
-                "file-link: it is a symbolic link; links are not followed",
-                "folder-link: it is a symbolic link; links are not followed",
+                ("dangling", Symlink),
+                ("file-link", Symlink),
+                ("folder-link", Symlink),
+                ("real/a.txt", File),
+                ("real/inner-link", Symlink),
             ]
         );
+        // The path is the link's own, not its target's.
+        assert_eq!(walked.files[2].path, files.join("folder-link"));
+        let said: Vec<String> = walked.skipped.iter().map(|s| s.to_string()).collect();
+        assert_eq!(said.len(), 2, "{said:#?}");
+        assert!(said[0].contains("bad\\tlink") && said[0].contains("control character"));
+        assert!(walked.skipped[0].partial, "a link meant to be backed up");
         // Never backed up by design, so not a partial backup.
-        assert!(walked.skipped.iter().all(|s| !s.partial));
+        assert_eq!(said[1], "fifo: it is a FIFO, not a regular file");
+        assert!(!walked.skipped[1].partial);
+
+        // Until links can be uploaded as links, uploads pass them over.
+        let (regular, skipped) = walked.regular_files();
+        assert_eq!(
+            regular,
+            [(files.join("real/a.txt"), "real/a.txt".to_owned())]
+        );
+        let links: Vec<&str> = skipped
+            .iter()
+            .filter(|s| s.why.0.starts_with("it is a symbolic link;"))
+            .map(|s| s.what.as_str())
+            .collect();
+        assert_eq!(
+            links,
+            ["dangling", "file-link", "folder-link", "real/inner-link"]
+        );
+        assert_eq!(skipped.iter().filter(|s| s.partial).count(), 1);
 
         // A folder swapped for a link after it was listed as a folder: the
         // walk enters folders only through this, which refuses the link.

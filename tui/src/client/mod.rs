@@ -5,6 +5,7 @@ mod chunk_cache;
 mod chunker;
 mod keys;
 mod local;
+pub mod meta;
 mod progress;
 mod restore;
 mod upload;

@@ -45,8 +45,9 @@ pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, Clie
     for root in paths {
         let walked = names::files_to_back_up(&settings.files, root)
             .map_err(|e| ClientError::Local(format!("cannot back up {e}")))?;
-        jobs.extend(walked.files);
-        skipped.extend(walked.skipped);
+        let (files, passed_over) = walked.regular_files();
+        jobs.extend(files);
+        skipped.extend(passed_over);
     }
     let total_files = jobs.len() + skipped.iter().filter(|s| s.partial).count();
     let (pending, gone) = stat_all(jobs).await?;
