@@ -257,6 +257,12 @@ fn put_files(name: &str) -> Message {
         files: vec![PutFile {
             name: name.into(),
             size: 1,
+            meta: arca_shared::meta::FileMeta {
+                kind: arca_shared::meta::FileKind::File,
+                mode: 0o600,
+                mtime_ns: 0,
+                owner: None,
+            },
             chunks: vec![ChunkId([1; 32])],
             continued: 0,
         }],

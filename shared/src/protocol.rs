@@ -9,6 +9,7 @@ use serde_bytes::ByteBuf;
 
 use crate::hash::BlobHash;
 use crate::keys::{Mac, Nonce};
+use crate::meta::FileMeta;
 use crate::ticket::Ticket;
 use crate::types::ServerId;
 use crate::vault::{ChunkId, WrappedKey};
@@ -427,6 +428,7 @@ impl SnapshotInfo {
 pub struct PutFile {
     pub name: String,
     pub size: u64,
+    pub meta: FileMeta,
     pub chunks: Vec<ChunkId>,
     /// How many `MoreChunks` frames carry the rest of its chunk ids.
     pub continued: u32,
@@ -524,6 +526,8 @@ pub struct FileEntry {
     pub created_ms: u64,
     /// Stored before chunks: one plain, unencrypted whole-file copy.
     pub plain: bool,
+    /// What a restore gives back besides the bytes (none before chunks).
+    pub meta: Option<FileMeta>,
 }
 
 /// The cluster as the manager sees it.

@@ -18,19 +18,12 @@ pub struct Walked {
     pub skipped: Vec<Skipped>,
 }
 
-/// Something to back up: where it is, its catalog name, and what it is.
+/// Something to back up, a regular file or a symbolic link (backed up as
+/// the link itself, never followed): where it is and its catalog name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
     pub path: PathBuf,
     pub name: String,
-    pub kind: FoundKind,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FoundKind {
-    File,
-    /// Backed up as the link itself, never followed.
-    Symlink,
 }
 
 /// Something not backed up, named for people: its catalog name or, when it
@@ -86,7 +79,7 @@ pub fn files_to_back_up(files: &Path, root: &Path) -> Result<Walked, String> {
             .map_err(|e| format!("{}: {}", root.display(), std::io::Error::from(e)))?;
         walk(dir, &root, &prefix, &mut walked);
     } else if meta.is_file() {
-        walked.found(root, prefix, FoundKind::File);
+        walked.found(root, prefix);
     } else {
         walked.skip(&root, Some(&prefix), not_regular(file_type(&meta)), false);
     }
@@ -94,31 +87,8 @@ pub fn files_to_back_up(files: &Path, root: &Path) -> Result<Walked, String> {
 }
 
 impl Walked {
-    /// The regular files, and everything else passed over. Until versions
-    /// carry metadata (the chunked format), a link cannot be backed up as a
-    /// link, so uploads pass it over as they always have: not as a loss.
-    pub fn regular_files(self) -> (Vec<(PathBuf, String)>, Vec<Skipped>) {
-        let mut skipped = self.skipped;
-        let mut files = Vec::with_capacity(self.files.len());
-        for found in self.files {
-            match found.kind {
-                FoundKind::File => files.push((found.path, found.name)),
-                FoundKind::Symlink => skipped.push(Skipped {
-                    what: found.name,
-                    why: Skip(
-                        "it is a symbolic link; links are backed up (as links, never \
-                         followed) once chunked metadata lands"
-                            .into(),
-                    ),
-                    partial: false,
-                }),
-            }
-        }
-        (files, skipped)
-    }
-
-    fn found(&mut self, path: PathBuf, name: String, kind: FoundKind) {
-        self.files.push(Found { path, name, kind });
+    fn found(&mut self, path: PathBuf, name: String) {
+        self.files.push(Found { path, name });
     }
 
     fn skip(&mut self, path: &Path, name: Option<&str>, why: Skip, partial: bool) {
@@ -204,8 +174,7 @@ fn walk(dir: OwnedFd, path: &Path, prefix: &str, walked: &mut Walked) {
             (FileType::RegularFile | FileType::Directory | FileType::Symlink, Err(why)) => {
                 walked.skip(&child, None, why, true)
             }
-            (FileType::RegularFile, Ok(name)) => walked.found(child, name, FoundKind::File),
-            (FileType::Symlink, Ok(name)) => walked.found(child, name, FoundKind::Symlink),
+            (FileType::RegularFile | FileType::Symlink, Ok(name)) => walked.found(child, name),
             (FileType::Directory, Ok(name)) => match open_folder(fd, part) {
                 Ok(sub) => walk(sub, &child, &name, walked),
                 Err(e) => {
@@ -348,21 +317,21 @@ mod tests {
         rustix::fs::mknodat(CWD, files.join("fifo"), FileType::Fifo, Mode::RUSR, 0).unwrap();
 
         let walked = files_to_back_up(&files, &files).unwrap();
-        let found: Vec<(&str, FoundKind)> = walked
+        let found: Vec<(&str, bool)> = walked
             .files
             .iter()
-            .map(|f| (f.name.as_str(), f.kind))
+            .map(|f| (f.name.as_str(), f.path.is_symlink()))
             .collect();
-        use FoundKind::{File, Symlink};
+        let (file, link) = (false, true);
         // Nothing of `outside` comes through folder-link.
         assert_eq!(
             found,
             [
-                ("dangling", Symlink),
-                ("file-link", Symlink),
-                ("folder-link", Symlink),
-                ("real/a.txt", File),
-                ("real/inner-link", Symlink),
+                ("dangling", link),
+                ("file-link", link),
+                ("folder-link", link),
+                ("real/a.txt", file),
+                ("real/inner-link", link),
             ]
         );
         // The path is the link's own, not its target's.
@@ -374,23 +343,6 @@ mod tests {
         // Never backed up by design, so not a partial backup.
         assert_eq!(said[1], "fifo: it is a FIFO, not a regular file");
         assert!(!walked.skipped[1].partial);
-
-        // Until links can be uploaded as links, uploads pass them over.
-        let (regular, skipped) = walked.regular_files();
-        assert_eq!(
-            regular,
-            [(files.join("real/a.txt"), "real/a.txt".to_owned())]
-        );
-        let links: Vec<&str> = skipped
-            .iter()
-            .filter(|s| s.why.0.starts_with("it is a symbolic link;"))
-            .map(|s| s.what.as_str())
-            .collect();
-        assert_eq!(
-            links,
-            ["dangling", "file-link", "folder-link", "real/inner-link"]
-        );
-        assert_eq!(skipped.iter().filter(|s| s.partial).count(), 1);
 
         // A folder swapped for a link after it was listed as a folder: the
         // walk enters folders only through this, which refuses the link.

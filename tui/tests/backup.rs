@@ -260,8 +260,7 @@ async fn assert_no_partial_files(t: &TestCluster, victims: &[usize]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_mid_upload_is_replaced_and_the_upload_retried() {
-    let (result, t, mut session, victims) =
-        kill_mid_upload(4, |t| writing(t)[..1].to_vec()).await;
+    let (result, t, mut session, victims) = kill_mid_upload(4, |t| writing(t)[..1].to_vec()).await;
     assert_eq!(
         result.unwrap(),
         Uploaded::Committed {

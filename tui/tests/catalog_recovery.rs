@@ -179,6 +179,12 @@ async fn a_stale_catalog_loses_nothing(stale: Stale) {
         let elsewhere = NewVersion {
             name: "elsewhere".into(),
             size: 0,
+            meta: arca_shared::meta::FileMeta {
+                kind: arca_shared::meta::FileKind::File,
+                mode: 0o600,
+                mtime_ns: 0,
+                owner: None,
+            },
             chunks: vec![],
         };
         catalog.commit("laptop", &[elsewhere]).unwrap().unwrap();

@@ -365,6 +365,7 @@ async fn a_hostile_manager_cannot_make_a_folder_restore_escape() {
         replicas: 2,
         created_ms: 0,
         plain: false,
+        meta: None,
     };
     let hostile = [
         "photos/../../escape.txt",

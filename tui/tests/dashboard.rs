@@ -46,6 +46,7 @@ fn entry(name: &str, version: u32, content: &[u8], replicas: u32) -> FileEntry {
         replicas,
         created_ms: T0 + u64::from(version) * 60_000,
         plain: false,
+        meta: None,
     }
 }
 

@@ -13,6 +13,7 @@ use std::rc::Rc;
 
 use arca_shared::BlobHash;
 use arca_shared::keys::Nonce;
+use arca_shared::meta::FileMeta;
 use arca_shared::protocol::{NewChunk, Part, content_digest};
 use arca_shared::types::{ServerId, now_ms};
 use arca_shared::vault::{ChunkId, WrappedKey};
@@ -30,6 +31,7 @@ pub struct Catalog {
 pub struct NewVersion {
     pub name: String,
     pub size: u64,
+    pub meta: FileMeta,
     pub chunks: Vec<ChunkId>,
 }
 
@@ -54,6 +56,8 @@ pub struct FileRow {
     pub created_ms: u64,
     /// Stored before chunks: a plain whole-file blob.
     pub plain: bool,
+    /// Type, mode, time and owner (none before chunks).
+    pub meta: Option<FileMeta>,
 }
 
 /// A stored blob and the servers holding it.
@@ -101,6 +105,8 @@ CREATE TABLE IF NOT EXISTS files (
     version    INTEGER NOT NULL,
     size       INTEGER NOT NULL,
     content    BLOB    NOT NULL,
+    -- FileMeta as MessagePack; NULL for versions from before chunks.
+    meta       BLOB,
     created_ms INTEGER NOT NULL,
     PRIMARY KEY (client, name, version)
 ) WITHOUT ROWID;
@@ -212,7 +218,8 @@ DROP TABLE holders_1;
 const FILE_COLUMNS: &str = "f.name, f.version, f.size, f.content, f.created_ms,
     EXISTS (SELECT 1 FROM parts p JOIN chunks c ON c.id = p.chunk
             WHERE p.client = f.client AND p.name = f.name AND p.version = f.version
-            AND c.sealed = 0)";
+            AND c.sealed = 0),
+    f.meta";
 
 fn file_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<FileRow> {
     Ok(FileRow {
@@ -222,7 +229,23 @@ fn file_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<FileRow> {
         hash: hash_column(row, 3)?,
         created_ms: row.get::<_, i64>(4)? as u64,
         plain: row.get(5)?,
+        meta: row
+            .get::<_, Option<Vec<u8>>>(6)?
+            .map(|bytes| decode(6, &bytes))
+            .transpose()?,
     })
+}
+
+/// A value stored as MessagePack in column `index`.
+fn decode<T: serde::de::DeserializeOwned>(index: usize, bytes: &[u8]) -> rusqlite::Result<T> {
+    rmp_serde::from_slice(bytes).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Blob, e.into())
+    })
+}
+
+/// A value to store as MessagePack.
+fn encode<T: serde::Serialize>(value: &T) -> rusqlite::Result<Vec<u8>> {
+    rmp_serde::to_vec_named(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))
 }
 
 fn has_table(db: &Connection, name: &str) -> rusqlite::Result<bool> {
@@ -589,7 +612,7 @@ impl Catalog {
         {
             // Prepared once per connection: a batch runs them thousands of times.
             let mut newest = tx.prepare_cached(
-                "SELECT version, content FROM files WHERE client = ?1 AND name = ?2
+                "SELECT version, content, meta FROM files WHERE client = ?1 AND name = ?2
                  ORDER BY version DESC LIMIT 1",
             )?;
             let mut last_ever = tx
@@ -597,8 +620,8 @@ impl Catalog {
             let mut chunk_row =
                 tx.prepare_cached("SELECT id FROM chunks WHERE client = ?1 AND key = ?2")?;
             let mut insert_file = tx.prepare_cached(
-                "INSERT INTO files (client, name, version, size, content, created_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO files (client, name, version, size, content, meta, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             let mut insert_part = tx.prepare_cached(
                 "INSERT INTO parts (client, name, version, seq, chunk) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -614,15 +637,18 @@ impl Catalog {
                 tx.prepare_cached("UPDATE chunks SET created_ms = 0 WHERE id = ?1")?;
             for new in versions {
                 let content = content_digest(&new.chunks);
-                let newest: Option<(u32, [u8; 32])> = newest
+                let meta = encode(&new.meta)?;
+                let newest: Option<(u32, [u8; 32], Option<Vec<u8>>)> = newest
                     .query_row(params![client, new.name], |row| {
-                        Ok((row.get(0)?, row.get(1)?))
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
                     })
                     .optional()?;
-                if let Some((version, newest)) = newest
-                    && newest == content.0
+                // The same bytes and the same type, mode, time and owner.
+                if let Some((version, newest, newest_meta)) = &newest
+                    && *newest == content.0
+                    && newest_meta.as_ref() == Some(&meta)
                 {
-                    recorded.push(Recorded::Unchanged(version));
+                    recorded.push(Recorded::Unchanged(*version));
                     continue;
                 }
                 let mut rows = Vec::with_capacity(new.chunks.len());
@@ -645,6 +671,7 @@ impl Catalog {
                     version,
                     new.size as i64,
                     content.0,
+                    meta,
                     now_ms() as i64
                 ])?;
                 for (seq, chunk) in rows.into_iter().enumerate() {
@@ -669,9 +696,7 @@ impl Catalog {
             .prepare("SELECT wrapped FROM keys WHERE client = ?1")?;
         let rows = stmt.query_map(params![client], |row| {
             let bytes: Vec<u8> = row.get(0)?;
-            rmp_serde::from_slice(&bytes).map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, e.into())
-            })
+            decode(0, &bytes)
         })?;
         let mut keys = rows.collect::<rusqlite::Result<Vec<WrappedKey>>>()?;
         keys.sort_by_key(|k| k.created_ms);
@@ -686,8 +711,7 @@ impl Catalog {
         key: &WrappedKey,
         first: bool,
     ) -> rusqlite::Result<bool> {
-        let bytes = rmp_serde::to_vec_named(key)
-            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+        let bytes = encode(key)?;
         let tx = self.db.transaction()?;
         let has: bool = tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM keys WHERE client = ?1)",
@@ -994,10 +1018,20 @@ mod tests {
         let new = NewVersion {
             name: name.into(),
             size,
+            meta: file_meta(),
             chunks: vec![id],
         };
         match c.commit(client, &[new])?.unwrap()[0] {
             Recorded::New(v) | Recorded::Unchanged(v) => Ok(v),
+        }
+    }
+
+    fn file_meta() -> FileMeta {
+        FileMeta {
+            kind: arca_shared::meta::FileKind::File,
+            mode: 0o644,
+            mtime_ns: 7,
+            owner: None,
         }
     }
 
@@ -1049,6 +1083,7 @@ mod tests {
         let stolen = NewVersion {
             name: "x".into(),
             size: 1,
+            meta: file_meta(),
             chunks: vec![id],
         };
         assert_eq!(

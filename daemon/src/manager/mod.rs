@@ -377,6 +377,7 @@ impl Manager {
                 hash: row.hash,
                 created_ms: row.created_ms,
                 plain: row.plain,
+                meta: row.meta,
             })
             .collect())
     }

@@ -9,7 +9,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::chunker;
+use arca_shared::meta::FileMeta;
+
+use super::{chunker, meta};
 
 use arca_shared::vault::{ChunkId, ChunkKeys};
 use rustix::fs::{CWD, FileType, Mode, OFlags, ResolveFlags};
@@ -77,7 +79,15 @@ pub fn open_regular(path: &Path) -> Result<(File, Metadata), Skip> {
     Ok((file, meta))
 }
 
-/// Only regular files are backed up.
+/// Regular files are backed up, and symbolic links as links.
+pub fn backed_up(meta: &Metadata) -> Result<(), Skip> {
+    match meta.file_type().is_symlink() {
+        true => Ok(()),
+        false => regular(meta),
+    }
+}
+
+/// Only regular files have bytes to read.
 pub fn regular(meta: &Metadata) -> Result<(), Skip> {
     match FileType::from_raw_mode(meta.mode()) {
         FileType::RegularFile => Ok(()),
@@ -101,6 +111,7 @@ pub fn not_regular(kind: FileType) -> Skip {
 /// were kept.
 pub struct Snapshot {
     pub stamp: Stamp,
+    pub meta: FileMeta,
     pub chunks: Vec<ChunkId>,
     pub content: Option<Arc<[u8]>>,
 }
@@ -131,6 +142,7 @@ pub fn read_stable(path: &Path, keep_below: u64, keys: &ChunkKeys) -> Result<Sna
         if Stamp::of(&file.metadata()?) == stamp {
             return Ok(Snapshot {
                 stamp,
+                meta: meta::of_file(&before),
                 chunks,
                 content,
             });

@@ -11,7 +11,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use arca_shared::meta::{FileKind, FileMeta, PERMISSION_BITS};
-use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, Timespec, Timestamps, UTIME_OMIT};
+use rustix::fs::{AtFlags, CWD, FileType, Timespec, Timestamps, UTIME_OMIT};
 use rustix::io::Errno;
 
 use super::local::{Skip, not_regular};
@@ -81,28 +81,10 @@ fn recorded(meta: &Metadata, kind: FileKind) -> FileMeta {
     }
 }
 
-/// Gives the regular file at `path` (already written, a link there is
-/// refused, not followed) its owner when root, mode and modification time.
-pub fn apply(path: &Path, meta: &FileMeta) -> Result<(), MetaError> {
-    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-    let file = rustix::fs::openat(CWD, path, flags, Mode::empty()).map_err(|e| match e {
-        Errno::LOOP => MetaError::new(path, "it is a symbolic link now; links are not followed"),
-        e => MetaError::io(path, "open it", e),
-    })?;
-    let file = File::from(file);
-    let kind = file
-        .metadata()
-        .map_err(|e| MetaError::io(path, "read its metadata", e))?
-        .mode();
-    match FileType::from_raw_mode(kind) {
-        FileType::RegularFile => apply_to(&file, path, meta),
-        other => Err(MetaError::new(path, not_regular(other).0)),
-    }
-}
-
-/// As [`apply`], on the open regular `file` (at `path`, for messages): a
-/// restore can apply the metadata to its temp file before renaming it into
-/// place, where nothing can swap the file in between.
+/// Gives the open regular `file` (at `path`, for messages) its owner when
+/// root, mode and modification time: a restore applies them to its temp
+/// file before renaming it into place, where nothing can swap the file in
+/// between.
 pub fn apply_to(file: &File, path: &Path, meta: &FileMeta) -> Result<(), MetaError> {
     if let FileKind::Symlink { .. } = meta.kind {
         return Err(MetaError::new(
@@ -381,7 +363,7 @@ mod tests {
         );
 
         let fifo = dir.path().join("fifo");
-        rustix::fs::mknodat(CWD, &fifo, FileType::Fifo, Mode::RUSR, 0).unwrap();
+        rustix::fs::mknodat(CWD, &fifo, FileType::Fifo, rustix::fs::Mode::RUSR, 0).unwrap();
         let e = capture(&fifo).unwrap_err();
         assert!(e.to_string().contains("fifo: it is a FIFO"), "{e}");
         assert!(capture(dir.path()).is_err());
@@ -401,7 +383,8 @@ mod tests {
             mtime_ns: -1_234_567_891,
             owner: Some((4321, 8765)),
         };
-        apply(&path, &meta).unwrap();
+        let open = || File::open(&path).unwrap();
+        apply_to(&open(), &path, &meta).unwrap();
         let stat = std::fs::metadata(&path).unwrap();
         assert_eq!(stat.mode() & 0o7777, 0o4750);
         assert_eq!(mtime_ns(&stat), -1_234_567_891);
@@ -418,40 +401,27 @@ mod tests {
             mtime_ns: 1_700_000_000_000_000_001,
             ..meta.clone()
         };
-        apply(&path, &wide).unwrap();
+        apply_to(&open(), &path, &wide).unwrap();
         let stat = std::fs::metadata(&path).unwrap();
         assert_eq!(stat.mode() & 0o7777, 0o644);
         assert_eq!(mtime_ns(&stat), 1_700_000_000_000_000_001);
     }
 
     #[test]
-    fn applying_never_follows_a_link_nor_takes_a_link_for_a_file() {
+    fn a_link_is_never_applied_to_a_file() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("file");
         std::fs::write(&file, "x").unwrap();
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let link = dir.path().join("link");
-        std::os::unix::fs::symlink(&file, &link).unwrap();
-        let meta = FileMeta {
-            kind: FileKind::File,
-            mode: 0o777,
-            mtime_ns: 0,
-            owner: None,
-        };
-        let e = apply(&link, &meta).unwrap_err();
-        assert!(e.why.contains("symbolic link"), "{e}");
-        assert_eq!(std::fs::metadata(&file).unwrap().mode() & 0o7777, 0o600);
-
         let as_link = FileMeta {
             kind: FileKind::Symlink {
                 target: b"x".to_vec(),
             },
-            ..meta
+            mode: 0o777,
+            mtime_ns: 0,
+            owner: None,
         };
-        let e = apply(&file, &as_link).unwrap_err();
+        let e = apply_to(&File::open(&file).unwrap(), &file, &as_link).unwrap_err();
         assert!(e.why.contains("is a symbolic link"), "{e}");
-        let e = apply(&dir.path().join("missing"), &as_link).unwrap_err();
-        assert!(e.to_string().contains("missing: cannot open it"), "{e}");
     }
 
     fn link_meta(target: &[u8]) -> FileMeta {

@@ -21,7 +21,7 @@ use arca_shared::{Connection, FrameError, Message};
 
 pub use chunk_cache::ChunkCache;
 pub use keys::{Passphrase, Vault};
-pub use local::{Skip, Stamp, not_regular, regular};
+pub use local::{Skip, Stamp, backed_up, not_regular, regular};
 pub use progress::{Phase, Progress, TransferProgress};
 pub use restore::Restored;
 pub use upload::{LocalFile, Uploaded};

@@ -7,11 +7,11 @@
 //! fetched from another; a copy that fails its hash is reported.
 
 use std::collections::HashMap;
-use std::os::unix::fs::FileExt;
+use std::io::Write as _;
 use std::path::Path;
-use std::sync::Arc;
 
 use arca_shared::keys::ClusterKey;
+use arca_shared::meta::{FileKind, FileMeta};
 use arca_shared::protocol::{FileEntry, Grant, Part, content_digest};
 use arca_shared::reply::{Accepted, Restoring};
 use arca_shared::types::ServerId;
@@ -20,6 +20,7 @@ use arca_shared::{BlobHash, FrameError, Message};
 use futures::StreamExt;
 
 use super::local::read_stable;
+use super::meta::{self, Linked, SparseWriter};
 use super::progress::set_phase;
 use super::{ClientError, Phase, Progress, Session, open_server, refusal};
 
@@ -84,6 +85,18 @@ impl Session {
         progress: &Progress,
     ) -> Result<Restored, ClientError> {
         let (entry, parts) = self.parts(name, version).await?;
+        if let Some(meta) = entry.meta.as_ref().filter(|m| m.kind != FileKind::File) {
+            if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| ClientError::local(dir.display(), e))?;
+            }
+            let linked = meta::restore_symlink(dest, meta, force)
+                .map_err(|e| ClientError::Local(e.to_string()))?;
+            let version = entry.version;
+            return Ok(match linked {
+                Linked::Created => Restored::Written { version, size: 0 },
+                Linked::AlreadyThere => Restored::AlreadyThere { version },
+            });
+        }
         let keys = match parts.iter().any(|p| p.sealed) {
             true => Some(self.chunk_keys(false).await?),
             false => None,
@@ -104,7 +117,7 @@ impl Session {
             p.sent = 0;
             p.phase = Phase::Restoring;
         });
-        let out = Partial::beside(dest)?;
+        let mut out = Partial::beside(dest)?;
         let mut offset = 0u64;
         // What the manager refuses for a chunk, it refuses for this version.
         let this_version = |e: ClientError| match e {
@@ -139,12 +152,12 @@ impl Session {
                             .map_err(this_version)?
                     }
                 };
-                out.write_at(plain, offset).await?;
+                out.write(plain).await?;
                 offset += part.plain_size;
                 progress.send_modify(|p| p.sent = offset);
             }
         }
-        out.finish(dest, entry.size).await?;
+        out.finish(dest, entry.meta).await?;
         Ok(Restored::Written {
             version: entry.version,
             size: entry.size,
@@ -342,10 +355,11 @@ fn open(part: &Part, stored: Vec<u8>, keys: Option<&ChunkKeys>) -> Result<Vec<u8
     Ok(plain)
 }
 
-/// The file being restored, beside its destination.
+/// The file being restored, beside its destination, written in order.
 struct Partial {
     path: tempfile::TempPath,
-    file: Arc<std::fs::File>,
+    /// Away on a blocking thread while a chunk is written.
+    writer: Option<SparseWriter>,
 }
 
 impl Partial {
@@ -362,27 +376,38 @@ impl Partial {
             .into_parts();
         Ok(Self {
             path,
-            file: Arc::new(file),
+            writer: Some(SparseWriter::new(file).map_err(cannot_write)?),
         })
     }
 
-    /// Writes a chunk at its place, off the async threads. A chunk of zeros
-    /// is not written: it stays a hole, as it was in a sparse file.
-    async fn write_at(&self, plain: Vec<u8>, offset: u64) -> Result<(), ClientError> {
-        if plain.iter().all(|b| *b == 0) {
-            return Ok(());
-        }
-        let file = self.file.clone();
-        tokio::task::spawn_blocking(move || file.write_all_at(&plain, offset))
+    /// Writes the next chunk, off the async threads; runs of zeros stay
+    /// holes, as they were in a sparse file.
+    async fn write(&mut self, plain: Vec<u8>) -> Result<(), ClientError> {
+        let mut writer = self
+            .writer
+            .take()
+            .ok_or_else(|| ClientError::Local("an earlier write failed".into()))?;
+        let writer = tokio::task::spawn_blocking(move || writer.write_all(&plain).map(|()| writer))
             .await
             .map_err(|e| ClientError::local("the writing task", e))?
-            .map_err(cannot_write)
+            .map_err(cannot_write)?;
+        self.writer = Some(writer);
+        Ok(())
     }
 
-    async fn finish(self, dest: &Path, size: u64) -> Result<(), ClientError> {
-        let (path, file, dest) = (self.path, self.file, dest.to_owned());
+    /// Gives the file its mode, time and owner, makes it durable, and
+    /// renames it into place.
+    async fn finish(self, dest: &Path, meta: Option<FileMeta>) -> Result<(), ClientError> {
+        let (path, dest) = (self.path, dest.to_owned());
+        let writer = self
+            .writer
+            .ok_or_else(|| ClientError::Local("an earlier write failed".into()))?;
         tokio::task::spawn_blocking(move || {
-            file.set_len(size).map_err(cannot_write)?;
+            let file = writer.finish().map_err(cannot_write)?;
+            if let Some(meta) = &meta {
+                meta::apply_to(&file, &dest, meta)
+                    .map_err(|e| ClientError::Local(e.to_string()))?;
+            }
             file.sync_all()
                 .map_err(|e| ClientError::local("cannot flush the restored file", e))?;
             path.persist(&dest)

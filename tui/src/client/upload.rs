@@ -12,6 +12,7 @@ use std::time::Duration;
 use arca_shared::connection::{FrameReader, FrameWriter};
 use arca_shared::keys::ClusterKey;
 use arca_shared::limits::CHUNK_SIZE;
+use arca_shared::meta::FileMeta;
 use arca_shared::protocol::{NewChunk, PutFile, PutResult};
 use arca_shared::reply::{Accepted, ChunkPlan, Have};
 use arca_shared::ticket::Ticket;
@@ -22,7 +23,7 @@ use tokio::sync::mpsc;
 
 use super::local::{Skip, Stamp, open_regular, read_stable};
 use super::progress::set_phase;
-use super::{ClientError, Phase, Progress, Session, chunker, open_server, refusal};
+use super::{ClientError, Phase, Progress, Session, chunker, meta, open_server, refusal};
 
 /// Chunk ids per frame, asking or recording.
 const IDS_PER_FRAME: usize = 2048;
@@ -56,6 +57,7 @@ pub struct LocalFile {
     pub path: PathBuf,
     pub name: String,
     pub size: u64,
+    pub meta: FileMeta,
     pub chunks: Vec<ChunkId>,
     pub content: Option<Arc<[u8]>>,
     pub stamp: Stamp,
@@ -63,13 +65,26 @@ pub struct LocalFile {
 
 impl LocalFile {
     /// Reads `path` to back it up as `name`, keeping its bytes if it is
-    /// smaller than `keep_below`.
+    /// smaller than `keep_below`; a symbolic link is read as a link.
     pub fn read(path: &Path, name: &str, keep_below: u64, keys: &ChunkKeys) -> Result<Self, Skip> {
+        let found = std::fs::symlink_metadata(path)?;
+        if found.file_type().is_symlink() {
+            return Ok(Self {
+                path: path.to_owned(),
+                name: name.to_owned(),
+                size: 0,
+                meta: meta::capture(path).map_err(|e| Skip(e.why))?,
+                chunks: Vec::new(),
+                content: Some(Arc::from([])),
+                stamp: Stamp::of(&found),
+            });
+        }
         let read = read_stable(path, keep_below, keys)?;
         Ok(Self {
             path: path.to_owned(),
             name: name.to_owned(),
             size: read.stamp.size(),
+            meta: read.meta,
             chunks: read.chunks,
             content: read.content,
             stamp: read.stamp,
@@ -431,6 +446,7 @@ impl Session {
                     .map(|f| PutFile {
                         name: f.name.clone(),
                         size: f.size,
+                        meta: f.meta.clone(),
                         chunks: first_page(&f.chunks).to_vec(),
                         continued: f.chunks[first_page(&f.chunks).len()..]
                             .chunks(IDS_PER_FRAME)

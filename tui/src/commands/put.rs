@@ -14,12 +14,13 @@ use std::sync::{Arc, Mutex};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
 
+use arca_shared::meta::FileMeta;
 use arca_shared::sync::LockAnyway;
 use arca_shared::vault::ChunkKeys;
 
 use crate::client::{
     ChunkCache, ClientError, LocalFile, Phase, Session, Settings, Skip, Stamp, TransferProgress,
-    Uploaded, regular,
+    Uploaded, backed_up, meta,
 };
 use crate::names::{self, Skipped};
 use crate::out;
@@ -45,9 +46,8 @@ pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, Clie
     for root in paths {
         let walked = names::files_to_back_up(&settings.files, root)
             .map_err(|e| ClientError::Local(format!("cannot back up {e}")))?;
-        let (files, passed_over) = walked.regular_files();
-        jobs.extend(files);
-        skipped.extend(passed_over);
+        jobs.extend(walked.files.into_iter().map(|f| (f.path, f.name)));
+        skipped.extend(walked.skipped);
     }
     let total_files = jobs.len() + skipped.iter().filter(|s| s.partial).count();
     let (pending, gone) = stat_all(jobs).await?;
@@ -180,10 +180,12 @@ struct Pending {
     name: String,
     size: u64,
     stamp: Stamp,
+    /// A regular file's metadata; `None` for a link (read when it is sent).
+    meta: Option<FileMeta>,
 }
 
 /// The size of every file; one that is gone or is no longer a regular file
-/// is skipped. Links are not followed: the walk found a regular file here.
+/// or a link is skipped. Links are not followed: they are backed up as links.
 async fn stat_all(
     jobs: Vec<(PathBuf, String)>,
 ) -> Result<(Vec<Pending>, Vec<Skipped>), ClientError> {
@@ -192,13 +194,17 @@ async fn stat_all(
         let mut gone = Vec::new();
         for (path, name) in jobs {
             let meta = std::fs::symlink_metadata(&path).map_err(Skip::from);
-            match meta.and_then(|meta| regular(&meta).map(|()| meta)) {
-                Ok(meta) => pending.push(Pending {
-                    path,
-                    name,
-                    size: meta.len(),
-                    stamp: Stamp::of(&meta),
-                }),
+            match meta.and_then(|meta| backed_up(&meta).map(|()| meta)) {
+                Ok(found) => {
+                    let link = found.file_type().is_symlink();
+                    pending.push(Pending {
+                        path,
+                        name,
+                        size: if link { 0 } else { found.len() },
+                        stamp: Stamp::of(&found),
+                        meta: (!link).then(|| meta::of_file(&found)),
+                    });
+                }
                 Err(why) => gone.push(Skipped {
                     what: name,
                     why,
@@ -225,11 +231,13 @@ async fn read_batch(
         let mut files = Vec::with_capacity(batch.len());
         let mut skipped = Vec::new();
         for p in batch {
-            if let Some(chunks) = lock().known(&p.path, p.stamp) {
+            let known = p.meta.clone().zip(lock().known(&p.path, p.stamp));
+            if let Some((meta, chunks)) = known {
                 files.push(LocalFile {
                     path: p.path,
                     name: p.name,
                     size: p.size,
+                    meta,
                     chunks,
                     content: None,
                     stamp: p.stamp,
@@ -350,6 +358,7 @@ mod tests {
             name: name.into(),
             size,
             stamp: Stamp::of(&any),
+            meta: None,
         }
     }
 

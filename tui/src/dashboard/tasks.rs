@@ -86,9 +86,8 @@ impl Tasks {
                     for root in paths {
                         match names::files_to_back_up(&files, &root) {
                             Ok(walked) => {
-                                let (files, skipped) = walked.regular_files();
-                                if let Some(first) = skipped.first() {
-                                    let more = skipped.len() - 1;
+                                if let Some(first) = walked.skipped.first() {
+                                    let more = walked.skipped.len() - 1;
                                     let more = if more > 0 {
                                         format!(" (and {more} more)")
                                     } else {
@@ -96,7 +95,7 @@ impl Tasks {
                                     };
                                     let _ = msgs.send(Msg::Flash(format!("skipped {first}{more}")));
                                 }
-                                for (path, name) in files {
+                                for names::Found { path, name } in walked.files {
                                     let id = ids.fetch_add(1, Ordering::Relaxed);
                                     let kind = Kind::Upload;
                                     let _ = msgs.send(Msg::Queued {

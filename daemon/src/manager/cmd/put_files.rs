@@ -5,6 +5,7 @@
 //! version.
 
 use arca_shared::limits::LIST_MAX;
+use arca_shared::meta::FileKind;
 use arca_shared::protocol::{PutFile, PutResult};
 use arca_shared::vault::CHUNK_MAX;
 use arca_shared::{Connection, FrameError, Message};
@@ -51,9 +52,13 @@ pub(crate) async fn run(
                 file.name, file.size
             ));
         }
+        if matches!(file.meta.kind, FileKind::Symlink { .. }) && (file.size, count) != (0, 0) {
+            return refuse(format!("{} is a link: it has no bytes", file.name));
+        }
         versions.push(NewVersion {
             name: file.name,
             size: file.size,
+            meta: file.meta,
             chunks,
         });
     }
