@@ -67,6 +67,11 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// The passphrases that open this client's key (no data is re-encrypted).
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Have the servers hash every copy in place (no download) and report.
     Verify { name: Option<String> },
     /// Show the cluster as the manager sees it.
@@ -95,5 +100,25 @@ pub enum Command {
     Daemon {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// List the keys: each is the master key wrapped by one passphrase.
+    List,
+    /// Add a passphrase (the current one opens the key).
+    Add {
+        /// A file holding the new passphrase [default: asked on the terminal].
+        #[arg(long)]
+        new_password_file: Option<PathBuf>,
+    },
+    /// Remove a key by its id (never the last one).
+    Remove { id: String },
+    /// Change the current passphrase: add the new one, remove the old.
+    Passwd {
+        /// A file holding the new passphrase [default: asked on the terminal].
+        #[arg(long)]
+        new_password_file: Option<PathBuf>,
     },
 }

@@ -398,3 +398,72 @@ async fn a_hostile_manager_cannot_make_a_folder_restore_escape() {
     assert!(!t.dir.path().join("escape.txt").exists());
     t.cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passphrases_change_without_reencrypting_and_a_missing_one_is_explained() {
+    let t = TestCluster::with_servers(2).await;
+    t.write("a.txt", b"alpha");
+    let manager = t.cluster.manager_addr.clone();
+    let files = t.files();
+    let with = |passphrase: Option<&str>, args: &[&str]| {
+        let mut command = arca(&t, &manager, args);
+        match passphrase {
+            Some(p) => command.env("ARCA_PASSWORD", p),
+            None => command.env_remove("ARCA_PASSWORD"),
+        };
+        async move {
+            tokio::time::timeout(PATIENCE, command.output())
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    // No passphrase, no terminal: said plainly, and nothing stored.
+    let out = with(None, &["put", files.to_str().unwrap()]).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no passphrase"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(nothing_listed(&t).await);
+
+    let out = with(Some("one"), &["put", files.to_str().unwrap()]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let new = t.dir.path().join("new-passphrase");
+    std::fs::write(&new, "two\n").unwrap();
+    let new = new.to_str().unwrap();
+    let out = with(Some("one"), &["key", "add", "--new-password-file", new]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let restored = t.dir.path().join("restored.txt");
+    let restored = restored.to_str().unwrap();
+    let out = with(Some("two"), &["get", "a.txt", "-o", restored]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(restored).unwrap(), b"alpha");
+
+    // "one" changes to "two" again: its own key goes, the other stays.
+    let out = with(Some("one"), &["key", "passwd", "--new-password-file", new]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = with(Some("one"), &["get", "a.txt", "-o", restored, "--force"]).await;
+    assert!(
+        text(&out.stderr).contains("wrong passphrase"),
+        "{}",
+        text(&out.stderr)
+    );
+    let listed = with(None, &["key", "list"]).await;
+    let ids: Vec<String> = text(&listed.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2, "{}", text(&listed.stdout));
+    let out = with(None, &["key", "remove", &ids[0]]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = with(None, &["key", "remove", &ids[1]]).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("last one"),
+        "{}",
+        text(&out.stderr)
+    );
+    t.cluster.shutdown().await;
+}

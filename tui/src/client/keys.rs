@@ -167,7 +167,15 @@ impl Session {
             }
         }
         let passphrase = self.settings.vault.passphrase.get(&client, false).await?;
-        open(&client, passphrase, wrapped).await
+        Ok(open(&client, passphrase, wrapped).await?.0)
+    }
+
+    /// The id of the key this client's passphrase opens.
+    pub async fn opened_by(&mut self) -> Result<String, ClientError> {
+        let client = self.settings.client.clone();
+        let wrapped = self.keys().await?;
+        let passphrase = self.settings.vault.passphrase.get(&client, false).await?;
+        Ok(open(&client, passphrase, wrapped).await?.1)
     }
 
     /// This client's wrapped master keys.
@@ -211,7 +219,7 @@ impl Session {
             )));
         }
         let passphrase = self.settings.vault.passphrase.get(&client, false).await?;
-        let master = open(&client, passphrase, wrapped).await?;
+        let (master, _) = open(&client, passphrase, wrapped).await?;
         let new = new.get(&client, true).await?;
         let c = client.clone();
         let key = blocking(move || master.wrap(&c, new.as_bytes())).await?;
@@ -221,17 +229,20 @@ impl Session {
     }
 }
 
-/// The master key from the first wrapping `passphrase` opens.
+/// The master key from the first wrapping `passphrase` opens, and its id.
 async fn open(
     client: &str,
     passphrase: Arc<str>,
     wrapped: Vec<WrappedKey>,
-) -> Result<MasterKey, ClientError> {
+) -> Result<(MasterKey, String), ClientError> {
     let client = client.to_owned();
     blocking(move || {
         wrapped
             .iter()
-            .find_map(|key| key.unwrap(&client, passphrase.as_bytes()).ok())
+            .find_map(|key| {
+                let master = key.unwrap(&client, passphrase.as_bytes()).ok()?;
+                Some((master, key.id()))
+            })
             .ok_or(VaultError::WrongPassphrase)
     })
     .await

@@ -1,6 +1,7 @@
 //! The headless subcommands, one file each.
 
 mod get;
+mod key;
 mod ls;
 mod put;
 mod rm;
@@ -63,6 +64,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
         Some(Command::Rm { name, version, all }) => rm::run(settings()?, &name, version, all).await,
         Some(Command::Status { json }) => status::run(settings()?, json).await,
         Some(Command::Verify { name }) => verify::run(settings()?, name.as_deref()).await,
+        Some(Command::Key { command }) => key::run(settings()?, command).await,
     }
 }
 
