@@ -154,6 +154,8 @@ pub async fn run(options: Options) -> BenchResult<()> {
     cases.push(backup);
     cases.push(restore);
     cases.push(restore_from_disk);
+    out::error(format_args!("1 MiB changed in the middle, backed up again"));
+    let growth = changed_mib(&bench, &big)?;
     let _ = std::fs::remove_file(&big);
 
     let tree = bench.dir.join("tree");
@@ -190,11 +192,100 @@ pub async fn run(options: Options) -> BenchResult<()> {
     }
     cases.push(small);
     cases.push(again);
-    report(&options, &cases, client_rss, &daemon_rss, restic.is_some());
+    report(&options, &cases, &growth, client_rss, &daemon_rss);
     Ok(())
 }
 
+/// What one more backup stores after 1 MiB in the middle of the big file
+/// changed: Arca's growth on all servers together (both replicas), and,
+/// as floors, a restic and a borg repository's (one copy each).
+struct Growth {
+    arca_bytes: u64,
+    arca_secs: f64,
+    floors: Vec<(&'static str, u64)>,
+}
+
+fn changed_mib(bench: &Bench, big: &Path) -> BenchResult<Growth> {
+    let files = bench.dir.join("edit");
+    let floors = bench.dir.join("edit-floors");
+    for dir in [&files, &floors] {
+        std::fs::create_dir_all(dir).map_err(io("edit folders"))?;
+    }
+    let file = files.join("big.bin");
+    std::fs::rename(big, &file).map_err(io("edit file"))?;
+    let name = path_str(&file)?;
+    let restic = restic_repo(&floors);
+    let borg = borg_repo(&floors);
+    let back_up = |round: u32| -> BenchResult<f64> {
+        let (secs, _) = bench.arca_as("edit", &["put", name], &files)?;
+        if let Some(repo) = &restic {
+            time_restic(repo, &file)?;
+        }
+        if let Some(repo) = &borg {
+            borg_create(repo, round, &file)?;
+        }
+        Ok(secs)
+    };
+    let sizes = || {
+        (
+            bench.stored(),
+            restic.as_deref().map(dir_bytes),
+            borg.as_deref().map(dir_bytes),
+        )
+    };
+    back_up(1)?;
+    let before = sizes();
+    let mut edit = vec![0u8; 1 << 20];
+    cluster::sample_bytes(b"the edit").fill(&mut edit);
+    let len = std::fs::metadata(&file).map_err(io("edit"))?.len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .and_then(|f| std::os::unix::fs::FileExt::write_all_at(&f, &edit, len / 2))
+        .map_err(io("edit"))?;
+    let arca_secs = back_up(2)?;
+    let after = sizes();
+    std::fs::rename(&file, big).map_err(io("edit file"))?;
+    let grown = |before: Option<u64>, after: Option<u64>| {
+        before.zip(after).map(|(b, a)| a.saturating_sub(b))
+    };
+    let floors = [
+        ("restic", grown(before.1, after.1)),
+        ("borg", grown(before.2, after.2)),
+    ]
+    .into_iter()
+    .filter_map(|(tool, bytes)| Some((tool, bytes?)))
+    .collect();
+    Ok(Growth {
+        arca_bytes: after.0.saturating_sub(before.0),
+        arca_secs,
+        floors,
+    })
+}
+
+/// Bytes of every file under `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.metadata() {
+            Ok(meta) if meta.is_dir() => dir_bytes(&e.path()),
+            Ok(meta) => meta.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 impl Bench {
+    /// Bytes in every server's blobs.
+    fn stored(&self) -> u64 {
+        (1..=4)
+            .map(|i| dir_bytes(&self.dir.join(format!("server-{i}")).join("blobs")))
+            .sum()
+    }
+
     async fn start_cluster(&mut self) -> BenchResult<()> {
         let manager_data = self.dir.join("manager");
         let manager = self.manager.clone();
@@ -412,6 +503,42 @@ const RESTIC_PASSWORD: &str = "arca-bench";
 /// The bench's own clients' passphrase: Arca encrypts, as restic does.
 const PASSPHRASE: &str = "arca-bench";
 
+/// A borg repository for the baseline, if borg is installed.
+fn borg_repo(dir: &Path) -> Option<PathBuf> {
+    let repo = dir.join("borg-repo");
+    let ok = borg(dir)
+        .args(["init", "--encryption", "repokey-blake2"])
+        .arg(&repo)
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(repo)
+}
+
+fn borg_create(repo: &Path, round: u32, file: &Path) -> BenchResult<()> {
+    let parent = repo.parent().unwrap_or(repo);
+    let status = borg(parent)
+        .arg("create")
+        .arg(format!("{}::round-{round}", repo.display()))
+        .arg(file)
+        .status()
+        .map_err(io("borg"))?;
+    if !status.success() {
+        return Err(ClientError::Local("borg create failed".into()));
+    }
+    Ok(())
+}
+
+/// `borg`, with its passphrase, and its cache and keys kept under `dir`.
+fn borg(dir: &Path) -> Command {
+    let mut command = Command::new("borg");
+    command
+        .env("BORG_PASSPHRASE", RESTIC_PASSWORD)
+        .env("BORG_BASE_DIR", dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
 /// A restic repository for the baseline, if restic is installed.
 fn restic_repo(dir: &Path) -> Option<PathBuf> {
     let repo = dir.join("restic-repo");
@@ -447,9 +574,9 @@ fn time_restic(repo: &Path, tree: &Path) -> BenchResult<f64> {
 fn report(
     options: &Options,
     cases: &[Case],
+    growth: &Growth,
     client_rss: u64,
     daemons: &[(String, u64)],
-    restic: bool,
 ) {
     if options.json {
         let cases: Vec<_> = cases
@@ -472,10 +599,17 @@ fn report(
             std::iter::once(("client".to_owned(), json!(client_rss)))
                 .chain(daemons.iter().map(|(n, r)| (n.clone(), json!(r))))
                 .collect();
+        let floors: serde_json::Map<String, serde_json::Value> = growth
+            .floors
+            .iter()
+            .map(|(tool, bytes)| ((*tool).to_owned(), json!(bytes)))
+            .collect();
+        let changed = json!({ "arca_bytes": growth.arca_bytes, "arca_s": growth.arca_secs,
+                              "floors_bytes": floors });
         out::line(format_args!(
             "{}",
             json!({ "runs": options.runs, "big_mib": options.big_mib, "small_files": options.small_files,
-                    "cases": cases, "peak_rss_kib": rss })
+                    "cases": cases, "changed_mib": changed, "peak_rss_kib": rss })
         ));
         return;
     }
@@ -505,7 +639,27 @@ fn report(
             c.name, secs, rate, c.floor_name, floor, ratio
         ));
     }
-    if !restic {
+    let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
+    let floors: Vec<String> = growth
+        .floors
+        .iter()
+        .map(|(tool, bytes)| format!("{tool} {:.1} MiB (one copy)", mib(*bytes)))
+        .collect();
+    out::line(format_args!(
+        "1 MiB changed in the middle, backed up again: stored {:.1} MiB more (both copies) in \
+         {:.3} s; {}",
+        mib(growth.arca_bytes),
+        growth.arca_secs,
+        if floors.is_empty() {
+            "(install restic and borg for floors)".to_owned()
+        } else {
+            floors.join(", ")
+        }
+    ));
+    if !cases
+        .iter()
+        .any(|c| c.floor_name == "restic backup" && !c.floor.is_empty())
+    {
         out::line(format_args!(
             "(restic is not installed: no small-files floor; apt-get install restic)"
         ));

@@ -188,6 +188,10 @@ fn the_bench_runs_every_case_against_real_daemons() {
     for case in cases {
         assert!(case["median_s"].as_f64().unwrap() > 0.0, "{case}");
     }
+    // The changed MiB is stored again, at most a few chunks around it.
+    let changed = &report["changed_mib"];
+    let grown = changed["arca_bytes"].as_u64().unwrap();
+    assert!(grown > 0 && grown <= 2 * (6 << 20), "{changed}");
     for process in ["client", "manager", "server 1", "server 4"] {
         assert!(
             report["peak_rss_kib"][process].as_u64().unwrap() > 0,
