@@ -10,7 +10,7 @@
 //! chunk id bound as associated data so one stored chunk cannot pass for
 //! another).
 
-use chacha20poly1305::aead::{Aead, Payload};
+use chacha20poly1305::aead::{Aead, AeadInOut, Payload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
@@ -19,7 +19,10 @@ use serde_bytes::ByteBuf;
 pub const CHUNK_MAX: usize = 4 << 20;
 
 /// Largest stored chunk: the largest chunk, raw, in its seal.
-pub const SEALED_MAX: usize = CHUNK_MAX + 1 + 1 + NONCE + 16;
+pub const SEALED_MAX: usize = HEAD + 1 + CHUNK_MAX + TAG;
+/// A sealed chunk's head: the format byte and the nonce.
+const HEAD: usize = 1 + NONCE;
+const TAG: usize = 16;
 
 /// The first byte of every sealed chunk: the format it was sealed in.
 const SEALED_V1: u8 = 1;
@@ -198,64 +201,58 @@ impl ChunkKeys {
         ChunkId(*blake3::keyed_hash(&self.id, plain).as_bytes())
     }
 
-    /// Compresses `plain` where that pays, then seals it, bound to `id`.
+    /// Compresses `plain` where that pays, then seals it, bound to `id`:
+    /// the format byte, the nonce, then the sealed body and its tag.
     pub fn seal(&self, id: &ChunkId, plain: &[u8]) -> Result<Vec<u8>, VaultError> {
-        let mut inner = Vec::with_capacity(plain.len() + 1);
-        match compressed(plain) {
-            Some(smaller) => {
-                inner.push(ZSTD);
-                inner.extend_from_slice(&smaller);
-            }
-            None => {
-                inner.push(RAW);
-                inner.extend_from_slice(plain);
-            }
-        }
+        let smaller = compressed(plain);
+        let (how, body) = match &smaller {
+            Some(smaller) => (ZSTD, smaller.as_slice()),
+            None => (RAW, plain),
+        };
         let nonce: [u8; NONCE] = random()?;
-        let sealed = self
-            .seal
-            .encrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: &inner,
-                    aad: &id.0,
-                },
-            )
-            .map_err(|_| VaultError::Rejected)?;
-        let mut stored = Vec::with_capacity(1 + NONCE + sealed.len());
+        // Sealed where it lies: one buffer, one copy of the chunk.
+        let mut stored = Vec::with_capacity(HEAD + 1 + body.len() + TAG);
         stored.push(SEALED_V1);
         stored.extend_from_slice(&nonce);
-        stored.extend_from_slice(&sealed);
+        stored.push(how);
+        stored.extend_from_slice(body);
+        let tag = self
+            .seal
+            .encrypt_inout_detached(&XNonce::from(nonce), &id.0, (&mut stored[HEAD..]).into())
+            .map_err(|_| VaultError::Rejected)?;
+        stored.extend_from_slice(&tag);
         Ok(stored)
     }
 
     /// The plaintext of a stored chunk, if it is chunk `id` sealed by this
-    /// namespace and undamaged.
-    pub fn open(&self, id: &ChunkId, stored: &[u8]) -> Result<Vec<u8>, VaultError> {
-        if stored.len() < 1 + NONCE || stored[0] != SEALED_V1 {
+    /// namespace and undamaged; opened where it lies.
+    pub fn open(&self, id: &ChunkId, mut stored: Vec<u8>) -> Result<Vec<u8>, VaultError> {
+        if stored.len() < HEAD + 1 + TAG || stored[0] != SEALED_V1 {
             return Err(VaultError::Rejected);
         }
-        let nonce: [u8; NONCE] = stored[1..1 + NONCE]
+        let nonce: [u8; NONCE] = stored[1..HEAD]
             .try_into()
             .map_err(|_| VaultError::Rejected)?;
-        let mut inner = self
-            .seal
-            .decrypt(
+        let body = stored.len() - TAG;
+        let tag: [u8; TAG] = stored[body..]
+            .try_into()
+            .map_err(|_| VaultError::Rejected)?;
+        self.seal
+            .decrypt_inout_detached(
                 &XNonce::from(nonce),
-                Payload {
-                    msg: &stored[1 + NONCE..],
-                    aad: &id.0,
-                },
+                &id.0,
+                (&mut stored[HEAD..body]).into(),
+                &tag.into(),
             )
             .map_err(|_| VaultError::Rejected)?;
-        match inner.first() {
-            Some(&RAW) => {
-                inner.remove(0);
-                Ok(inner)
+        stored.truncate(body);
+        match stored[HEAD] {
+            RAW => {
+                stored.drain(..HEAD + 1);
+                Ok(stored)
             }
-            Some(&ZSTD) => {
-                zstd::bulk::decompress(&inner[1..], CHUNK_MAX).map_err(|_| VaultError::Rejected)
-            }
+            ZSTD => zstd::bulk::decompress(&stored[HEAD + 1..], CHUNK_MAX)
+                .map_err(|_| VaultError::Rejected),
             _ => Err(VaultError::Rejected),
         }
     }
@@ -303,7 +300,7 @@ mod tests {
         for plain in [&b""[..], b"x", &text, &random] {
             let id = keys.id(plain);
             let stored = keys.seal(&id, plain).unwrap();
-            assert_eq!(keys.open(&id, &stored).unwrap(), plain);
+            assert_eq!(keys.open(&id, stored.clone()).unwrap(), plain);
             assert!(
                 !stored
                     .windows(8)
@@ -317,12 +314,12 @@ mod tests {
         let stored_random = keys.seal(&keys.id(&random), &random).unwrap();
         assert!(stored_random.len() <= random.len() + 64, "random stays raw");
         // Another chunk's id, a flipped bit, another namespace: all refused.
-        assert!(keys.open(&keys.id(b"x"), &stored).is_err());
+        assert!(keys.open(&keys.id(b"x"), stored.clone()).is_err());
         let mut flipped = stored.clone();
         flipped[40] ^= 1;
-        assert!(keys.open(&id, &flipped).is_err());
+        assert!(keys.open(&id, flipped).is_err());
         let other = MasterKey::fresh().unwrap().chunk_keys();
-        assert!(other.open(&id, &stored).is_err());
+        assert!(other.open(&id, stored.clone()).is_err());
         assert_ne!(other.id(&text), id);
         // A fresh nonce every time: the same chunk never seals the same.
         assert_ne!(keys.seal(&id, &text).unwrap(), stored);

@@ -9,14 +9,16 @@
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use arca_shared::keys::ClusterKey;
 use arca_shared::meta::{FileKind, FileMeta};
 use arca_shared::protocol::{FileEntry, Grant, Part, content_digest};
 use arca_shared::reply::{Accepted, Restoring};
+use arca_shared::sync::LockAnyway;
 use arca_shared::types::ServerId;
 use arca_shared::vault::ChunkKeys;
-use arca_shared::{BlobHash, FrameError, Message};
+use arca_shared::{BlobHash, Connection, FrameError, Message};
 use futures::StreamExt;
 
 use super::local::read_stable;
@@ -126,15 +128,17 @@ impl Session {
             }
             other => other,
         };
+        let fetcher = Fetcher {
+            cluster: self.settings.key.clone(),
+            keys: keys.clone(),
+            idle: Arc::default(),
+        };
         for window in parts.chunks(WINDOW) {
             let grants = self.grants(window, &[]).await.map_err(this_version)?;
             // Owned, so the fetches can run on any thread.
-            let jobs: Vec<(Part, Option<Grant>, ClusterKey, Option<ChunkKeys>)> = window
+            let jobs: Vec<(Part, Option<Grant>, Fetcher)> = window
                 .iter()
-                .map(|part| {
-                    let grant = grants.get(&part.hash).cloned();
-                    (*part, grant, self.settings.key.clone(), keys.clone())
-                })
+                .map(|part| (*part, grants.get(&part.hash).cloned(), fetcher.clone()))
                 .collect();
             let mut fetched = futures::stream::iter(jobs)
                 .map(fetch_granted)
@@ -147,7 +151,7 @@ impl Session {
                     Ok(plain) => plain,
                     Err(failure) => {
                         let grant = grants.get(&part.hash).cloned();
-                        self.fetch_elsewhere(part, grant, failure, keys.as_ref())
+                        self.fetch_elsewhere(part, grant, failure, &fetcher)
                             .await
                             .map_err(this_version)?
                     }
@@ -222,7 +226,7 @@ impl Session {
         part: &Part,
         mut grant: Option<Grant>,
         mut failure: Failure,
-        keys: Option<&ChunkKeys>,
+        fetcher: &Fetcher,
     ) -> Result<Vec<u8>, ClientError> {
         let mut exclude = Vec::new();
         for _ in 0..MAX_ATTEMPTS {
@@ -256,7 +260,7 @@ impl Session {
             let Some(next) = next else {
                 return Err(ClientError::Refused(format!("no other holder ({reason})")));
             };
-            match fetch(&next, part, &self.settings.key, keys).await {
+            match fetcher.fetch(&next, part).await {
                 Ok(plain) => return Ok(plain),
                 Err(again) => {
                     failure = again;
@@ -271,56 +275,77 @@ impl Session {
 }
 
 async fn fetch_granted(
-    (part, grant, cluster, keys): (Part, Option<Grant>, ClusterKey, Option<ChunkKeys>),
+    (part, grant, fetcher): (Part, Option<Grant>, Fetcher),
 ) -> Result<Vec<u8>, Failure> {
     match grant {
-        Some(grant) => fetch(&grant, &part, &cluster, keys.as_ref()).await,
+        Some(grant) => fetcher.fetch(&grant, &part).await,
         None => Err(Failure::Fatal(ClientError::Refused(
             "the manager granted no holder for a chunk".into(),
         ))),
     }
 }
 
-/// Fetches one stored chunk from its granted holder and opens it.
-async fn fetch(
-    grant: &Grant,
-    part: &Part,
-    cluster: &ClusterKey,
-    keys: Option<&ChunkKeys>,
-) -> Result<Vec<u8>, Failure> {
-    let holder = |e: FrameError| Failure::Holder {
-        reason: format!("holder failed: {e}"),
-        corrupt: false,
-    };
-    let mut conn = open_server(&grant.holder, cluster).await.map_err(holder)?;
+/// Fetches chunks and opens them, keeping a connection to each holder for
+/// its next chunk (a handshake per megabyte would cost more than the bytes).
+#[derive(Clone)]
+struct Fetcher {
+    cluster: ClusterKey,
+    keys: Option<ChunkKeys>,
+    idle: Arc<Mutex<HashMap<String, Vec<Connection>>>>,
+}
+
+impl Fetcher {
+    async fn fetch(&self, grant: &Grant, part: &Part) -> Result<Vec<u8>, Failure> {
+        let holder = |e: FrameError| Failure::Holder {
+            reason: format!("holder failed: {e}"),
+            corrupt: false,
+        };
+        let idle = self
+            .idle
+            .lock_anyway()
+            .get_mut(&grant.holder)
+            .and_then(Vec::pop);
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => open_server(&grant.holder, &self.cluster)
+                .await
+                .map_err(holder)?,
+        };
+        let stored = receive(&mut conn, grant, part).await.map_err(holder)?;
+        self.idle
+            .lock_anyway()
+            .entry(grant.holder.clone())
+            .or_default()
+            .push(conn);
+        let (part, keys) = (*part, self.keys.clone());
+        tokio::task::spawn_blocking(move || open(&part, stored, keys.as_ref()))
+            .await
+            .map_err(|e| Failure::Fatal(ClientError::local("the opening task", e)))?
+    }
+}
+
+/// One stored chunk's bytes from its holder.
+async fn receive(conn: &mut Connection, grant: &Grant, part: &Part) -> Result<Vec<u8>, FrameError> {
     let request = Message::Fetch {
         ticket: grant.ticket.clone(),
         offset: 0,
     };
-    let Accepted = conn.request(&request).await.map_err(holder)?;
+    let Accepted = conn.request(&request).await?;
     let mut stored = Vec::with_capacity(part.size as usize);
     loop {
-        let frame = conn.recv_data().await.map_err(holder)?;
+        let frame = conn.recv_data().await?;
         let Some(data) = frame.chunk() else {
-            match frame.message().map_err(holder)? {
-                Message::End if stored.len() as u64 == part.size => break,
-                Message::End => {
-                    return Err(holder(FrameError::Refused("the stream ended early".into())));
-                }
-                other => return Err(holder(FrameError::unexpected(&other, "Chunk"))),
-            }
+            return match frame.message()? {
+                Message::End if stored.len() as u64 == part.size => Ok(stored),
+                Message::End => Err(FrameError::Refused("the stream ended early".into())),
+                other => Err(FrameError::unexpected(&other, "Chunk")),
+            };
         };
         if stored.len() + data.len() > part.size as usize {
-            return Err(holder(FrameError::Refused(
-                "more bytes than the chunk has".into(),
-            )));
+            return Err(FrameError::Refused("more bytes than the chunk has".into()));
         }
         stored.extend_from_slice(data);
     }
-    let (part, keys) = (*part, keys.cloned());
-    tokio::task::spawn_blocking(move || open(&part, stored, keys.as_ref()))
-        .await
-        .map_err(|e| Failure::Fatal(ClientError::local("the opening task", e)))?
 }
 
 /// A fetched chunk's plaintext, once its stored hash and its seal check out.
@@ -333,7 +358,7 @@ fn open(part: &Part, stored: Vec<u8>, keys: Option<&ChunkKeys>) -> Result<Vec<u8
     }
     let plain = match (part.sealed, keys) {
         (false, _) => stored,
-        (true, Some(keys)) => keys.open(&part.id, &stored).map_err(|_| {
+        (true, Some(keys)) => keys.open(&part.id, stored).map_err(|_| {
             // Intact as stored, yet not this client's chunk: every copy is the same.
             Failure::Fatal(ClientError::Refused(
                 "a chunk is intact on its server but does not open with this client's key: \

@@ -19,6 +19,8 @@ use arca_shared::ticket::Ticket;
 use arca_shared::types::ServerId;
 use arca_shared::vault::{ChunkId, ChunkKeys};
 use arca_shared::{BlobHash, Connection, FrameError, Message, name};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 
 use super::local::{Skip, Stamp, open_regular, read_stable};
@@ -29,10 +31,12 @@ use super::{ClientError, Phase, Progress, Session, chunker, meta, open_server, r
 const IDS_PER_FRAME: usize = 2048;
 /// A group of sealed chunks streams to one primary: one placement decision
 /// each, and the bound on what waits in memory.
-const GROUP_BYTES: usize = 16 << 20;
+const GROUP_BYTES: usize = 8 << 20;
 const GROUP_CHUNKS: usize = 256;
+/// Groups streaming at once, each to its own primary.
+const IN_FLIGHT: usize = 2;
 /// Chunks sealed ahead of the stream.
-const SEALED_AHEAD: usize = 4;
+const SEALED_AHEAD: usize = 2;
 
 /// How a backup ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -339,31 +343,61 @@ impl Session {
         let owned: Vec<LocalFile> = files.iter().map(|f| (*f).clone()).collect();
         let sealer =
             tokio::task::spawn_blocking(move || seal_all(&owned, missing, &keys, &sealed_tx));
+        // Full groups fly on sessions of their own, a few at once, while
+        // the next ones are sealed; the last goes on this one.
+        let fly = |mut lane: Session, group: Group| async move {
+            let stored = lane.send_group(group, exclude, progress).await;
+            (lane, stored)
+        };
+        let mut flights = FuturesUnordered::new();
+        let mut lanes: Vec<Session> = Vec::new();
         let mut group = Group::default();
         let mut done = 0u64;
         let mut stored_on = u32::MAX;
-        while let Some(sealed) = sealed_rx.recv().await {
-            match sealed {
-                Sealed::Read(bytes) => {
-                    done += bytes;
-                    progress.send_modify(|p| p.sent = done);
-                }
-                Sealed::Chunk(chunk, bytes) => {
-                    group.chunks.push(chunk);
-                    group.bytes.push(bytes);
-                    if group.full() {
-                        let replicas = self
-                            .send_group(std::mem::take(&mut group), exclude, progress)
-                            .await?;
-                        stored_on = stored_on.min(replicas);
+        loop {
+            tokio::select! {
+                sealed = sealed_rx.recv() => match sealed {
+                    None => break,
+                    Some(Sealed::Read(bytes)) => {
+                        done += bytes;
+                        progress.send_modify(|p| p.sent = done);
                     }
+                    Some(Sealed::Chunk(chunk, bytes)) => {
+                        group.chunks.push(chunk);
+                        group.bytes.push(bytes);
+                        if group.full() {
+                            if flights.len() == IN_FLIGHT
+                                && let Some((lane, stored)) = flights.next().await
+                            {
+                                lanes.push(lane);
+                                stored_on = stored_on.min(stored?);
+                            }
+                            let lane = match lanes.pop() {
+                                Some(lane) => lane,
+                                None => Session::connect(self.settings.clone()).await?,
+                            };
+                            flights.push(fly(lane, std::mem::take(&mut group)));
+                        }
+                    }
+                },
+                Some((lane, stored)) = flights.next(), if !flights.is_empty() => {
+                    lanes.push(lane);
+                    stored_on = stored_on.min(stored?);
                 }
             }
+        }
+        while let Some((_, stored)) = flights.next().await {
+            stored_on = stored_on.min(stored?);
         }
         match sealer.await {
             Ok(Ok(())) => {}
             Ok(Err(Sealing::Changed(i))) => return Err(Attempt::Changed(i)),
             Ok(Err(Sealing::Failed(e))) => return Err(Attempt::Final(e)),
+            Ok(Err(Sealing::Abandoned)) => {
+                return Err(Attempt::Final(ClientError::Local(
+                    "the upload stopped taking sealed chunks".into(),
+                )));
+            }
             Err(e) => return Err(Attempt::Final(ClientError::local("the sealing task", e))),
         }
         if !group.chunks.is_empty() {
@@ -507,6 +541,8 @@ enum Sealing {
     /// The file at this index is no longer what was read.
     Changed(usize),
     Failed(ClientError),
+    /// Nobody takes the sealed chunks any more: the upload failed.
+    Abandoned,
 }
 
 /// Seals, in order, every chunk of `files` in `missing` (each once), and
@@ -518,8 +554,9 @@ fn seal_all(
     out: &mpsc::Sender<Sealed>,
 ) -> Result<(), Sealing> {
     for (i, file) in files.iter().enumerate() {
+        let hand_over = |sealed| out.blocking_send(sealed).map_err(|_| Sealing::Abandoned);
         if !file.chunks.iter().any(|id| missing.contains(id)) {
-            let _ = out.blocking_send(Sealed::Read(file.size));
+            hand_over(Sealed::Read(file.size))?;
             continue;
         }
         let mut ids = file.chunks.iter();
@@ -538,11 +575,9 @@ fn seal_all(
                     size: bytes.len() as u64,
                     plain_size: plain.len() as u64,
                 };
-                // The receiver stops only when the upload failed already.
-                let _ = out.blocking_send(Sealed::Chunk(chunk, bytes));
+                hand_over(Sealed::Chunk(chunk, bytes))?;
             }
-            let _ = out.blocking_send(Sealed::Read(plain.len() as u64));
-            Ok(())
+            hand_over(Sealed::Read(plain.len() as u64))
         };
         match &file.content {
             Some(bytes) => chunker::cut(bytes).try_for_each(&mut seal)?,
