@@ -37,6 +37,8 @@ const GROUP_CHUNKS: usize = 256;
 const IN_FLIGHT: usize = 2;
 /// Chunks sealed ahead of the stream.
 const SEALED_AHEAD: usize = 2;
+/// Chunks from this size are sealed two at a time, one per core.
+const PAIRED: usize = 256 * 1024;
 
 /// How a backup ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -553,8 +555,16 @@ fn seal_all(
     keys: &ChunkKeys,
     out: &mpsc::Sender<Sealed>,
 ) -> Result<(), Sealing> {
+    let hand_over = |sealed| out.blocking_send(sealed).map_err(|_| Sealing::Abandoned);
+    // Big chunks wait here in pairs, to be sealed on both cores at once.
+    let mut pending: Vec<(ChunkId, Vec<u8>)> = Vec::with_capacity(2);
+    let flush = |pending: &mut Vec<(ChunkId, Vec<u8>)>| -> Result<(), Sealing> {
+        for sealed in seal_together(keys, pending) {
+            hand_over(Sealed::Chunk(sealed.0?, sealed.1))?;
+        }
+        Ok(())
+    };
     for (i, file) in files.iter().enumerate() {
-        let hand_over = |sealed| out.blocking_send(sealed).map_err(|_| Sealing::Abandoned);
         if !file.chunks.iter().any(|id| missing.contains(id)) {
             hand_over(Sealed::Read(file.size))?;
             continue;
@@ -566,16 +576,11 @@ fn seal_all(
                 return Err(Sealing::Changed(i));
             }
             if missing.remove(&id) {
-                let bytes = keys
-                    .seal(&id, plain)
-                    .map_err(|e| Sealing::Failed(ClientError::Local(e.to_string())))?;
-                let chunk = NewChunk {
-                    id,
-                    hash: BlobHash::of(&bytes),
-                    size: bytes.len() as u64,
-                    plain_size: plain.len() as u64,
-                };
-                hand_over(Sealed::Chunk(chunk, bytes))?;
+                pending.push((id, plain.to_vec()));
+                // A small chunk is not worth a second thread.
+                if pending.len() == 2 || plain.len() < PAIRED {
+                    flush(&mut pending)?;
+                }
             }
             hand_over(Sealed::Read(plain.len() as u64))
         };
@@ -602,7 +607,47 @@ fn seal_all(
             return Err(Sealing::Changed(i));
         }
     }
-    Ok(())
+    flush(&mut pending)
+}
+
+/// Seals `pending` (emptying it), the first on a thread of its own; each
+/// comes back with its stored form, in order.
+fn seal_together(
+    keys: &ChunkKeys,
+    pending: &mut Vec<(ChunkId, Vec<u8>)>,
+) -> Vec<(Result<NewChunk, Sealing>, Vec<u8>)> {
+    let seal = |(id, plain): (ChunkId, Vec<u8>)| match keys.seal(&id, &plain) {
+        Ok(bytes) => {
+            let chunk = NewChunk {
+                id,
+                hash: BlobHash::of(&bytes),
+                size: bytes.len() as u64,
+                plain_size: plain.len() as u64,
+            };
+            (Ok(chunk), bytes)
+        }
+        Err(e) => (
+            Err(Sealing::Failed(ClientError::Local(e.to_string()))),
+            Vec::new(),
+        ),
+    };
+    let mut chunks = pending.drain(..);
+    let Some(first) = chunks.next() else {
+        return Vec::new();
+    };
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| seal(first));
+        let rest: Vec<_> = chunks.map(seal).collect();
+        let first = first.join().unwrap_or_else(|_| {
+            (
+                Err(Sealing::Failed(ClientError::Local(
+                    "the sealing thread failed".into(),
+                ))),
+                Vec::new(),
+            )
+        });
+        std::iter::once(first).chain(rest).collect()
+    })
 }
 
 /// How streaming to the primary failed: the primary said why, or
