@@ -10,7 +10,7 @@ use arca_shared::BlobHash;
 use arca_shared::protocol::{ClusterStatus, FileEntry, ServerStatus};
 use arca_tui::client::{Phase, TransferProgress};
 use arca_tui::dashboard::app::{App, Mode, Tab};
-use arca_tui::dashboard::event::{Effect, Kind, Link, LocalEntry, Msg};
+use arca_tui::dashboard::event::{Effect, Kind, Link, LocalEntry, Msg, Secret};
 use arca_tui::dashboard::ui;
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
@@ -463,4 +463,39 @@ fn the_link_state_follows_the_poller() {
         Instant::now(),
     );
     assert_eq!(app.link, Link::Connected);
+}
+
+#[test]
+fn the_passphrase_is_typed_in_a_popup_and_never_shown() {
+    let mut app = busy_app();
+    app.on_key(key(KeyCode::Char('p')));
+    for c in "hunter22".chars() {
+        app.on_key(key(KeyCode::Char(c)));
+    }
+    app.on_key(key(KeyCode::Backspace));
+    // A refusal opens it again, empty, and says why.
+    assert_eq!(
+        app.on_key(key(KeyCode::Enter)),
+        [Effect::Unlock(Secret("hunter2".into()))]
+    );
+    assert_eq!(app.mode, Mode::Normal);
+    app.on_msg(
+        Msg::PassphraseRefused("wrong passphrase: it opens none of this client's keys".into()),
+        Instant::now(),
+    );
+    for c in "abc".chars() {
+        app.on_key(key(KeyCode::Char(c)));
+    }
+    let screen = render(&app, 80, 24);
+    assert!(
+        !screen.contains("abc") && !screen.contains("hunter"),
+        "{screen}"
+    );
+    insta::assert_snapshot!("passphrase_refused_80x24", screen);
+    // Nothing typed, enter does nothing; esc leaves it for later.
+    app.ask_passphrase(None);
+    assert!(app.on_key(key(KeyCode::Enter)).is_empty());
+    app.on_key(key(KeyCode::Esc));
+    assert_eq!(app.mode, Mode::Normal);
+    assert!(format!("{:?}", Secret("x".into())).contains(".."));
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use arca_shared::Message;
 use arca_shared::reply::Done;
+use arca_shared::sync::LockAnyway;
 use arca_shared::vault::{ChunkKeys, MasterKey, VaultError, WrappedKey};
 
 use super::{ClientError, Session, refusal};
@@ -22,6 +23,9 @@ pub enum Passphrase {
     Prompt,
     /// None given and no terminal to ask on.
     Missing,
+    /// Typed into the dashboard, which cannot prompt on its terminal
+    /// (see [`Vault::supply`]).
+    Typed,
 }
 
 impl Passphrase {
@@ -54,19 +58,13 @@ impl Passphrase {
         Ok(Passphrase::Given(text.into()))
     }
 
-    /// Asks now, on the terminal, for a passphrase that would be asked
-    /// later: a full-screen dashboard cannot prompt on its terminal.
-    pub async fn ask_now(self, client: &str) -> Result<Self, ClientError> {
-        match self {
-            Passphrase::Prompt => Ok(Passphrase::Given(self.get(client, false).await?)),
-            other => Ok(other),
-        }
-    }
-
     /// The passphrase, asking for it on the terminal if need be.
     async fn get(&self, client: &str, first: bool) -> Result<Arc<str>, ClientError> {
         match self {
             Passphrase::Given(text) => Ok(text.clone()),
+            Passphrase::Typed => Err(ClientError::Local(
+                "no passphrase yet: press p and type this client's passphrase".into(),
+            )),
             Passphrase::Missing => Err(ClientError::Local(
                 "no passphrase: backups are encrypted with a key only your passphrase opens; \
                  give it with --password-file FILE, ARCA_PASSWORD_FILE or ARCA_PASSWORD"
@@ -104,6 +102,8 @@ impl Passphrase {
 /// How this client's master key is opened, and once opened, its keys.
 pub struct Vault {
     pub passphrase: Passphrase,
+    /// The passphrase typed into the dashboard, the latest try.
+    typed: std::sync::Mutex<Option<Arc<str>>>,
     keys: tokio::sync::OnceCell<ChunkKeys>,
 }
 
@@ -111,8 +111,23 @@ impl Vault {
     pub fn new(passphrase: Passphrase) -> Arc<Self> {
         Arc::new(Self {
             passphrase,
+            typed: std::sync::Mutex::new(None),
             keys: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// Takes the passphrase typed into the dashboard (until it opens the key).
+    pub fn supply(&self, text: &str) {
+        *self.typed.lock_anyway() = Some(text.into());
+    }
+
+    /// The passphrase: as given, as typed, or asked on the terminal.
+    async fn passphrase(&self, client: &str, first: bool) -> Result<Arc<str>, ClientError> {
+        let typed = self.typed.lock_anyway().clone();
+        match (&self.passphrase, typed) {
+            (Passphrase::Typed, Some(typed)) => Ok(typed),
+            (passphrase, _) => passphrase.get(client, first).await,
+        }
     }
 
     /// The keys, if a session opened them already.
@@ -155,7 +170,7 @@ impl Session {
                     "client {client} has no backups (and no key) yet"
                 )));
             }
-            let passphrase = self.settings.vault.passphrase.get(&client, true).await?;
+            let passphrase = self.settings.vault.passphrase(&client, true).await?;
             let master = MasterKey::fresh().map_err(|e| ClientError::Local(e.to_string()))?;
             let (m, c) = (master.clone(), client.clone());
             let key = blocking(move || m.wrap(&c, passphrase.as_bytes())).await?;
@@ -166,7 +181,7 @@ impl Session {
                 Err(e) => return Err(e),
             }
         }
-        let passphrase = self.settings.vault.passphrase.get(&client, false).await?;
+        let passphrase = self.settings.vault.passphrase(&client, false).await?;
         Ok(open(&client, passphrase, wrapped).await?.0)
     }
 
@@ -174,7 +189,7 @@ impl Session {
     pub async fn opened_by(&mut self) -> Result<String, ClientError> {
         let client = self.settings.client.clone();
         let wrapped = self.keys().await?;
-        let passphrase = self.settings.vault.passphrase.get(&client, false).await?;
+        let passphrase = self.settings.vault.passphrase(&client, false).await?;
         Ok(open(&client, passphrase, wrapped).await?.1)
     }
 
@@ -218,7 +233,7 @@ impl Session {
                 "client {client} has no key yet: its first backup makes one"
             )));
         }
-        let passphrase = self.settings.vault.passphrase.get(&client, false).await?;
+        let passphrase = self.settings.vault.passphrase(&client, false).await?;
         let (master, _) = open(&client, passphrase, wrapped).await?;
         let new = new.get(&client, true).await?;
         let c = client.clone();

@@ -69,8 +69,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
 }
 
 async fn dashboard(mut settings: Settings) -> Result<ExitCode, ClientError> {
-    let passphrase = settings.vault.passphrase.clone();
-    settings.vault = Vault::new(passphrase.ask_now(&settings.client).await?);
+    // Full screen, the passphrase is typed into a popup, not at a prompt.
+    if matches!(settings.vault.passphrase, Passphrase::Prompt) {
+        settings.vault = Vault::new(Passphrase::Typed);
+    }
     crate::dashboard::run(settings, Vec::new())
         .await
         .map_err(|e| ClientError::local("terminal error", e))?;

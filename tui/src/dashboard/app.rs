@@ -9,7 +9,7 @@ use std::time::Instant;
 use arca_shared::protocol::{ClusterStatus, FileEntry};
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEventKind};
 
-use super::event::{Effect, Kind, Link, LocalEntry, Msg};
+use super::event::{Effect, Kind, Link, LocalEntry, Msg, Secret};
 use crate::client::{Phase, TransferProgress};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +29,11 @@ pub enum Mode {
         effect: Effect,
     },
     Help,
+    /// Typing this client's passphrase; why the last one was refused.
+    Passphrase {
+        typed: Secret,
+        refused: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -156,6 +161,14 @@ impl App {
         }
     }
 
+    /// Opens the passphrase popup, saying why the last try was refused.
+    pub fn ask_passphrase(&mut self, refused: Option<String>) {
+        self.mode = Mode::Passphrase {
+            typed: Secret::default(),
+            refused,
+        };
+    }
+
     /// What the app needs when it starts.
     pub fn start(&self) -> Vec<Effect> {
         vec![Effect::ListDir(self.browser.dir.clone())]
@@ -205,7 +218,11 @@ impl App {
                 self.browser.cursor = clamp(self.browser.cursor, self.browser.visible().len());
             }
             Msg::Dir(..) => {}
-            Msg::Unlocked => return vec![Effect::ListDir(self.browser.dir.clone())],
+            Msg::Unlocked => {
+                self.flash = Some("key opened".into());
+                return vec![Effect::ListDir(self.browser.dir.clone())];
+            }
+            Msg::PassphraseRefused(why) => self.ask_passphrase(Some(why)),
             Msg::Queued { id, name, kind } => self.transfers.push(Transfer {
                 id,
                 name,
@@ -266,6 +283,24 @@ impl App {
         }
         match std::mem::replace(&mut self.mode, Mode::Normal) {
             Mode::Help => Vec::new(),
+            Mode::Passphrase { mut typed, refused } => match key.code {
+                KeyCode::Enter if !typed.0.is_empty() => vec![Effect::Unlock(typed)],
+                KeyCode::Esc => Vec::new(),
+                KeyCode::Backspace => {
+                    typed.0.pop();
+                    self.mode = Mode::Passphrase { typed, refused };
+                    Vec::new()
+                }
+                KeyCode::Char(c) => {
+                    typed.0.push(c);
+                    self.mode = Mode::Passphrase { typed, refused };
+                    Vec::new()
+                }
+                _ => {
+                    self.mode = Mode::Passphrase { typed, refused };
+                    Vec::new()
+                }
+            },
             Mode::Confirm { prompt, effect } => match key.code {
                 KeyCode::Char('y') | KeyCode::Enter => vec![effect],
                 KeyCode::Char('n') | KeyCode::Esc => Vec::new(),
@@ -300,6 +335,7 @@ impl App {
         match code {
             KeyCode::Char('q') => self.quit = true,
             KeyCode::Char('?') => self.mode = Mode::Help,
+            KeyCode::Char('p') => self.ask_passphrase(None),
             KeyCode::Tab | KeyCode::BackTab => {
                 self.tab = match self.tab {
                     Tab::Files => Tab::Backups,

@@ -30,6 +30,18 @@ pub enum Effect {
         version: Option<u32>,
     },
     Versions(String),
+    /// Try this passphrase on the client's key.
+    Unlock(Secret),
+}
+
+/// Typed text that is never shown, nor printed in a debug line.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 /// The state of the dashboard's link to the manager.
@@ -73,4 +85,6 @@ pub enum Msg {
     Flash(String),
     /// This client's key is open: local files can be compared with backups.
     Unlocked,
+    /// The passphrase typed does not open the key.
+    PassphraseRefused(String),
 }

@@ -14,7 +14,7 @@ use ratatui::DefaultTerminal;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::Settings;
+use crate::client::{Passphrase, Settings};
 use app::App;
 use event::Effect;
 use tasks::Tasks;
@@ -43,6 +43,9 @@ async fn event_loop(
         settings.client.clone(),
         settings.files.clone(),
     );
+    if matches!(settings.vault.passphrase, Passphrase::Typed) {
+        app.ask_passphrase(None);
+    }
     let tasks = Tasks::start(settings, msgs, shutdown);
     for effect in app.start().into_iter().chain(initial) {
         tasks.run(effect);

@@ -128,8 +128,29 @@ impl Tasks {
             Effect::Versions(name) => {
                 let _ = self.jobs.send(Job::Versions(name));
             }
+            Effect::Unlock(typed) => {
+                self.settings.vault.supply(&typed.0);
+                tokio::spawn(unlock(self.settings.clone(), self.msgs.clone()));
+            }
         }
     }
+}
+
+/// Tries the passphrase just typed on the client's key.
+async fn unlock(settings: Settings, msgs: mpsc::UnboundedSender<Msg>) {
+    let opened = match Session::connect(settings).await {
+        Ok(mut session) => session.chunk_keys(false).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    let _ = msgs.send(match opened {
+        Ok(()) => Msg::Unlocked,
+        // No key yet: the first backup makes it with this passphrase.
+        Err(ClientError::Refused(_)) => {
+            Msg::Flash("passphrase kept: the first backup makes this client's key with it".into())
+        }
+        Err(ClientError::Local(why)) => Msg::PassphraseRefused(why),
+        Err(e) => Msg::Flash(format!("cannot try the passphrase now: {e}")),
+    });
 }
 
 /// Keeps a session to the manager and reports the cluster and catalog.

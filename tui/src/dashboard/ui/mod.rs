@@ -54,6 +54,13 @@ pub fn draw(frame: &mut Frame, app: &App) {
     match &app.mode {
         Mode::Help => popup::help(frame, area),
         Mode::Confirm { prompt, .. } => popup::confirm(frame, area, prompt),
+        Mode::Passphrase { typed, refused } => popup::passphrase(
+            frame,
+            area,
+            &app.client,
+            typed.0.chars().count(),
+            refused.as_deref(),
+        ),
         Mode::Normal | Mode::Filter => {}
     }
 }
@@ -77,6 +84,7 @@ fn hints(app: &App) -> Line<'static> {
         (Mode::Filter, _) => " type to filter · enter keep · esc clear ",
         (Mode::Confirm { .. }, _) => " y confirm · n cancel ",
         (Mode::Help, _) => " any key closes help ",
+        (Mode::Passphrase { .. }, _) => " enter open the key · esc later (p) ",
         (Mode::Normal, Tab::Files) => {
             " space select · u upload · enter open · ⌫ up · / filter · tab backups · q quit "
         }

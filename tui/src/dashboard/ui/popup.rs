@@ -26,6 +26,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("d", "Backups: delete (asks first)"),
     ("c", "clear finished transfers"),
     ("mouse wheel", "scroll"),
+    ("p", "type this client's passphrase"),
     ("?", "this help"),
     ("q ctrl-c", "quit"),
 ];
@@ -60,6 +61,33 @@ pub fn confirm(frame: &mut Frame, area: Rect, prompt: &str) {
         Paragraph::new(prompt.to_owned())
             .wrap(Wrap { trim: true })
             .block(block),
+        popup,
+    );
+}
+
+/// Asks for the passphrase, showing a dot per character typed.
+pub fn passphrase(
+    frame: &mut Frame,
+    area: Rect,
+    client: &str,
+    typed: usize,
+    refused: Option<&str>,
+) {
+    let popup = centered(area, 60, 7);
+    frame.render_widget(Clear, popup);
+    let block = Block::bordered()
+        .border_type(BorderType::Rounded)
+        .title(" Passphrase ")
+        .title_bottom(Line::from(" enter open · esc later ").centered());
+    let mut lines = vec![
+        Line::from(format!("The passphrase that opens client {client}'s key:")),
+        Line::from(format!("> {}", "•".repeat(typed))).bold(),
+    ];
+    if let Some(why) = refused {
+        lines.push(Line::from(why.to_owned()).fg(Color::Red));
+    }
+    frame.render_widget(
+        Paragraph::new(lines).wrap(Wrap { trim: true }).block(block),
         popup,
     );
 }
