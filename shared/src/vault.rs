@@ -196,6 +196,15 @@ pub struct ChunkKeys {
 }
 
 impl ChunkKeys {
+    /// Where content-defined chunking cuts, for this namespace only.
+    pub fn chunker_seed(&self) -> u64 {
+        let hash = blake3::keyed_hash(&self.id, b"arca chunker seed");
+        let mut seed = [0u8; 8];
+        seed.copy_from_slice(&hash.as_bytes()[..8]);
+        // Zero would leave the cuts unkeyed.
+        u64::from_le_bytes(seed).max(1)
+    }
+
     /// The chunk's id: its keyed hash.
     pub fn id(&self, plain: &[u8]) -> ChunkId {
         ChunkId(*blake3::keyed_hash(&self.id, plain).as_bytes())

@@ -129,11 +129,13 @@ pub fn read_stable(path: &Path, keep_below: u64, keys: &ChunkKeys) -> Result<Sna
             if bytes.read_to_end(&mut kept)? as u64 != size {
                 continue;
             }
-            let chunks = chunker::cut(&kept).map(|c| keys.id(c)).collect();
+            let chunks = chunker::cut(&kept, keys.chunker_seed())
+                .map(|c| keys.id(c))
+                .collect();
             (chunks, Some(kept.into()))
         } else {
             let mut chunks = Vec::new();
-            for chunk in chunker::stream(bytes) {
+            for chunk in chunker::stream(bytes, keys.chunker_seed()) {
                 chunks.push(keys.id(&chunk?));
             }
             (chunks, None)

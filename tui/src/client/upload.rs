@@ -585,7 +585,7 @@ fn seal_all(
             hand_over(Sealed::Read(plain.len() as u64))
         };
         match &file.content {
-            Some(bytes) => chunker::cut(bytes).try_for_each(&mut seal)?,
+            Some(bytes) => chunker::cut(bytes, keys.chunker_seed()).try_for_each(&mut seal)?,
             None => {
                 // Unchanged since it was read, before and after, or the
                 // chunks announced are not the bytes sent.
@@ -595,7 +595,7 @@ fn seal_all(
                 if !unchanged(&meta) {
                     return Err(Sealing::Changed(i));
                 }
-                for chunk in chunker::stream(reader.take(file.size)) {
+                for chunk in chunker::stream(reader.take(file.size), keys.chunker_seed()) {
                     seal(&chunk.map_err(|_| Sealing::Changed(i))?)?;
                 }
                 if !after.metadata().is_ok_and(|meta| unchanged(&meta)) {

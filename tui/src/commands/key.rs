@@ -32,6 +32,8 @@ pub async fn run(settings: Settings, command: KeyCommand) -> Result<ExitCode, Cl
             out::line(format_args!("added key {id}"));
         }
         KeyCommand::Remove { id } => {
+            // Only someone who can open the key may take a way in away.
+            session.opened_by().await?;
             session.remove_key(&id).await?;
             out::line(format_args!("removed key {id}"));
         }

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use arca_shared::meta::FileKind;
 use arca_shared::protocol::FileEntry;
 use serde_json::json;
 
@@ -25,9 +26,15 @@ pub async fn run(
             "NAME", "VERSION", "SIZE", "REPLICAS", "HASH"
         ));
         for f in &files {
+            let name = match f.meta.as_ref().map(|m| &m.kind) {
+                Some(FileKind::Symlink { target }) => {
+                    format!("{} -> {}", f.name, String::from_utf8_lossy(target))
+                }
+                _ => f.name.clone(),
+            };
             out::line(format_args!(
                 "{:<40} {:>7} {:>10} {:>8}  {:<12}  {}",
-                f.name,
+                name,
                 f.version,
                 format::bytes(f.size),
                 f.replicas,
@@ -55,5 +62,9 @@ fn to_json(f: &FileEntry) -> serde_json::Value {
         "replicas": f.replicas,
         "created_ms": f.created_ms,
         "encrypted": !f.plain,
+        "kind": match f.meta.as_ref().map(|m| &m.kind) {
+            Some(FileKind::Symlink { .. }) => "symlink",
+            _ => "file",
+        },
     })
 }

@@ -47,7 +47,8 @@ pub async fn run(settings: Settings, name: Option<&str>) -> Result<ExitCode, Cli
 /// What is wrong with a version that has fewer intact copies than wanted.
 fn shortfall(v: &VersionCheck) -> Option<String> {
     let intact = v.intact();
-    if intact >= v.wanted {
+    // An empty file or a link stores no chunk: nothing can be short.
+    if intact >= v.wanted || v.chunks == 0 {
         return None;
     }
     let down = match v.unreachable {
@@ -68,4 +69,32 @@ fn shortfall(v: &VersionCheck) -> Option<String> {
     } else {
         "LOST: no server holds a copy. Back the file up again if you still have it.".to_string()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(chunks: u32, copies: Vec<bool>) -> VersionCheck {
+        VersionCheck {
+            name: "x".into(),
+            version: 1,
+            chunks,
+            copies,
+            unreachable: 0,
+            damaged: 0,
+            wanted: 2,
+        }
+    }
+
+    #[test]
+    fn only_stored_chunks_can_be_short() {
+        // An empty file or a link: nothing stored, nothing short.
+        assert_eq!(shortfall(&check(0, vec![])), None);
+        assert_eq!(shortfall(&check(3, vec![true, true])), None);
+        let short = shortfall(&check(3, vec![true])).unwrap();
+        assert!(short.starts_with("UNDER-REPLICATED"), "{short}");
+        let lost = shortfall(&check(1, vec![])).unwrap();
+        assert!(lost.starts_with("LOST"), "{lost}");
+    }
 }

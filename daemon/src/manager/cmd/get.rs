@@ -140,8 +140,9 @@ async fn unavailable(manager: &Manager, hash: BlobHash, holders: usize) -> Resul
             .to_string()
     } else {
         format!(
-            "no live server holds one of its chunks: its {holders} copies are on \
-             servers that are down or failed; start them again"
+            "no live server holds a good copy of one of its chunks: its {holders} copies \
+             are on servers that are down, or that this restore found failing (`arca verify` \
+             says which); start the servers again, or back the file up again"
         )
     })
 }
