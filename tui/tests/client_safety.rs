@@ -460,9 +460,16 @@ async fn passphrases_change_without_reencrypting_and_a_missing_one_is_explained(
         .map(|l| l.split_whitespace().next().unwrap().to_owned())
         .collect();
     assert_eq!(ids.len(), 2, "{}", text(&listed.stdout));
-    let out = with(None, &["key", "remove", &ids[0]]).await;
+    // Taking a way in away needs a way in.
+    let out = with(Some("one"), &["key", "remove", &ids[0]]).await;
+    assert!(
+        text(&out.stderr).contains("wrong passphrase"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = with(Some("two"), &["key", "remove", &ids[0]]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = with(None, &["key", "remove", &ids[1]]).await;
+    let out = with(Some("two"), &["key", "remove", &ids[1]]).await;
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("last one"),
