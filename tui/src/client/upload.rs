@@ -31,7 +31,7 @@ use super::{ClientError, Phase, Progress, Session, chunker, meta, open_server, r
 const IDS_PER_FRAME: usize = 2048;
 /// A group of sealed chunks streams to one primary: one placement decision
 /// each, and the bound on what waits in memory.
-const GROUP_BYTES: usize = 8 << 20;
+const GROUP_BYTES: usize = 6 << 20;
 const GROUP_CHUNKS: usize = 256;
 /// Groups streaming at once, each to its own primary.
 const IN_FLIGHT: usize = 2;
