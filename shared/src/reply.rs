@@ -3,7 +3,7 @@
 //! other message is one error, [`crate::FrameError::Unexpected`].
 
 use crate::protocol::{
-    BlobInfo, ClusterStatus, FileEntry, Grant, Message, Part, PutResult, SnapshotInfo, UploadGrant,
+    BlobInfo, ClusterStatus, FileEntry, Grant, Message, Part, SnapshotInfo, UploadGrant,
     VersionCheck, VersionHealth,
 };
 use crate::types::ServerId;
@@ -54,10 +54,6 @@ pub struct Have(pub Vec<bool>);
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChunkPlan(pub Option<UploadGrant>);
 
-/// `ChunksStored`: every chunk is durable on this many servers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChunksStored(pub u32);
-
 /// `Restoring`: the version a restore is for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Restoring(pub FileEntry);
@@ -88,8 +84,6 @@ replies! {
     Removed, "Removed": Message::Removed { versions } => Removed(versions);
     Have, "Have": Message::Have { have } => Have(have);
     ChunkPlan, "ChunkPlan": Message::ChunkPlan { upload } => ChunkPlan(upload);
-    ChunksStored, "ChunksStored": Message::ChunksStored { replicas } => ChunksStored(replicas);
-    Vec<PutResult>, "Committed": Message::Committed { results } => results;
     Restoring, "Restoring": Message::Restoring { entry } => Restoring(entry);
     Vec<Grant>, "Grants": Message::Grants { grants } => grants;
     Vec<WrappedKey>, "KeyList": Message::KeyList { keys } => keys;
