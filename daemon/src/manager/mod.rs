@@ -347,6 +347,20 @@ impl Manager {
         .map_err(|e| Error::local("the catalog failed", e))
     }
 
+    /// A catalog operation that records a backup: its failure says so.
+    async fn record<T, F>(&self, op: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Catalog) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.db(op).await.map_err(|e| match e {
+            Error::Local { cause, .. } => {
+                Error::local("could not record the backup in the catalog", cause)
+            }
+            other => other,
+        })
+    }
+
     /// Catalog rows as clients see them, each with the live copies of its
     /// least-kept chunk (an empty file has nothing to lose: all wanted).
     async fn entries(&self, client: &str, rows: Vec<FileRow>) -> Result<Vec<FileEntry>, Error> {

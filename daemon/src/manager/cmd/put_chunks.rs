@@ -101,16 +101,9 @@ pub(crate) async fn run(
     if holders != planned {
         return refuse("the primary reported copies on servers it was not given");
     }
-    let recorded = manager
-        .db(move |cat| cat.record_chunks(&client, &send, &holders))
-        .await
-        .map_err(|e| match e {
-            Error::Local { cause, .. } => {
-                Error::local("could not record the backup in the catalog", cause)
-            }
-            other => other,
-        });
-    recorded?;
+    manager
+        .record(move |cat| cat.record_chunks(&client, &send, &holders))
+        .await?;
     conn.send(&Message::ChunksStored {
         replicas: planned.len() as u32,
     })

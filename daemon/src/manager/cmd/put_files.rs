@@ -63,15 +63,7 @@ pub(crate) async fn run(
         });
     }
     let c = client.clone();
-    let recorded = manager
-        .db(move |cat| cat.commit(&c, &versions))
-        .await
-        .map_err(|e| match e {
-            Error::Local { cause, .. } => {
-                Error::local("could not record the backup in the catalog", cause)
-            }
-            other => other,
-        })?;
+    let recorded = manager.record(move |cat| cat.commit(&c, &versions)).await?;
     let recorded = match recorded {
         Ok(recorded) => recorded,
         Err(name) => {
