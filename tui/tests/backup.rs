@@ -95,13 +95,13 @@ async fn a_loaded_server_is_avoided() {
     // Equal capacities: once some servers hold data, the empty ones win on load.
     let t = TestCluster::start(ClusterOptions {
         servers: 4,
-        capacities: vec![Some(64 << 20); 4],
+        capacities: vec![Some(16 << 20); 4],
         ..ClusterOptions::default()
     })
     .await;
     let mut session = t.session("laptop").await;
     // Under one group: one placement.
-    let first = content(7, 12 << 20);
+    let first = content(7, 4 << 20);
     put(&mut session, &t.write("first", &first), "first").await;
     let loaded = t.holders(&stored(&mut session, "first").await[0]);
     // Wait until the manager has heard the new loads in heartbeats.
