@@ -311,7 +311,7 @@ async fn sizes_and_hashes_that_lie_are_rejected_and_nothing_is_kept() {
     assert_eq!(manager.recv().await.unwrap(), Message::End);
     let visible = walk(dir.path())
         .into_iter()
-        .filter(|p| p.contains("/blobs/"))
+        .filter(|p| p.contains("/blobs/") || p.contains("/packs/"))
         .count();
     assert_eq!(visible, 0);
     cluster.shutdown().await;

@@ -291,11 +291,26 @@ fn dir_bytes(dir: &Path) -> u64 {
 }
 
 impl Bench {
-    /// Bytes in every server's blobs.
+    /// Bytes in every server's packs (and blobs from before packs), once
+    /// no deletion is still shrinking them: a removal frees its packs a
+    /// moment after it is answered.
     fn stored(&self) -> u64 {
-        (1..=4)
-            .map(|i| dir_bytes(&self.dir.join(format!("server-{i}")).join("blobs")))
-            .sum()
+        let now = || -> u64 {
+            (1..=4)
+                .flat_map(|i| ["packs", "blobs"].map(|d| (i, d)))
+                .map(|(i, d)| dir_bytes(&self.dir.join(format!("server-{i}")).join(d)))
+                .sum()
+        };
+        let mut last = now();
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(500));
+            let again = now();
+            if again == last {
+                break;
+            }
+            last = again;
+        }
+        last
     }
 
     async fn start_cluster(&mut self) -> BenchResult<()> {

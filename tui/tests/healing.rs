@@ -28,10 +28,7 @@ async fn all_at_two_copies(t: &TestCluster, hashes: &[BlobHash]) {
         || {
             hashes.iter().all(|hash| {
                 let holders = t.holders(hash);
-                holders.len() == 2
-                    && holders.iter().all(|i| {
-                        std::fs::read(t.blob(*i, hash)).is_ok_and(|b| BlobHash::of(&b) == *hash)
-                    })
+                holders.len() == 2 && holders.iter().all(|i| t.intact(*i, hash))
             })
         },
     )
@@ -113,9 +110,7 @@ async fn scrub_finds_a_corrupt_blob_and_the_cluster_heals_it() {
     put(&mut session, &t.write("precious", &data), "precious").await;
     let hash = blob_of(&mut session, "precious").await;
     let bad = t.holders(&hash)[0];
-    let mut bytes = std::fs::read(t.blob(bad, &hash)).unwrap();
-    bytes[1000] ^= 1;
-    std::fs::write(t.blob(bad, &hash), bytes).unwrap();
+    t.flip(bad, &hash, 1000);
     all_at_two_copies(&t, &[hash]).await;
     t.cluster.shutdown().await;
 }
@@ -131,7 +126,7 @@ async fn verify_reports_each_copy_and_heals_a_corrupt_one() {
     let hash = blob_of(&mut session, "damaged").await;
     let good = blob_of(&mut session, "good").await;
     let bad = t.holders(&hash)[1];
-    std::fs::write(t.blob(bad, &hash), b"not the file").unwrap();
+    t.flip(bad, &hash, 0);
 
     let mut versions = session.verify(None).await.unwrap();
     versions.sort_by(|a, b| a.name.cmp(&b.name));
@@ -150,7 +145,7 @@ async fn verify_reports_each_copy_and_heals_a_corrupt_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphan_blobs_are_removed_after_the_grace_period() {
-    let t = TestCluster::start(ClusterOptions {
+    let mut t = TestCluster::start(ClusterOptions {
         orphan_grace: Duration::from_secs(1),
         ..fast()
     })
@@ -158,11 +153,14 @@ async fn orphan_blobs_are_removed_after_the_grace_period() {
     let mut session = t.session("laptop").await;
     let kept = content(70, 10_000);
     put(&mut session, &t.write("kept", &kept), "kept").await;
-    // A blob no catalog entry uses, as a crashed upload would leave.
+    // A blob no catalog entry uses, as a crashed upload would leave, in the
+    // layout from before packs (which a server still reads when it starts).
     let orphan = content(71, 5_000);
-    let path = t.blob(0, &BlobHash::of(&orphan));
+    let path = loose(&t, 0, &BlobHash::of(&orphan));
+    t.cluster.kill_server(0).await;
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, &orphan).unwrap();
+    t.cluster.restart_server(0).await.unwrap();
     eventually(Duration::from_secs(20), "the orphan to be removed", || {
         !path.exists()
     })
@@ -217,10 +215,14 @@ async fn restore(
     Ok(std::fs::read(dest).unwrap())
 }
 
-fn flip_a_byte(path: &std::path::Path) {
-    let mut bytes = std::fs::read(path).unwrap();
-    bytes[100] ^= 1;
-    std::fs::write(path, bytes).unwrap();
+/// Where a blob from before packs lies: one file of its own.
+fn loose(t: &TestCluster, server: usize, hash: &BlobHash) -> std::path::PathBuf {
+    let hex = hash.to_hex();
+    t.cluster
+        .server_data(server)
+        .join("blobs")
+        .join(&hex[..2])
+        .join(hex)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,7 +235,7 @@ async fn damaged_last_copies_are_kept_and_an_upload_heals_them() {
     let hash = blob_of(&mut session, "thesis").await;
     let holders = t.holders(&hash);
     for server in &holders {
-        flip_a_byte(&t.blob(*server, &hash));
+        t.flip(*server, &hash, 100);
     }
 
     let versions = session.verify(Some("thesis")).await.unwrap();
@@ -304,7 +306,8 @@ async fn a_name_whose_copies_are_all_gone_is_named_and_taken_again() {
     let holders = t.holders(&hash);
     for server in &holders {
         t.cluster.kill_server(*server).await;
-        std::fs::remove_file(t.blob(*server, &hash)).unwrap();
+        // The file's one chunk is its pack's only blob.
+        std::fs::remove_file(t.blob(*server, &hash).path).unwrap();
         t.cluster.restart_server(*server).await.unwrap();
     }
     let mut lost = None;
@@ -346,18 +349,21 @@ async fn a_planted_blob_is_never_taken_for_a_copy() {
     let data = content(65, 90_000);
     put(&mut session, &t.write("plant", &data), "plant").await;
     let hash = blob_of(&mut session, "plant").await;
-    // Garbage under the blob's name where healing will copy it.
+    // Garbage under the blob's name where healing will copy it, found by
+    // those servers as they start.
     let holders = t.holders(&hash);
     for server in (0..t.cluster.server_count()).filter(|s| !holders.contains(s)) {
-        let path = t.blob(server, &hash);
+        t.cluster.kill_server(server).await;
+        let path = loose(&t, server, &hash);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, b"planted, not the blob").unwrap();
+        t.cluster.restart_server(server).await.unwrap();
     }
     t.cluster.kill_server(holders[0]).await;
     let intact = || {
         (0..t.cluster.server_count())
             .filter(|s| *s != holders[0])
-            .filter(|s| std::fs::read(t.blob(*s, &hash)).is_ok_and(|b| BlobHash::of(&b) == hash))
+            .filter(|s| t.intact(*s, &hash))
             .count()
     };
     eventually(Duration::from_secs(30), "a good second copy", || {
@@ -385,7 +391,7 @@ async fn a_damaged_copy_that_returns_is_dropped_before_good_ones() {
         t.holders(&hash).len() == 3
     })
     .await;
-    flip_a_byte(&t.blob(victim, &hash));
+    t.flip(victim, &hash, 100);
     t.cluster.restart_server(victim).await.unwrap();
     all_at_two_copies(&t, &[hash]).await;
     assert!(!t.holders(&hash).contains(&victim));
@@ -431,7 +437,7 @@ async fn a_fifo_planted_in_place_of_a_blob_hangs_nothing() {
     put(&mut session, &t.write("piped", &data), "piped").await;
     let hash = blob_of(&mut session, "piped").await;
     let bad = t.holders(&hash)[0];
-    let path = t.blob(bad, &hash);
+    let path = t.blob(bad, &hash).path;
     std::fs::remove_file(&path).unwrap();
     rustix::fs::mknodat(
         rustix::fs::CWD,

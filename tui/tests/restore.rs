@@ -119,10 +119,7 @@ async fn a_corrupt_copy_is_detected_reported_and_the_other_copy_used() {
     .await;
     let hash = stored(&mut session, "precious.bin").await[0];
     let bad = first_holder(&t, &hash).await;
-    let blob = t.blob(bad, &hash);
-    let mut bytes = std::fs::read(&blob).unwrap();
-    bytes[12345] ^= 0x40;
-    std::fs::write(&blob, bytes).unwrap();
+    t.flip(bad, &hash, 12345);
 
     let dest = t.dir.path().join("restored.bin");
     get(&mut session, "precious.bin", None, &dest)
@@ -133,7 +130,9 @@ async fn a_corrupt_copy_is_detected_reported_and_the_other_copy_used() {
     // the same server: it has room now).
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let corrupt_left = std::fs::read(&blob).is_ok_and(|b| BlobHash::of(&b) != hash);
+        let corrupt_left = t
+            .blob_bytes(bad, &hash)
+            .is_some_and(|b| BlobHash::of(&b) != hash);
         let replicas = session.list(Some("precious.bin")).await.unwrap()[0].replicas;
         if !corrupt_left && replicas == 2 {
             break;
@@ -157,7 +156,7 @@ async fn a_report_against_a_good_copy_costs_nothing() {
     put(&mut session, &t.write("fine.bin", &data), "fine.bin").await;
     let hash = stored(&mut session, "fine.bin").await[0];
     let accused = first_holder(&t, &hash).await;
-    let good = std::fs::read(t.blob(accused, &hash)).unwrap();
+    let good = t.blob(accused, &hash).read().unwrap();
 
     let mut manager = Connection::connect(&t.cluster.manager_addr).await.unwrap();
     handshake::initiate(&mut manager, &t.cluster.key)
@@ -182,7 +181,7 @@ async fn a_report_against_a_good_copy_costs_nothing() {
     // drop would show well within this.
     let watch_until = std::time::Instant::now() + Duration::from_secs(2);
     while std::time::Instant::now() < watch_until {
-        assert_eq!(std::fs::read(t.blob(accused, &hash)).unwrap(), good);
+        assert_eq!(t.blob(accused, &hash).read().unwrap(), good);
         let replicas = session.list(Some("fine.bin")).await.unwrap()[0].replicas;
         assert_eq!(replicas, 2);
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -219,10 +218,7 @@ async fn restore_cut_off_midway(corrupt: bool) {
         .find(|h| *h != serving)
         .unwrap();
     if corrupt {
-        let blob = t.blob(serving, &hash);
-        let mut bytes = std::fs::read(&blob).unwrap();
-        bytes[12345] ^= 0x40;
-        std::fs::write(&blob, bytes).unwrap();
+        t.flip(serving, &hash, 12345);
     }
 
     let dest = t.dir.path().join("movie.mkv");
@@ -252,7 +248,7 @@ async fn restore_cut_off_midway(corrupt: bool) {
         }
     );
     assert!(std::fs::read(&dest).unwrap() == data);
-    let kept = std::fs::read(t.blob(other, &hash)).unwrap();
+    let kept = t.blob(other, &hash).read().unwrap();
     assert_eq!(BlobHash::of(&kept), hash, "the good copy is untouched");
     t.cluster.shutdown().await;
 }

@@ -5,6 +5,7 @@ mod blobs;
 mod cmd;
 pub(crate) mod item_check;
 mod membership;
+mod pack;
 mod scrub;
 mod snapshots;
 
@@ -30,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::Error;
-pub use blobs::BlobStore;
+pub use blobs::{BlobReader, BlobStore, OnDisk, on_disk};
 use snapshots::Snapshots;
 
 #[derive(Clone)]
@@ -85,7 +86,7 @@ pub(crate) struct Plan {
 
 pub(crate) struct Server {
     config: ServerConfig,
-    store: BlobStore,
+    store: Arc<BlobStore>,
     snapshots: Snapshots,
     /// Given by the manager at registration; 0 until then.
     id: AtomicU64,
@@ -102,7 +103,7 @@ pub async fn run_server(
     config: ServerConfig,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let store = BlobStore::open(&config.data, config.capacity)?;
+    let store = Arc::new(BlobStore::open(&config.data, config.capacity)?);
     let snapshots = Snapshots::open(&config.data)?;
     let (corrupt, found) = mpsc::unbounded_channel();
     let server = Arc::new(Server {
@@ -117,6 +118,7 @@ pub async fn run_server(
     let tasks = TaskTracker::new();
     tasks.spawn(membership::run(server.clone(), found, shutdown.clone()));
     tasks.spawn(scrub::run(server.clone(), shutdown.clone()));
+    tasks.spawn(server.store.clone().keep_tidy(shutdown.clone()));
     let key = server.config.key.clone();
     let handler = server.clone();
     crate::listener::serve(listener, key, shutdown, tasks, move |conn| {
@@ -196,16 +198,11 @@ impl Server {
         Ok(conn)
     }
 
-    /// Streams `len` bytes of a blob file as chunks, then `End`, reading
+    /// Streams the rest of a stored blob as chunks, then `End`, reading
     /// ahead on a blocking thread, around the page cache, while this task
     /// sends.
-    pub(crate) async fn send_blob(
-        writer: &mut FrameWriter,
-        file: tokio::fs::File,
-        len: u64,
-    ) -> Result<(), Error> {
-        let file = file.into_std().await;
-        send_file(writer, file, len, Reading::Direct, |_| {}).await?;
+    pub(crate) async fn send_blob(writer: &mut FrameWriter, blob: BlobReader) -> Result<(), Error> {
+        send_file(writer, blob.file, blob.left, Reading::Direct, |_| {}).await?;
         Ok(writer.send(&Message::End).await?)
     }
 

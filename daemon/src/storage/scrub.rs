@@ -15,14 +15,7 @@ pub(crate) async fn run(server: Arc<Server>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(server.config.scrub_every) => {}
         }
-        let blobs = match server.store.list() {
-            Ok(blobs) => blobs,
-            Err(e) => {
-                tracing::warn!("scrub cannot list blobs: {e}");
-                continue;
-            }
-        };
-        for blob in blobs {
+        for blob in server.store.list() {
             if shutdown.is_cancelled() {
                 return;
             }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use arca_shared::protocol::SnapshotInfo;
 
-use super::blobs::TempBlob;
+use super::blobs::TempFile;
 
 /// Snapshots kept; older ones are deleted as new ones arrive.
 const KEEP: usize = 3;
@@ -63,7 +63,7 @@ impl Snapshots {
 
     /// Keeps a received, verified snapshot durably, then forgets older
     /// copies of the same catalog state and all but the newest few.
-    pub async fn keep(&self, temp: TempBlob, snapshot: &SnapshotInfo) -> io::Result<()> {
+    pub async fn keep(&self, temp: TempFile, snapshot: &SnapshotInfo) -> io::Result<()> {
         temp.persist(&self.path(snapshot)).await?;
         let mut all = self.list()?;
         let same_state = |a: &SnapshotInfo, b: &SnapshotInfo| {

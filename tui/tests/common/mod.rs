@@ -4,10 +4,13 @@
 
 pub mod real;
 
+use std::collections::HashMap;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use arca_daemon::cluster::{ClusterOptions, LocalCluster};
+use arca_daemon::storage::{OnDisk, on_disk};
 use arca_shared::BlobHash;
 use arca_tui::client::{Passphrase, Session, Settings, TransferProgress, Uploaded, Vault};
 use tempfile::TempDir;
@@ -73,21 +76,54 @@ impl TestCluster {
         path
     }
 
-    /// Indexes of the servers whose `blobs/` holds this content.
+    /// Indexes of the servers whose data folder holds this content.
     pub fn holders(&self, hash: &BlobHash) -> Vec<usize> {
         (0..self.cluster.server_count())
-            .filter(|i| blob_path(self.cluster.server_data(*i), hash).is_file())
+            .filter(|i| self.on_disk(*i).contains_key(hash))
             .collect()
     }
 
-    pub fn blob(&self, server: usize, hash: &BlobHash) -> PathBuf {
-        blob_path(self.cluster.server_data(server), hash)
+    /// Every blob a server's data folder holds, where each lies.
+    pub fn on_disk(&self, server: usize) -> HashMap<BlobHash, OnDisk> {
+        on_disk(self.cluster.server_data(server)).unwrap_or_default()
     }
 
-    /// Every file in every server's `blobs/`.
+    /// Where a server keeps a blob; the test fails if it keeps none.
+    pub fn blob(&self, server: usize, hash: &BlobHash) -> OnDisk {
+        self.on_disk(server)
+            .remove(hash)
+            .unwrap_or_else(|| panic!("server {server} holds no {}", hash.short()))
+    }
+
+    /// A server's copy of a blob, if it keeps one that reads.
+    pub fn blob_bytes(&self, server: usize, hash: &BlobHash) -> Option<Vec<u8>> {
+        self.on_disk(server).get(hash)?.read().ok()
+    }
+
+    /// Whether a server keeps an intact copy of a blob.
+    pub fn intact(&self, server: usize, hash: &BlobHash) -> bool {
+        self.blob_bytes(server, hash)
+            .is_some_and(|b| BlobHash::of(&b) == *hash)
+    }
+
+    /// Flips a bit of a server's copy of a blob, where it lies on disk.
+    pub fn flip(&self, server: usize, hash: &BlobHash, at: u64) {
+        let blob = self.blob(server, hash);
+        let mut byte = [0u8];
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&blob.path)
+            .unwrap();
+        file.read_exact_at(&mut byte, blob.offset + at).unwrap();
+        byte[0] ^= 0x40;
+        file.write_all_at(&byte, blob.offset + at).unwrap();
+    }
+
+    /// Every blob in every server's data folder.
     pub fn visible_blobs(&self) -> usize {
         (0..self.cluster.server_count())
-            .map(|i| files_under(&self.cluster.server_data(i).join("blobs")))
+            .map(|i| self.on_disk(i).len())
             .sum()
     }
 
@@ -95,11 +131,6 @@ impl TestCluster {
     pub fn temp_files(&self, server: usize) -> usize {
         files_under(&self.cluster.server_data(server).join("tmp"))
     }
-}
-
-fn blob_path(data: &Path, hash: &BlobHash) -> PathBuf {
-    let hex = hash.to_hex();
-    data.join("blobs").join(&hex[..2]).join(hex)
 }
 
 fn files_under(dir: &Path) -> usize {

@@ -1,10 +1,7 @@
 //! `Fetch`: streams a stored blob from an offset; the client verifies it.
 
-use std::io::SeekFrom;
-
 use arca_shared::ticket::{Ticket, TicketKind};
 use arca_shared::{Connection, Message};
-use tokio::io::AsyncSeekExt;
 
 use crate::error::Error;
 use crate::storage::Server;
@@ -16,24 +13,23 @@ pub(crate) async fn run(
     offset: u64,
 ) -> Result<(), Error> {
     server.check(&ticket, TicketKind::Fetch)?;
-    let mut file = server
+    let blob = server
         .store
-        .read(&ticket.hash)
+        .read(&ticket.hash, offset.min(ticket.size))
         .await
         .map_err(|e| Error::local("this server cannot read the blob", e))?;
-    let len = file.metadata().await?.len();
-    if len != ticket.size {
+    if blob.size != ticket.size {
         return Err(Error::Refused(format!(
-            "stored copy has {len} bytes, the catalog says {}",
-            ticket.size
+            "stored copy has {} bytes, the catalog says {}",
+            blob.size, ticket.size
         )));
     }
-    if offset > len {
+    if offset > blob.size {
         return Err(Error::Refused(format!(
-            "offset {offset} is past the end ({len} bytes)"
+            "offset {offset} is past the end ({} bytes)",
+            blob.size
         )));
     }
-    file.seek(SeekFrom::Start(offset)).await?;
     conn.send(&Message::Accepted).await?;
-    Server::send_blob(&mut conn.writer, file, len - offset).await
+    Server::send_blob(&mut conn.writer, blob).await
 }

@@ -12,7 +12,7 @@ const PAGE: usize = 512;
 
 pub(crate) async fn run(server: &Server, conn: &mut Connection) -> Result<(), Error> {
     let mut pages = PageWriter::new(conn, PAGE, |blobs| Message::Blobs { blobs });
-    for blob in server.store.list()? {
+    for blob in server.store.list() {
         pages.push(blob).await?;
     }
     Ok(pages.finish().await?)

@@ -13,21 +13,23 @@ pub(crate) async fn run(
     hash: BlobHash,
     target: ReplicaTarget,
 ) -> Result<(), Error> {
-    let file = server
+    let blob = server
         .store
-        .read(&hash)
+        .read(&hash, 0)
         .await
         .map_err(|e| Error::local("this server cannot read the blob", e))?;
-    let len = file.metadata().await?.len();
-    if len != target.ticket.size {
+    if blob.size != target.ticket.size {
         return Err(Error::Refused(format!(
-            "stored copy has {len} bytes, the catalog says {}",
-            target.ticket.size
+            "stored copy has {} bytes, the catalog says {}",
+            blob.size, target.ticket.size
         )));
     }
-    let item = Item { hash, size: len };
+    let item = Item {
+        hash,
+        size: blob.size,
+    };
     let mut dest = server.open_store(&target, &[item]).await?;
-    Server::send_blob(&mut dest.writer, file, len).await?;
+    Server::send_blob(&mut dest.writer, blob).await?;
     loop {
         match dest.recv().await? {
             Message::Written { .. } => {}

@@ -5,9 +5,9 @@ use arca_shared::protocol::{Item, SnapshotInfo};
 use arca_shared::{Connection, Message};
 
 use crate::error::Error;
-use crate::storage::Server;
 use crate::storage::blobs::open_regular;
 use crate::storage::item_check::ItemCheck;
+use crate::storage::{BlobReader, Server};
 
 pub(crate) async fn store(
     server: &Server,
@@ -57,8 +57,12 @@ pub(crate) async fn fetch(
         .await
         .map_err(|e| Error::local("the snapshot task failed", e))?
         .map_err(|e| Error::Refused(format!("no such snapshot here: {e}")))?;
-    let file = tokio::fs::File::from_std(file);
-    let len = file.metadata().await?.len();
+    let size = file.metadata()?.len();
+    let snapshot = BlobReader {
+        file,
+        size,
+        left: size,
+    };
     conn.send(&Message::Accepted).await?;
-    Server::send_blob(&mut conn.writer, file, len).await
+    Server::send_blob(&mut conn.writer, snapshot).await
 }
