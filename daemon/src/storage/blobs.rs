@@ -7,14 +7,10 @@
 //! one. Copies that fail their hash wait in `<data>/quarantine/<hash>`
 //! until the manager says a good copy exists.
 //!
-//! Which blob is where lives in memory, read from the pack headers at start.
-//! A blob stored twice (a copy replaced by a verified upload, or a pack
-//! rewritten by a crash-interrupted compaction) counts in its newest pack.
-//! Deleting a packed blob drops it from the index at once; a compaction in
+//! Which blob is where lives in memory (see [`super::index`]). Deleting a packed blob drops it from the index at once; a compaction in
 //! the background then rewrites its pack without it (or removes the pack),
 //! so a deletion that a crash overtakes only brings back an orphan.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::OwnedFd;
@@ -31,13 +27,11 @@ use rustix::fs::{AtFlags, Mode, OFlags};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::index::{Index, PACKS, PackInfo, Place, load_loose, loose_path, pack_name, read_header};
 use super::pack::{self, Entry};
 
 /// Where damaged copies are kept aside, outside what is served and listed.
 const QUARANTINE: &str = "quarantine";
-const PACKS: &str = "packs";
-/// Blobs from before packs.
-const LOOSE: &str = "blobs";
 
 /// Length of a temp file's random name.
 const TEMP_NAME: usize = 24;
@@ -45,122 +39,6 @@ const TEMP_NAME: usize = 24;
 /// How long deletions may keep coming before their packs are rewritten:
 /// a collection deletes blob after blob, and each pack is best rewritten once.
 const COMPACT_AFTER: Duration = Duration::from_millis(200);
-
-/// Where a blob's bytes are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Place {
-    Loose,
-    Packed { pack: u64, offset: u64 },
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Stored {
-    size: u64,
-    place: Place,
-    written: SystemTime,
-}
-
-struct PackInfo {
-    entries: Vec<Entry>,
-    written: SystemTime,
-}
-
-/// Which blob is where, and what the store holds in all.
-#[derive(Default)]
-struct Index {
-    blobs: HashMap<BlobHash, Stored>,
-    packs: BTreeMap<u64, PackInfo>,
-    next_pack: u64,
-    /// Live bytes.
-    stored: u64,
-    /// Packs holding blobs that no longer count, to rewrite without them.
-    untidy: BTreeSet<u64>,
-}
-
-impl Index {
-    /// Counts a blob, in place of any copy already counted; returns the
-    /// place of a loose copy so replaced, to delete.
-    fn insert(&mut self, hash: BlobHash, stored: Stored) -> Option<PathBuf> {
-        self.stored += stored.size;
-        let old = self.blobs.insert(hash, stored)?;
-        self.stored = self.stored.saturating_sub(old.size);
-        self.forget(&hash, old)
-    }
-
-    /// A copy no longer counted: its pack is untidy, or (loose) it is
-    /// returned to delete.
-    fn forget(&mut self, hash: &BlobHash, old: Stored) -> Option<PathBuf> {
-        match old.place {
-            Place::Packed { pack, .. } => {
-                self.untidy.insert(pack);
-                None
-            }
-            Place::Loose => Some(loose_path(hash)),
-        }
-    }
-
-    fn remove(&mut self, hash: &BlobHash) -> Option<(Stored, Option<PathBuf>)> {
-        let old = self.blobs.remove(hash)?;
-        self.stored = self.stored.saturating_sub(old.size);
-        let loose = self.forget(hash, old);
-        Some((old, loose))
-    }
-
-    /// Counts a pack's blobs; returns the loose copies they replace.
-    fn add_pack(&mut self, number: u64, entries: Vec<Entry>, written: SystemTime) -> Vec<PathBuf> {
-        let mut replaced = Vec::new();
-        for entry in &entries {
-            let place = Place::Packed {
-                pack: number,
-                offset: entry.offset,
-            };
-            let stored = Stored {
-                size: entry.size,
-                place,
-                written,
-            };
-            replaced.extend(self.insert(entry.hash, stored));
-        }
-        self.packs.insert(number, PackInfo { entries, written });
-        self.next_pack = self.next_pack.max(number + 1);
-        replaced
-    }
-
-    fn fresh_pack(&mut self) -> u64 {
-        self.next_pack += 1;
-        self.next_pack - 1
-    }
-
-    /// The blobs of a pack that still count there.
-    fn live(&self, number: u64) -> Vec<Entry> {
-        let Some(info) = self.packs.get(&number) else {
-            return Vec::new();
-        };
-        info.entries
-            .iter()
-            .filter(|e| {
-                self.blobs.get(&e.hash).is_some_and(|s| {
-                    s.place
-                        == Place::Packed {
-                            pack: number,
-                            offset: e.offset,
-                        }
-                })
-            })
-            .copied()
-            .collect()
-    }
-}
-
-/// A blob's place relative to the data folder.
-fn loose_path(hash: &BlobHash) -> PathBuf {
-    let hex = hash.to_hex();
-    Path::new(LOOSE).join(&hex[..2]).join(hex)
-}
-
-fn pack_name(number: u64) -> String {
-    format!("{number:016x}")
-}
 
 /// The store's folders, held open: packs are written and moved into place
 /// relative to them, with no path walked from the root.
@@ -306,7 +184,10 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
     open_regular_at(&rustix::fs::CWD, path)
 }
 
-fn open_regular_at(dir: &impl std::os::fd::AsFd, path: impl AsRef<Path>) -> io::Result<File> {
+pub(super) fn open_regular_at(
+    dir: &impl std::os::fd::AsFd,
+    path: impl AsRef<Path>,
+) -> io::Result<File> {
     let path = path.as_ref();
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
     let file = File::from(rustix::fs::openat(dir, path, flags, Mode::empty())?);
@@ -719,30 +600,6 @@ fn remove_if_there(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Counts the blobs from before packs, one file each.
-fn load_loose(root: &Path, index: &mut Index) -> io::Result<()> {
-    let Ok(shards) = std::fs::read_dir(root.join(LOOSE)) else {
-        return Ok(());
-    };
-    for shard in shards {
-        for entry in std::fs::read_dir(shard?.path())? {
-            let entry = entry?;
-            if let Some(hash) = entry.file_name().to_str().and_then(|n| n.parse().ok())
-                && entry.file_type()?.is_file()
-            {
-                let meta = entry.metadata()?;
-                let stored = Stored {
-                    size: meta.len(),
-                    place: Place::Loose,
-                    written: meta.modified().unwrap_or_else(|_| SystemTime::now()),
-                };
-                index.insert(hash, stored);
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Reads every pack's header, oldest first, so the newest copy of a blob
 /// counts. A pack whose header does not read is set aside, never deleted.
 fn load_packs(root: &Path, dirs: &Dirs, index: &mut Index) -> io::Result<()> {
@@ -780,76 +637,10 @@ fn load_packs(root: &Path, dirs: &Dirs, index: &mut Index) -> io::Result<()> {
     Ok(())
 }
 
-fn read_header(packs: &OwnedFd, number: u64) -> io::Result<(Vec<Entry>, SystemTime)> {
-    let mut file = open_regular_at(packs, pack_name(number))?;
-    let meta = file.metadata()?;
-    let mut head = [0u8; pack::HEAD];
-    file.read_exact(&mut head)?;
-    let count = pack::count(&head).map_err(io::Error::other)?;
-    let mut header = vec![0u8; pack::header_len(count)];
-    header[..pack::HEAD].copy_from_slice(&head);
-    file.read_exact(&mut header[pack::HEAD..])?;
-    let entries = pack::parse(&header, meta.len()).map_err(io::Error::other)?;
-    Ok((
-        entries,
-        meta.modified().unwrap_or_else(|_| SystemTime::now()),
-    ))
-}
-
-/// A blob's bytes as a data folder holds them, read from disk.
-#[derive(Debug, Clone)]
-pub struct OnDisk {
-    /// The pack (or, from before packs, the blob's own file).
-    pub path: PathBuf,
-    pub offset: u64,
-    pub size: u64,
-}
-
-impl OnDisk {
-    /// The blob's bytes.
-    pub fn read(&self) -> io::Result<Vec<u8>> {
-        let mut file = open_regular(&self.path)?;
-        file.seek(SeekFrom::Start(self.offset))?;
-        let mut bytes = Vec::new();
-        file.take(self.size).read_to_end(&mut bytes)?;
-        Ok(bytes)
-    }
-}
-
-/// Every blob a server's data folder holds on disk, each at its newest
-/// copy, as the server would count them when it starts; packs that do not
-/// read are passed over. For tools and tests: a running server answers
-/// from its index.
-pub fn on_disk(root: &Path) -> io::Result<HashMap<BlobHash, OnDisk>> {
-    let mut index = Index::default();
-    load_loose(root, &mut index)?;
-    let packs = File::open(root.join(PACKS)).map(OwnedFd::from)?;
-    let mut numbers: Vec<u64> = std::fs::read_dir(root.join(PACKS))?
-        .filter_map(|e| u64::from_str_radix(e.ok()?.file_name().to_str()?, 16).ok())
-        .collect();
-    numbers.sort_unstable();
-    for number in numbers {
-        if let Ok((entries, written)) = read_header(&packs, number) {
-            index.add_pack(number, entries, written);
-        }
-    }
-    Ok(index
-        .blobs
-        .into_iter()
-        .map(|(hash, stored)| {
-            let (path, offset) = match stored.place {
-                Place::Loose => (root.join(loose_path(&hash)), 0),
-                Place::Packed { pack, offset } => (root.join(PACKS).join(pack_name(pack)), offset),
-            };
-            let size = stored.size;
-            (hash, OnDisk { path, offset, size })
-        })
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::on_disk;
 
     fn blob(seed: u8, len: usize) -> (Item, Vec<u8>) {
         let bytes: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(seed)).collect();
@@ -920,7 +711,7 @@ mod tests {
         let (a, b) = (blob(3, 300), blob(5, 400));
         store_batch(&store, &[a.clone(), b.clone()]).await;
         // Stored again, as a replica replaces a copy it does not trust.
-        store_batch(&store, &[a.clone()]).await;
+        store_batch(&store, std::slice::from_ref(&a)).await;
         assert_eq!(store.stats().stored_bytes, 700);
         store.compact_untidy().unwrap();
         assert_eq!(packs(dir.path()), 2);
@@ -979,8 +770,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(BlobStore::open(dir.path(), None).unwrap());
         let (a, b) = (blob(3, 300), blob(5, 400));
-        store_batch(&store, &[a.clone()]).await;
-        store_batch(&store, &[b.clone()]).await;
+        store_batch(&store, std::slice::from_ref(&a)).await;
+        store_batch(&store, std::slice::from_ref(&b)).await;
         drop(store);
         let first = dir.path().join(PACKS).join(pack_name(0));
         let file = std::fs::OpenOptions::new()
@@ -998,7 +789,7 @@ mod tests {
                 .is_file()
         );
         // Its number is never given again.
-        store_batch(&reopened, &[a.clone()]).await;
+        store_batch(&reopened, std::slice::from_ref(&a)).await;
         assert_eq!(read(&reopened, &a.0.hash).await, a.1);
     }
 

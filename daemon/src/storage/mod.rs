@@ -3,6 +3,7 @@
 
 mod blobs;
 mod cmd;
+mod index;
 pub(crate) mod item_check;
 mod membership;
 mod pack;
@@ -31,7 +32,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::Error;
-pub use blobs::{BlobReader, BlobStore, OnDisk, on_disk};
+pub use blobs::{BlobReader, BlobStore};
+pub use index::{OnDisk, on_disk};
 use snapshots::Snapshots;
 
 #[derive(Clone)]
