@@ -140,13 +140,16 @@ impl Session {
                 .iter()
                 .map(|part| (*part, grants.get(&part.hash).cloned(), fetcher.clone()))
                 .collect();
+            // Tasks of their own: fetches go on while a chunk is written.
             let mut fetched = futures::stream::iter(jobs)
-                .map(fetch_granted)
+                .map(|job| tokio::spawn(fetch_granted(job)))
                 .buffered(FETCHING);
             let mut i = 0;
             while let Some(result) = fetched.next().await {
                 let part = &window[i];
                 i += 1;
+                let result = result
+                    .unwrap_or_else(|e| Err(Failure::Fatal(ClientError::local("a fetch task", e))));
                 let plain = match result {
                     Ok(plain) => plain,
                     Err(failure) => {
