@@ -17,7 +17,7 @@ const FILES_EACH: usize = 100;
 
 fn file_size(i: usize) -> usize {
     match i {
-        i if i % 10 == 0 => 12 << 20,
+        i if i % 10 == 0 => 48 << 20,
         i if i % 5 == 0 => 300_000,
         i => 1_000 + i * 97,
     }
@@ -137,6 +137,9 @@ fn two_clients_back_up_through_server_and_manager_crashes_and_nothing_is_lost() 
     for (c, folder) in folders.iter().enumerate() {
         write_files(folder, c);
     }
+    // On disk before the clients start: flushing it must not slow their
+    // first steps past the moment the manager is killed.
+    rustix::fs::sync();
     let started = Instant::now();
     let mut puts: Vec<Child> = folders
         .iter()
@@ -158,7 +161,23 @@ fn two_clients_back_up_through_server_and_manager_crashes_and_nothing_is_lost() 
 
     // The manager dies mid-backup and comes back; then a server does.
     let mut running = || puts.iter_mut().any(|p| p.try_wait().unwrap().is_none());
-    std::thread::sleep(Duration::from_millis(150));
+    // Killed once every client is underway (has committed something), not
+    // at a fixed moment: a client still connecting is told the manager is
+    // unreachable, which is right, but not what this test is about.
+    let underway = |c: usize| {
+        let out = cluster
+            .env
+            .arca_command(&format!("client-{c}"), &root, &["ls", "--json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)
+            .is_ok_and(|listed| !listed.is_empty())
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(0..CLIENTS).all(underway) {
+        assert!(Instant::now() < deadline, "the backups never got going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(
         running(),
         "the backups ended before the manager could be killed; give them more work"

@@ -120,7 +120,10 @@ mod tests {
     use super::*;
 
     fn keys() -> ChunkKeys {
-        arca_shared::vault::MasterKey::fresh().unwrap().chunk_keys()
+        arca_shared::vault::MasterKey::fresh()
+            .unwrap()
+            .chunk_keys()
+            .unwrap()
     }
 
     #[test]

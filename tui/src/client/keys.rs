@@ -155,7 +155,10 @@ impl Session {
         let keys = vault
             .keys
             .get_or_try_init(|| async {
-                Ok::<_, ClientError>(self.master_key(create).await?.chunk_keys())
+                self.master_key(create)
+                    .await?
+                    .chunk_keys()
+                    .map_err(|e| ClientError::Local(e.to_string()))
             })
             .await?;
         Ok(keys.clone())

@@ -190,7 +190,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, "content").unwrap();
-        let keys = arca_shared::vault::MasterKey::fresh().unwrap().chunk_keys();
+        let keys = arca_shared::vault::MasterKey::fresh()
+            .unwrap()
+            .chunk_keys()
+            .unwrap();
         let small = read_stable(&path, 1024, &keys).unwrap();
         assert_eq!(small.chunks, [keys.id(b"content")]);
         assert_eq!(small.content.as_deref(), Some(&b"content"[..]));

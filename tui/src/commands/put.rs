@@ -53,12 +53,19 @@ pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, Clie
     // The key opens (a deliberately slow passphrase hash) while the files
     // are looked at: on an unchanged tree the two are most of the work.
     let open = async {
-        let mut session = Session::connect(settings.clone()).await?;
-        let keys = session.chunk_keys(true).await?;
-        Ok::<_, ClientError>((session, keys))
+        let mut sessions = Vec::with_capacity(PARALLEL);
+        for _ in 0..PARALLEL {
+            sessions.push(Session::connect(settings.clone()).await?);
+        }
+        let keys = match sessions.first_mut() {
+            Some(session) => session.chunk_keys(true).await?,
+            None => return Err(ClientError::Local("no session to the manager".into())),
+        };
+        Ok((sessions, keys))
     };
     let (stat, opened) = tokio::join!(stat_all(jobs), open);
-    let ((pending, gone), (first, keys)) = (stat?, opened?);
+    // The key opened once here (the first backup makes it); every session shares it.
+    let ((pending, gone), (sessions, keys)) = (stat?, opened?);
     skipped.extend(gone);
     let bar = std::io::stdout()
         .is_terminal()
@@ -85,11 +92,6 @@ pub async fn run(settings: Settings, paths: &[PathBuf]) -> Result<ExitCode, Clie
     // Batches go out on parallel sessions: one batch's transfer overlaps
     // another's wait for the disks.
     let queue = RefCell::new(batches(pending).into_iter());
-    // The key opened once above (the first backup makes it); every session shares it.
-    let mut sessions = vec![first];
-    for _ in 1..PARALLEL {
-        sessions.push(Session::connect(settings.clone()).await?);
-    }
     let cache = Arc::new(Mutex::new(ChunkCache::load(&settings.client, &keys)));
     let workers = sessions.into_iter().map(|mut session| {
         let (queue, bar, say, skip, flush, failed, done, cache, keys) = (
