@@ -523,14 +523,25 @@ impl Catalog {
             "SELECT b.hash, (SELECT group_concat(server) FROM holders h WHERE h.blob = b.id)
              FROM chunks c JOIN blobs b ON b.id = c.blob WHERE c.client = ?1 AND c.key = ?2",
         )?;
-        ids.iter()
-            .map(|id| {
-                stmt.query_row(params![client, id.0], |row| {
-                    Ok((hash_column(row, 0)?, server_list(row.get(1)?)))
+        self.in_one_read(|| {
+            ids.iter()
+                .map(|id| {
+                    stmt.query_row(params![client, id.0], |row| {
+                        Ok((hash_column(row, 0)?, server_list(row.get(1)?)))
+                    })
+                    .optional()
                 })
-                .optional()
-            })
-            .collect()
+                .collect()
+        })
+    }
+
+    /// Runs the lookups of a batch in one read transaction: one lock of
+    /// the file for the batch, not two system calls per lookup.
+    fn in_one_read<T>(&self, lookups: impl FnOnce() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+        let read = self.db.unchecked_transaction()?;
+        let found = lookups()?;
+        read.commit()?;
+        Ok(found)
     }
 
     /// For each of `hashes`, its size and holders if one of this client's
@@ -545,15 +556,17 @@ impl Catalog {
              FROM blobs b WHERE b.hash = ?2
              AND EXISTS (SELECT 1 FROM chunks c WHERE c.blob = b.id AND c.client = ?1)",
         )?;
-        hashes
-            .iter()
-            .map(|hash| {
-                stmt.query_row(params![client, hash.0], |row| {
-                    Ok((row.get::<_, i64>(0)? as u64, server_list(row.get(1)?)))
+        self.in_one_read(|| {
+            hashes
+                .iter()
+                .map(|hash| {
+                    stmt.query_row(params![client, hash.0], |row| {
+                        Ok((row.get::<_, i64>(0)? as u64, server_list(row.get(1)?)))
+                    })
+                    .optional()
                 })
-                .optional()
-            })
-            .collect()
+                .collect()
+        })
     }
 
     /// Records sealed chunks every one of `holders` has confirmed. A chunk
@@ -811,7 +824,7 @@ impl Catalog {
 
     /// The holders of each of `hashes`, in their order.
     pub fn holders_of(&self, hashes: &[BlobHash]) -> rusqlite::Result<Vec<Vec<ServerId>>> {
-        hashes.iter().map(|h| self.holders(h)).collect()
+        self.in_one_read(|| hashes.iter().map(|h| self.holders(h)).collect())
     }
 
     /// Counts a copy of a content the catalog knows.
@@ -892,10 +905,12 @@ impl Catalog {
             "SELECT d.server FROM damaged d JOIN blobs b ON b.id = d.blob
              WHERE b.hash = ?1 ORDER BY d.server",
         )?;
-        hashes
-            .iter()
-            .map(|h| stmt.query_map(params![h.0], |row| row.get(0))?.collect())
-            .collect()
+        self.in_one_read(|| {
+            hashes
+                .iter()
+                .map(|h| stmt.query_map(params![h.0], |row| row.get(0))?.collect())
+                .collect()
+        })
     }
 
     /// Forgets a damaged copy its server has deleted.

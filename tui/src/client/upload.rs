@@ -3,6 +3,7 @@
 //! the primary the manager picks for each (following every replica's
 //! progress), then record the versions.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -549,16 +550,16 @@ enum Sealing {
 
 /// Seals, in order, every chunk of `files` in `missing` (each once), and
 /// checks that every file still cuts into the chunks it was read as.
-fn seal_all(
-    files: &[LocalFile],
+fn seal_all<'a>(
+    files: &'a [LocalFile],
     mut missing: HashSet<ChunkId>,
     keys: &ChunkKeys,
     out: &mpsc::Sender<Sealed>,
 ) -> Result<(), Sealing> {
     let hand_over = |sealed| out.blocking_send(sealed).map_err(|_| Sealing::Abandoned);
     // Big chunks wait here in pairs, to be sealed on both cores at once.
-    let mut pending: Vec<(ChunkId, Vec<u8>)> = Vec::with_capacity(2);
-    let flush = |pending: &mut Vec<(ChunkId, Vec<u8>)>| -> Result<(), Sealing> {
+    let mut pending: Vec<(ChunkId, Cow<'a, [u8]>)> = Vec::with_capacity(2);
+    let flush = |pending: &mut Vec<(ChunkId, Cow<[u8]>)>| -> Result<(), Sealing> {
         for sealed in seal_together(keys, pending) {
             hand_over(Sealed::Chunk(sealed.0?, sealed.1))?;
         }
@@ -570,22 +571,25 @@ fn seal_all(
             continue;
         }
         let mut ids = file.chunks.iter();
-        let mut seal = |plain: &[u8]| -> Result<(), Sealing> {
-            let id = keys.id(plain);
+        let mut seal = |plain: Cow<'a, [u8]>| -> Result<(), Sealing> {
+            let id = keys.id(&plain);
             if ids.next() != Some(&id) {
                 return Err(Sealing::Changed(i));
             }
+            let read = plain.len() as u64;
             if missing.remove(&id) {
-                pending.push((id, plain.to_vec()));
+                let small = plain.len() < PAIRED;
+                pending.push((id, plain));
                 // A small chunk is not worth a second thread.
-                if pending.len() == 2 || plain.len() < PAIRED {
+                if pending.len() == 2 || small {
                     flush(&mut pending)?;
                 }
             }
-            hand_over(Sealed::Read(plain.len() as u64))
+            hand_over(Sealed::Read(read))
         };
         match &file.content {
-            Some(bytes) => chunker::cut(bytes, keys.chunker_seed()).try_for_each(&mut seal)?,
+            Some(bytes) => chunker::cut(bytes, keys.chunker_seed())
+                .try_for_each(|plain| seal(Cow::Borrowed(plain)))?,
             None => {
                 // Unchanged since it was read, before and after, or the
                 // chunks announced are not the bytes sent.
@@ -596,7 +600,7 @@ fn seal_all(
                     return Err(Sealing::Changed(i));
                 }
                 for chunk in chunker::stream(reader.take(file.size), keys.chunker_seed()) {
-                    seal(&chunk.map_err(|_| Sealing::Changed(i))?)?;
+                    seal(Cow::Owned(chunk.map_err(|_| Sealing::Changed(i))?))?;
                 }
                 if !after.metadata().is_ok_and(|meta| unchanged(&meta)) {
                     return Err(Sealing::Changed(i));
@@ -614,9 +618,9 @@ fn seal_all(
 /// comes back with its stored form, in order.
 fn seal_together(
     keys: &ChunkKeys,
-    pending: &mut Vec<(ChunkId, Vec<u8>)>,
+    pending: &mut Vec<(ChunkId, Cow<[u8]>)>,
 ) -> Vec<(Result<NewChunk, Sealing>, Vec<u8>)> {
-    let seal = |(id, plain): (ChunkId, Vec<u8>)| match keys.seal(&id, &plain) {
+    let seal = |(id, plain): (ChunkId, Cow<[u8]>)| match keys.seal(&id, &plain) {
         Ok(bytes) => {
             let chunk = NewChunk {
                 id,
