@@ -48,6 +48,10 @@ struct Cli {
     /// Server: bytes offered (e.g. 500MB, 20GiB) [default: the disk's free space].
     #[arg(long, value_parser = parse_bytes)]
     capacity: Option<u64>,
+    /// Server: its failure zone (a rack, a room, a site); copies of the same
+    /// data go to distinct zones while enough are alive [default: none].
+    #[arg(long, value_parser = parse_zone)]
+    zone: Option<String>,
     /// Manager: copies kept of every file.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=8))]
     replicas: u32,
@@ -271,9 +275,10 @@ async fn server(cli: &Cli, secret_path: &Path, shutdown: CancellationToken) -> R
         .unwrap_or_else(|| PathBuf::from(format!("arca-server-{}", bound.port())));
     let mut config = ServerConfig::new(data, cli.manager.clone(), advertise, key);
     config.capacity = cli.capacity;
+    config.zone = cli.zone.clone();
     config.heartbeat_every = (cli.dead_after / 4).max(Duration::from_millis(50));
     config.scrub_every = cli.scrub_every;
-    tracing::info!(%listen, advertise = %config.advertise, data = %config.data.display(), "server running");
+    tracing::info!(%listen, advertise = %config.advertise, zone = config.zone.as_deref().unwrap_or("none"), data = %config.data.display(), "server running");
     run_server(listener, config, shutdown)
         .await
         .wrap_err("cannot open the data folder")?;
@@ -310,6 +315,14 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
     text.parse::<bytesize::ByteSize>()
         .map(|size| size.as_u64())
         .map_err(|e| format!("not a size: {text:?} ({e}); say e.g. 500MB or 20GiB"))
+}
+
+fn parse_zone(text: &str) -> Result<String, String> {
+    if arca_shared::types::zone::valid(text) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("{text:?}: {}", arca_shared::types::zone::RULE))
+    }
 }
 
 /// Parses a duration: `3s`, `500ms`, `2m`, `1h 30m`.

@@ -25,6 +25,8 @@ pub struct ClusterOptions {
     pub dead_after: Duration,
     /// Capacity of each server, by index; missing entries mean "the disk".
     pub capacities: Vec<Option<u64>>,
+    /// The failure zone of each server, by index; missing entries mean none.
+    pub zones: Vec<Option<String>>,
     pub weights: Weights,
     pub heal_after: Duration,
     pub scrub_every: Duration,
@@ -41,6 +43,7 @@ impl Default for ClusterOptions {
             replicas: 2,
             dead_after: Duration::from_millis(1500),
             capacities: Vec::new(),
+            zones: Vec::new(),
             weights: Weights::default(),
             heal_after: Duration::from_secs(3),
             scrub_every: Duration::from_secs(3600),
@@ -90,33 +93,53 @@ impl LocalCluster {
             servers: Vec::new(),
         };
         cluster.start_manager(listener);
-        for i in 0..cluster.options.servers {
-            let listener = TcpListener::bind("127.0.0.1:0").await?;
-            let addr = listener.local_addr()?.to_string();
-            let mut config = ServerConfig::new(
-                root.join(format!("server-{}", i + 1)),
-                cluster.manager_addr.clone(),
-                addr.clone(),
-                cluster.key.clone(),
-            );
-            config.capacity = cluster.options.capacities.get(i).copied().flatten();
-            config.heartbeat_every = cluster.options.dead_after / 5;
-            config.scrub_every = cluster.options.scrub_every;
-            let daemon = spawn_server(listener, config.clone());
-            cluster.servers.push((addr, config, Some(daemon)));
+        for _ in 0..cluster.options.servers {
+            cluster.spawn_new_server().await?;
         }
-        let all = cluster.options.servers;
-        cluster
-            .wait_until(Duration::from_secs(20), |s| {
-                s.servers
-                    .iter()
-                    .filter(|s| s.alive && s.latency_ms > 0.0)
-                    .count()
-                    == all
-            })
-            .await
-            .map_err(std::io::Error::other)?;
+        cluster.wait_for_servers().await?;
         Ok(cluster)
+    }
+
+    /// Starts one more server, empty, with the next index's options, and
+    /// waits until the manager counts it; returns its index.
+    pub async fn add_server(&mut self) -> std::io::Result<usize> {
+        self.spawn_new_server().await?;
+        self.wait_for_servers().await?;
+        Ok(self.servers.len() - 1)
+    }
+
+    async fn spawn_new_server(&mut self) -> std::io::Result<()> {
+        let i = self.servers.len();
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?.to_string();
+        let mut config = ServerConfig::new(
+            self.root.join(format!("server-{}", i + 1)),
+            self.manager_addr.clone(),
+            addr.clone(),
+            self.key.clone(),
+        );
+        config.capacity = self.options.capacities.get(i).copied().flatten();
+        config.zone = self.options.zones.get(i).cloned().flatten();
+        config.heartbeat_every = self.options.dead_after / 5;
+        config.scrub_every = self.options.scrub_every;
+        let daemon = spawn_server(listener, config.clone());
+        self.servers.push((addr, config, Some(daemon)));
+        Ok(())
+    }
+
+    /// Waits until every server started is registered and measured.
+    async fn wait_for_servers(&self) -> std::io::Result<()> {
+        let all = self.servers.len();
+        self.wait_until(Duration::from_secs(20), |s| {
+            s.servers
+                .iter()
+                .filter(|s| s.alive && s.latency_ms > 0.0)
+                .count()
+                == all
+        })
+        .await
+        .map(drop)
+        .map_err(std::io::Error::other)
     }
 
     /// The manager's data folder.

@@ -4,6 +4,10 @@
 //! `[0, 1]` (0 where all are equal), then weighted; lower scores win and ties
 //! go to the lower server id. Unlike the original system's formula this is a
 //! true normalisation: no unbounded negatives, no flat bonus for empty servers.
+//!
+//! Min-max stretches any spread to the whole of `[0, 1]`, so latencies
+//! within the measurement's own noise of the fastest count as the fastest:
+//! on a quiet network jitter alone would otherwise decide every placement.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,7 +17,10 @@ pub struct Candidate {
     pub id: u64,
     /// Smoothed round trip measured by the manager.
     pub latency_ms: f64,
-    /// Bytes stored divided by capacity (or bytes stored when capacity is unknown).
+    /// How much single round trips to it scatter (their standard deviation).
+    pub latency_noise_ms: f64,
+    /// Bytes stored and promised, divided by capacity (or bytes when
+    /// capacity is unknown).
     pub load: f64,
     /// Bytes the server can still take.
     pub free_bytes: u64,
@@ -44,16 +51,29 @@ pub struct Scored {
 
 /// Scores every candidate (room ignored), for display.
 pub fn score_all(candidates: &[Candidate], weights: Weights) -> Vec<Scored> {
-    let latency = Range::over(candidates.iter().map(|c| c.latency_ms));
+    let fastest = candidates
+        .iter()
+        .map(|c| c.latency_ms)
+        .fold(f64::INFINITY, f64::min);
+    // Twice the typical scatter: what two equal servers can differ by.
+    let noise = 2.0 * median(candidates.iter().map(|c| c.latency_noise_ms));
+    let slower = |c: &Candidate| (c.latency_ms - fastest - noise).max(0.0);
+    let latency = Range::over(candidates.iter().map(slower));
     let load = Range::over(candidates.iter().map(|c| c.load));
     candidates
         .iter()
         .map(|c| Scored {
             id: c.id,
-            score: weights.latency * latency.normalise(c.latency_ms)
+            score: weights.latency * latency.normalise(slower(c))
                 + weights.load * load.normalise(c.load),
         })
         .collect()
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.filter(|v| v.is_finite()).collect();
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Ranks the candidates that have room for `size` bytes, best first.
@@ -106,6 +126,7 @@ mod tests {
         Candidate {
             id,
             latency_ms,
+            latency_noise_ms: 0.0,
             load,
             free_bytes: u64::MAX,
         }
@@ -197,5 +218,24 @@ mod tests {
             rank(&servers, 0, Weights::default()).last().map(|s| s.id),
             Some(1)
         );
+    }
+
+    #[test]
+    fn latency_within_its_noise_does_not_decide() {
+        let noisy = |id, latency_ms, load| Candidate {
+            latency_noise_ms: 0.1,
+            ..c(id, latency_ms, load)
+        };
+        // 0.15 ms apart with 0.1 ms of scatter: load decides.
+        let servers = [noisy(1, 0.2, 0.5), noisy(2, 0.35, 0.1)];
+        assert_eq!(ids(&rank(&servers, 0, Weights::default())), [2, 1]);
+        // Far beyond the noise, latency counts again, only by its excess.
+        let servers = [noisy(1, 0.2, 0.5), noisy(2, 5.0, 0.1), noisy(3, 0.3, 0.3)];
+        let scored = score_all(&servers, Weights::default());
+        let expected = [0.5, 0.5, 0.25];
+        for (s, e) in scored.iter().zip(expected) {
+            assert!((s.score - e).abs() < 1e-9, "{scored:?}");
+        }
+        assert_eq!(ids(&rank(&servers, 0, Weights::default())), [3, 1, 2]);
     }
 }

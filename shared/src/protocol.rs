@@ -43,6 +43,8 @@ pub enum Message {
     Register {
         uuid: String,
         addr: String,
+        /// The failure zone it is in (`--zone`), if any.
+        zone: Option<String>,
         stats: ServerStats,
         /// The newest catalog snapshot this server keeps.
         snapshot: Option<SnapshotInfo>,
@@ -539,6 +541,8 @@ pub struct ClusterStatus {
     pub under_replicated: u64,
     /// Copies being made right now to heal them.
     pub healing: u64,
+    /// Copies being moved right now to even the load over the servers.
+    pub moving: u64,
     /// The manager's catalog is older than the snapshots its servers keep:
     /// it records nothing new until the operator recovers it.
     pub stale_catalog: bool,
@@ -592,6 +596,7 @@ pub struct VersionHealth {
 pub struct ServerStatus {
     pub id: ServerId,
     pub addr: String,
+    pub zone: Option<String>,
     pub alive: bool,
     /// Milliseconds since the last heartbeat.
     pub silent_ms: u64,

@@ -22,6 +22,7 @@ fn server(id: u64, alive: bool, latency_ms: f64, stored: u64, score: Option<f64>
     ServerStatus {
         id,
         addr: format!("127.0.0.1:900{id}"),
+        zone: None,
         alive,
         silent_ms: if alive { 200 } else { 12_400 },
         latency_ms,
@@ -108,6 +109,7 @@ fn busy_app() -> App {
             ],
             under_replicated: 1,
             healing: 1,
+            moving: 0,
             stale_catalog: false,
         }),
         t,
@@ -458,6 +460,7 @@ fn the_link_state_follows_the_poller() {
             servers: vec![],
             under_replicated: 0,
             healing: 0,
+            moving: 0,
             stale_catalog: false,
         }),
         Instant::now(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use arca_daemon::cluster::ClusterOptions;
 use arca_shared::BlobHash;
 use arca_tui::client::{Progress, Session, TransferProgress, Uploaded};
-use common::{TestCluster, content, eventually, poll, put, stored};
+use common::{TestCluster, content, eventually, poll, put, put_numbered, stored};
 use tokio::sync::watch;
 
 fn fast() -> ClusterOptions {
@@ -174,14 +174,7 @@ async fn the_catalog_survives_a_manager_restart_and_servers_rejoin() {
     let mut t = TestCluster::start(fast()).await;
     let mut session = t.session("laptop").await;
     let files: Vec<Vec<u8>> = (0..5).map(|i| content(80 + i, 20_000)).collect();
-    for (i, data) in files.iter().enumerate() {
-        put(
-            &mut session,
-            &t.write(&format!("f{i}"), data),
-            &format!("f{i}"),
-        )
-        .await;
-    }
+    put_numbered(&t, &mut session, &files).await;
     t.cluster.restart_manager().await.unwrap();
     t.cluster
         .wait_until(Duration::from_secs(20), |s| {

@@ -846,6 +846,31 @@ impl Catalog {
         rows.collect()
     }
 
+    /// Up to `limit` blobs `from` holds and `to` does not, each with its
+    /// size and holders: what could move from one to the other.
+    pub fn movable(
+        &self,
+        from: ServerId,
+        to: ServerId,
+        limit: usize,
+    ) -> rusqlite::Result<Vec<(BlobHash, u64, Vec<ServerId>)>> {
+        let mut stmt = self.db.prepare_cached(
+            "SELECT b.hash, b.size, (SELECT group_concat(server) FROM holders a WHERE a.blob = b.id)
+             FROM holders h JOIN blobs b ON b.id = h.blob
+             WHERE h.server = ?1
+             AND NOT EXISTS (SELECT 1 FROM holders t WHERE t.blob = b.id AND t.server = ?2)
+             LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![from, to, limit as i64], |row| {
+            Ok((
+                hash_column(row, 0)?,
+                row.get::<_, i64>(1)? as u64,
+                server_list(row.get(2)?),
+            ))
+        })?;
+        rows.collect()
+    }
+
     /// Every blob some chunk is stored as: its size and its holders.
     pub fn referenced(&self) -> rusqlite::Result<Vec<(BlobHash, u64, Vec<ServerId>)>> {
         let mut stmt = self.db.prepare(

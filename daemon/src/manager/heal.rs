@@ -20,6 +20,7 @@ use arca_shared::{BlobHash, Message};
 use tokio::sync::Semaphore;
 
 use super::cmd::verify;
+use super::placement::{self, Promise};
 use super::{Manager, gc, pacing};
 use crate::error::Error;
 
@@ -52,13 +53,14 @@ async fn pass(
     let wanted = manager.config.replicas as usize;
     let mut under = Vec::new();
     for (hash, size, holders) in manager.db(|c| c.referenced()).await? {
-        let (live, kept) = {
+        let (live, returning, kept) = {
             let members = manager.members();
             let live: Vec<ServerId> = holders
                 .iter()
                 .copied()
                 .filter(|id| members.is_alive(*id))
                 .collect();
+            let returning = holders.iter().filter(|id| members.awaited(**id)).count();
             let kept = holders
                 .iter()
                 .filter(|id| {
@@ -67,9 +69,11 @@ async fn pass(
                         .is_none_or(|d| d < manager.config.heal_after)
                 })
                 .count();
-            (live, kept)
+            (live, returning, kept)
         };
-        if live.len() < wanted {
+        // Just after a restart, copies on servers still registering again
+        // are not reported at risk.
+        if live.len() + returning < wanted {
             under.push(hash);
         }
         if live.len() > wanted && manager.may_delete() {
@@ -107,31 +111,55 @@ async fn copy(manager: &Manager, hash: BlobHash, size: u64) -> Result<(), Error>
     let _guard = manager.hash_locks.lock(hash).await;
     let holders = manager.db(move |c| c.holders(&hash)).await?;
     let weights = manager.config.weights;
-    let (source, target) = {
-        let members = manager.members();
+    let (source, target, promise) = {
+        let mut members = manager.members();
         let sources: Vec<_> = members
             .candidates(&[])
             .into_iter()
             .filter(|c| holders.contains(&c.id))
             .collect();
         let source = choice::rank(&sources, 0, weights).first().map(|s| s.id);
-        let target = choice::rank(&members.upload_candidates(&holders), size, weights)
-            .first()
-            .map(|s| s.id);
+        // In a zone none of the live copies is in, where one is left.
+        let target = {
+            let ranked = placement::ranked(&members, weights, size, &holders);
+            let zone_of = placement::zone_of(&members);
+            let used: Vec<Option<&str>> = holders
+                .iter()
+                .filter(|id| members.is_alive(**id))
+                .map(|id| zone_of(*id))
+                .collect();
+            placement::spread(&ranked, &zone_of, &used, 1)
+                .first()
+                .copied()
+        };
         let addr = |id: ServerId| members.get(id).map(|m| m.addr.clone());
-        match (
+        let (Some(source), Some((target, addr))) = (
             source.and_then(addr),
             target.and_then(|t| addr(t).map(|a| (t, a))),
-        ) {
-            (Some(source), Some(target)) => (source, target),
-            _ => {
-                return Err(Error::Refused(
-                    "no live holder or no server with room".into(),
-                ));
-            }
-        }
+        ) else {
+            return Err(Error::Refused(
+                "no live holder or no server with room".into(),
+            ));
+        };
+        let promise = Promise::new(manager, &mut members, vec![target], size);
+        (source, (target, addr), promise)
     };
-    let (target_id, target_addr) = target;
+    let target_id = target.0;
+    replicate(manager, hash, size, &source, target).await?;
+    promise.stored();
+    tracing::info!(hash = %hash.short(), target = target_id, "healed: copied to another server");
+    Ok(())
+}
+
+/// Copies `hash` from the server at `source` straight to `target`, and
+/// records the new copy once the target has it durably.
+pub(crate) async fn replicate(
+    manager: &Manager,
+    hash: BlobHash,
+    size: u64,
+    source: &str,
+    (target_id, target_addr): (ServerId, String),
+) -> Result<(), Error> {
     let ticket = Ticket::issue(
         &manager.config.key,
         TicketKind::Store,
@@ -140,7 +168,7 @@ async fn copy(manager: &Manager, hash: BlobHash, size: u64) -> Result<(), Error>
         items_digest(&[Item { hash, size }]),
         size,
     );
-    let mut conn = manager.connect(&source).await?;
+    let mut conn = manager.connect(source).await?;
     conn.set_timeout(Duration::from_secs(120));
     let request = Message::Replicate {
         hash,
@@ -151,7 +179,6 @@ async fn copy(manager: &Manager, hash: BlobHash, size: u64) -> Result<(), Error>
     };
     let Done = conn.request(&request).await?;
     manager.db(move |c| c.add_holder(&hash, target_id)).await?;
-    tracing::info!(hash = %hash.short(), target = target_id, "healed: copied to another server");
     Ok(())
 }
 

@@ -25,7 +25,14 @@ const RETURN_GRACE: Duration = Duration::from_secs(10);
 
 pub struct Member {
     pub addr: String,
+    pub zone: Option<String>,
     pub stats: ServerStats,
+    /// Bytes of uploads and copies under way to it: placed, not yet
+    /// recorded or failed.
+    promised: u64,
+    /// Bytes recorded as stored on it (or dropped from it, below zero)
+    /// since its last heartbeat, which does not count them yet.
+    recorded: i64,
     /// The last heartbeat since this manager started, if any.
     pub last_seen: Option<Instant>,
     pub latency_ms: Option<f64>,
@@ -60,7 +67,10 @@ impl Members {
     pub fn remember(&mut self, id: ServerId, addr: String) {
         self.servers.entry(id).or_insert(Member {
             addr,
+            zone: None,
             stats: ServerStats::default(),
+            promised: 0,
+            recorded: 0,
             last_seen: None,
             latency_ms: None,
             history: VecDeque::new(),
@@ -70,13 +80,21 @@ impl Members {
     }
 
     /// Records a heartbeat; true if the caller should start pinging it.
-    pub fn heartbeat(&mut self, id: ServerId, addr: &str, stats: ServerStats) -> bool {
+    pub fn heartbeat(
+        &mut self,
+        id: ServerId,
+        addr: &str,
+        zone: Option<&str>,
+        stats: ServerStats,
+    ) -> bool {
         self.remember(id, addr.to_owned());
         let Some(member) = self.servers.get_mut(&id) else {
             return false;
         };
         member.addr = addr.to_owned();
+        member.zone = zone.map(str::to_owned);
         member.stats = stats;
+        member.recorded = 0;
         member.last_seen = Some(Instant::now());
         !std::mem::replace(&mut member.pinging, true)
     }
@@ -150,6 +168,37 @@ impl Members {
         )
     }
 
+    /// Counts `bytes` on their way to each of `servers` in their load, so
+    /// the choices made before they arrive spread instead of piling up.
+    pub fn promise(&mut self, servers: &[ServerId], bytes: u64) {
+        for id in servers {
+            if let Some(member) = self.servers.get_mut(id) {
+                member.promised = member.promised.saturating_add(bytes);
+            }
+        }
+    }
+
+    /// Ends a promise: the bytes are recorded as stored there (until the
+    /// next heartbeat counts them), or not coming.
+    pub fn settle(&mut self, servers: &[ServerId], bytes: u64, stored: bool) {
+        for id in servers {
+            if let Some(member) = self.servers.get_mut(id) {
+                member.promised = member.promised.saturating_sub(bytes);
+                if stored {
+                    member.recorded = member.recorded.saturating_add_unsigned(bytes);
+                }
+            }
+        }
+    }
+
+    /// A copy of `bytes` was dropped from a server (until its next
+    /// heartbeat counts that).
+    pub fn dropped(&mut self, id: ServerId, bytes: u64) {
+        if let Some(member) = self.servers.get_mut(&id) {
+            member.recorded = member.recorded.saturating_sub_unsigned(bytes);
+        }
+    }
+
     /// Keeps a server out of upload choices for a while.
     pub fn suspect(&mut self, id: ServerId) {
         let until = Instant::now() + self.dead_after;
@@ -205,10 +254,22 @@ impl Members {
             .map(|(id, m)| Candidate {
                 id: *id,
                 latency_ms: m.latency_ms.unwrap_or(slowest),
-                load: load(&m.stats),
-                free_bytes: m.stats.free_bytes,
+                latency_noise_ms: scatter(&m.history),
+                load: m.load(),
+                free_bytes: m
+                    .stats
+                    .free_bytes
+                    .saturating_sub(m.promised.saturating_add(m.recorded.max(0).unsigned_abs())),
             })
             .collect()
+    }
+
+    /// Live servers by id.
+    pub fn alive_members(&self) -> impl Iterator<Item = (ServerId, &Member)> {
+        self.servers
+            .iter()
+            .filter(|(_, m)| self.alive(m))
+            .map(|(id, m)| (*id, m))
     }
 
     pub fn status(&self, weights: Weights) -> Vec<ServerStatus> {
@@ -218,6 +279,7 @@ impl Members {
             .map(|(id, m)| ServerStatus {
                 id: *id,
                 addr: m.addr.clone(),
+                zone: m.zone.clone(),
                 alive: self.alive(m),
                 silent_ms: m
                     .last_seen
@@ -235,12 +297,38 @@ impl Members {
     }
 }
 
-fn load(stats: &ServerStats) -> f64 {
-    if stats.capacity_bytes > 0 {
-        stats.stored_bytes as f64 / stats.capacity_bytes as f64
-    } else {
-        stats.stored_bytes as f64
+impl Member {
+    /// Bytes stored as far as the manager knows: the last heartbeat, what
+    /// was recorded since, and what is on its way.
+    pub fn expected_bytes(&self) -> u64 {
+        let stored = match u64::try_from(self.recorded) {
+            Ok(more) => self.stats.stored_bytes.saturating_add(more),
+            Err(_) => self
+                .stats
+                .stored_bytes
+                .saturating_sub(self.recorded.unsigned_abs()),
+        };
+        stored.saturating_add(self.promised)
     }
+
+    fn load(&self) -> f64 {
+        let bytes = self.expected_bytes() as f64;
+        if self.stats.capacity_bytes > 0 {
+            bytes / self.stats.capacity_bytes as f64
+        } else {
+            bytes
+        }
+    }
+}
+
+/// The standard deviation of round-trip samples.
+fn scatter(samples: &VecDeque<f64>) -> f64 {
+    if samples.len() < 2 {
+        return 0.0;
+    }
+    let n = samples.len() as f64;
+    let mean = samples.iter().sum::<f64>() / n;
+    (samples.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
 }
 
 /// Measures the round trip to one server for as long as the manager runs,

@@ -8,6 +8,8 @@ mod hash_locks;
 mod heal;
 pub(crate) mod membership;
 mod pacing;
+mod placement;
+mod rebalance;
 mod reconcile;
 mod recover;
 mod snapshot;
@@ -79,6 +81,8 @@ pub(crate) struct Manager {
     collect: Notify,
     /// Wakes healing after a copy was lost.
     heal: Notify,
+    /// Wakes rebalancing when a server joins.
+    rebalance: Notify,
     /// The contents below their replica count at the last healing pass.
     at_risk: Mutex<Vec<BlobHash>>,
     /// A server keeps a snapshot newer than this catalog, or of another
@@ -88,6 +92,8 @@ pub(crate) struct Manager {
     behind: AtomicBool,
     /// Copies being made right now to heal contents below their count.
     healing: AtomicU64,
+    /// Copies being moved right now to even the load.
+    moving: AtomicU64,
     tasks: TaskTracker,
     shutdown: CancellationToken,
     /// Held for the manager's life: one manager (or recovery) per data folder.
@@ -144,9 +150,11 @@ pub async fn run_manager(
         next_op: AtomicU64::new(seed_op()),
         collect: Notify::new(),
         heal: Notify::new(),
+        rebalance: Notify::new(),
         at_risk: Mutex::default(),
         behind: AtomicBool::new(false),
         healing: AtomicU64::new(0),
+        moving: AtomicU64::new(0),
         tasks: tasks.clone(),
         shutdown: shutdown.clone(),
         _claim: claim,
@@ -154,6 +162,7 @@ pub async fn run_manager(
     });
     tasks.spawn(gc::run(manager.clone()));
     tasks.spawn(heal::run(manager.clone()));
+    tasks.spawn(rebalance::run(manager.clone()));
     tasks.spawn(reconcile::run(manager.clone()));
     tasks.spawn(snapshot::run(manager.clone()));
     let key = manager.config.key.clone();
@@ -195,10 +204,17 @@ async fn handle(manager: Arc<Manager>, mut conn: Connection) {
             Message::Register {
                 uuid,
                 addr,
+                zone,
                 stats,
                 snapshot,
             } => {
-                return cmd::register::run(&manager, conn, uuid, addr, stats, snapshot).await;
+                let joining = cmd::register::Joining {
+                    uuid,
+                    addr,
+                    zone,
+                    stats,
+                };
+                return cmd::register::run(&manager, conn, joining, snapshot).await;
             }
             Message::Keys { client } => cmd::keys::list(&manager, &mut conn, client).await,
             Message::AddKey { client, key, first } => {
@@ -277,13 +293,13 @@ impl Manager {
     /// again, a failure is tried again a moment later instead of returned.
     async fn once_back<T, E>(
         &self,
-        mut attempt: impl FnMut(&Members) -> Result<T, E>,
+        mut attempt: impl FnMut(&mut Members) -> Result<T, E>,
         needs: impl Fn(&Members) -> bool,
     ) -> Result<T, E> {
         loop {
             {
-                let members = self.members();
-                match attempt(&members) {
+                let mut members = self.members();
+                match attempt(&mut members) {
                     Err(_) if needs(&members) => {}
                     done => return done,
                 }

@@ -56,6 +56,7 @@ async fn session(
         .request(&Message::Register {
             uuid: uuid.to_owned(),
             addr: server.config.advertise.clone(),
+            zone: server.config.zone.clone(),
             stats: server.store.stats(),
             snapshot: server.snapshots.newest(),
         })

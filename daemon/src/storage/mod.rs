@@ -45,6 +45,8 @@ pub struct ServerConfig {
     pub advertise: String,
     /// Bytes this server offers; `None` means whatever the disk has.
     pub capacity: Option<u64>,
+    /// The failure zone it is in: copies of the same data go to distinct zones.
+    pub zone: Option<String>,
     pub key: ClusterKey,
     pub heartbeat_every: Duration,
     /// Pause between two scrubs of every blob.
@@ -60,6 +62,7 @@ impl ServerConfig {
             manager,
             advertise,
             capacity: None,
+            zone: None,
             key,
             heartbeat_every: Duration::from_millis(750),
             scrub_every: Duration::from_secs(3600),

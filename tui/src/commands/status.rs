@@ -31,6 +31,7 @@ pub async fn run(settings: Settings, json: bool) -> Result<ExitCode, ClientError
                 json!({
                     "id": s.id,
                     "addr": s.addr,
+                    "zone": s.zone,
                     "alive": s.alive,
                     "latency_ms": s.latency_ms,
                     "stored_bytes": s.stored_bytes,
@@ -48,6 +49,7 @@ pub async fn run(settings: Settings, json: bool) -> Result<ExitCode, ClientError
                 "replicas": status.replicas,
                 "under_replicated": status.under_replicated,
                 "healing": status.healing,
+                "moving": status.moving,
                 "stale_catalog": status.stale_catalog,
                 "at_risk": at_risk,
                 "servers": servers,
@@ -69,18 +71,19 @@ pub async fn run(settings: Settings, json: bool) -> Result<ExitCode, ClientError
         status.replicas
     ));
     out::line(format_args!(
-        "{} stored contents under-replicated, {} copies being made",
-        status.under_replicated, status.healing
+        "{} stored contents under-replicated, {} copies being made, {} being moved to even the load",
+        status.under_replicated, status.healing, status.moving
     ));
     out::line(format_args!(
-        "{:<4} {:<22} {:<6} {:>10} {:>10} {:>10} {:>6} {:>6}",
-        "ID", "ADDRESS", "STATE", "LATENCY", "STORED", "CAPACITY", "BLOBS", "SCORE"
+        "{:<4} {:<22} {:<8} {:<6} {:>10} {:>10} {:>10} {:>6} {:>6}",
+        "ID", "ADDRESS", "ZONE", "STATE", "LATENCY", "STORED", "CAPACITY", "BLOBS", "SCORE"
     ));
     for s in &status.servers {
         out::line(format_args!(
-            "{:<4} {:<22} {:<6} {:>7.2} ms {:>10} {:>10} {:>6} {:>6}",
+            "{:<4} {:<22} {:<8} {:<6} {:>7.2} ms {:>10} {:>10} {:>6} {:>6}",
             format!("s{}", s.id),
             s.addr,
+            s.zone.as_deref().unwrap_or("-"),
             match (s.alive, s.read_only) {
                 (false, _) => "dead",
                 (true, true) => "ro",

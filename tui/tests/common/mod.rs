@@ -158,6 +158,14 @@ pub async fn put(session: &mut Session, path: &Path, name: &str) -> Uploaded {
     session.put(path, name, &progress).await.unwrap()
 }
 
+/// Backs up each of `files` as `f0`, `f1`, ...
+pub async fn put_numbered(t: &TestCluster, session: &mut Session, files: &[Vec<u8>]) {
+    for (i, data) in files.iter().enumerate() {
+        let name = format!("f{i}");
+        put(session, &t.write(&name, data), &name).await;
+    }
+}
+
 /// Bytes that look random and are the same for one seed.
 pub fn content(seed: u64, len: usize) -> Vec<u8> {
     arca_daemon::cluster::sample(seed, len)

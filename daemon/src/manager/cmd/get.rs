@@ -72,7 +72,7 @@ pub(crate) async fn grants(
         let Some((size, holders)) = owned else {
             return refuse(format!("no chunk of yours is stored as {}", hash.short()));
         };
-        let best = |members: &Members| {
+        let best = |members: &mut Members| {
             let candidates: Vec<_> = members
                 .candidates(&exclude)
                 .into_iter()

@@ -11,7 +11,6 @@
 
 use std::collections::BTreeSet;
 
-use arca_shared::choice;
 use arca_shared::limits::{IDLE_TIMEOUT, LIST_MAX};
 use arca_shared::protocol::{Item, NewChunk, ReplicaTarget, UploadGrant, items_digest};
 use arca_shared::reply::Done;
@@ -23,6 +22,7 @@ use arca_shared::{BlobHash, Connection, FrameError, Message};
 use super::check_client;
 use crate::error::Error;
 use crate::manager::membership::Members;
+use crate::manager::placement::{self, Pick, Promise};
 use crate::manager::{Manager, refuse};
 
 pub(crate) async fn run(
@@ -69,9 +69,14 @@ pub(crate) async fn run(
     let op = manager.next_op();
     let key = &manager.config.key;
     // Each primary that cannot be reached is suspected, so this ends.
-    let (primary, replicas, mut primary_conn) = loop {
-        let chosen = |members: &Members| choose(manager, members, total, &exclude);
-        let (primary, replicas) = manager.once_back(chosen, Members::any_awaited).await?;
+    let (primary, replicas, promise, mut primary_conn) = loop {
+        let chosen = |members: &mut Members| {
+            let (primary, replicas) = choose(manager, members, total, &exclude)?;
+            let holders = replicas.iter().map(|(id, _)| *id).collect();
+            let promise = Promise::new(manager, members, holders, total);
+            Ok::<_, Error>((primary, replicas, promise))
+        };
+        let (primary, replicas, promise) = manager.once_back(chosen, Members::any_awaited).await?;
         let targets: Vec<ReplicaTarget> = replicas
             .iter()
             .map(|(id, addr)| ReplicaTarget {
@@ -80,7 +85,7 @@ pub(crate) async fn run(
             })
             .collect();
         match prepare(manager, &primary.1, op, targets, items.clone()).await {
-            Ok(primary_conn) => break (primary, replicas, primary_conn),
+            Ok(primary_conn) => break (primary, replicas, promise, primary_conn),
             Err(e) => {
                 tracing::warn!(server = primary.0, "chosen primary failed: {e}");
                 manager.members().suspect(primary.0);
@@ -104,6 +109,7 @@ pub(crate) async fn run(
     manager
         .record(move |cat| cat.record_chunks(&client, &send, &holders))
         .await?;
+    promise.stored();
     conn.send(&Message::ChunksStored {
         replicas: planned.len() as u32,
     })
@@ -130,11 +136,9 @@ async fn prepare(
     Ok(conn)
 }
 
-/// A chosen server: its id and address.
-type Pick = (ServerId, String);
-
-/// The primary and the replicas for `size` bytes. Servers that failed
-/// recently are avoided while enough others remain.
+/// The primary and the replicas for `size` bytes, the replicas in
+/// distinct zones where there are enough. Servers that failed recently are
+/// avoided while enough others remain.
 fn choose(
     manager: &Manager,
     members: &Members,
@@ -143,9 +147,9 @@ fn choose(
 ) -> Result<(Pick, Vec<Pick>), Error> {
     let wanted = manager.config.replicas as usize;
     let weights = manager.config.weights;
-    let mut ranked = choice::rank(&members.upload_candidates(exclude), size, weights);
+    let mut ranked = placement::ranked(members, weights, size, exclude);
     if ranked.len() < wanted {
-        ranked = choice::rank(&members.upload_candidates(&[]), size, weights);
+        ranked = placement::ranked(members, weights, size, &[]);
     }
     if ranked.len() < wanted {
         let alive = members.alive_count();
@@ -161,14 +165,14 @@ fn choose(
         ));
     }
     let addr = |id: ServerId| members.get(id).map(|m| m.addr.clone()).unwrap_or_default();
-    let primary = (ranked[0].id, addr(ranked[0].id));
+    let primary = ranked[0];
     // With enough servers the primary only forwards; otherwise it is also a replica.
-    let first_replica = usize::from(ranked.len() > wanted);
-    let replicas = ranked[first_replica..first_replica + wanted]
-        .iter()
-        .map(|s| (s.id, addr(s.id)))
+    let pool = &ranked[usize::from(ranked.len() > wanted)..];
+    let replicas = placement::spread(pool, placement::zone_of(members), &[], wanted)
+        .into_iter()
+        .map(|id| (id, addr(id)))
         .collect();
-    Ok((primary, replicas))
+    Ok(((primary, addr(primary)), replicas))
 }
 
 /// Reads the primary's reports until it says how the upload ended.

@@ -15,6 +15,7 @@ pub(crate) async fn run(manager: &Manager, conn: &mut Connection) -> Result<(), 
         servers: manager.members().status(manager.config.weights),
         under_replicated: manager.at_risk.lock_anyway().len() as u64,
         healing: manager.healing.load(Ordering::Relaxed),
+        moving: manager.moving.load(Ordering::Relaxed),
         stale_catalog: manager.is_stale(),
     };
     Ok(conn.send(&Message::Cluster { status }).await?)

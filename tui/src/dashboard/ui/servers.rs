@@ -1,4 +1,4 @@
-//! The Servers pane: liveness, latency gauge and sparkline, load, score.
+//! The Servers pane: liveness, zone, latency gauge and sparkline, load, score.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -36,6 +36,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
                     ),
                     Style::new().fg(Color::Yellow),
                 )
+            } else if status.moving > 0 {
+                Span::styled(
+                    format!(
+                        " every content has all its copies · {} moving to even the load",
+                        status.moving
+                    ),
+                    Style::new().fg(Color::Cyan),
+                )
             } else {
                 Span::styled(
                     " every content has all its copies",
@@ -54,8 +62,15 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
                 ]),
                 Line::from(health),
             ];
+            // A zone column only where servers have zones.
+            let zoned = status.servers.iter().any(|s| s.zone.is_some());
             for s in &status.servers {
-                let id = format!(" s{:<2}", s.id);
+                let id = match (&s.zone, zoned) {
+                    (_, false) => format!(" s{:<2}", s.id),
+                    (zone, true) => {
+                        format!(" s{:<2} {:<6.6}", s.id, zone.as_deref().unwrap_or("-"))
+                    }
+                };
                 if !s.alive {
                     let silent = if s.silent_ms == u64::MAX {
                         "not seen since the manager started".to_owned()
