@@ -5,7 +5,8 @@
 //! and positions that are not aligned, get plain reads and writes.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Read, Seek};
+use std::os::unix::fs::FileExt;
 
 use rustix::fs::OFlags;
 
@@ -101,38 +102,109 @@ impl DirectReader {
     }
 }
 
-/// Writes a file sequentially from aligned blocks.
+/// Writes a file sequentially from aligned blocks, from where it stood.
 pub(crate) struct DirectWriter {
     file: File,
     direct: bool,
+    /// Where the next byte goes.
+    end: u64,
+    /// Whether aligned blocks of zeros are left holes.
+    holes: bool,
 }
 
+/// The size of a hole: file systems allocate whole blocks, so a run of
+/// zeros becomes a hole only as whole blocks, aligned in the file.
+const HOLE: usize = ALIGN;
+
 impl DirectWriter {
-    pub(crate) fn new(mut file: File) -> Self {
+    pub(crate) fn new(mut file: File) -> io::Result<Self> {
+        let end = file.stream_position()?;
         let direct = try_direct(&mut file);
-        Self { file, direct }
+        Ok(Self {
+            file,
+            direct,
+            end,
+            holes: false,
+        })
     }
 
-    /// Writes the first `len` bytes of `buf`'s block. A length that is not
-    /// aligned (the last piece of a file) goes through the page cache, and
-    /// so does everything after it.
+    /// A writer that leaves every aligned block of zeros a hole, so a sparse
+    /// file restores sparse. It must start at the end of the file: a skipped
+    /// block reads as zeros only where nothing was.
+    pub(crate) fn sparse(file: File) -> io::Result<Self> {
+        let len = file.metadata()?.len();
+        let writer = Self {
+            holes: true,
+            ..Self::new(file)?
+        };
+        if len > writer.end {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "a sparse write must start at the end of the file ({len}), not at {}: \
+                     the zeros it skips would leave the bytes already there",
+                    writer.end
+                ),
+            ));
+        }
+        Ok(writer)
+    }
+
+    /// Writes the first `len` bytes of `buf`'s block. A piece that is not
+    /// aligned (the last of a file) goes through the page cache, and so
+    /// does everything after it.
     pub(crate) fn write(&mut self, buf: &AlignedBuf, len: usize) -> io::Result<()> {
         let bytes = &buf.block()[..len];
-        if self.direct && !len.is_multiple_of(ALIGN) {
+        let mut run = 0;
+        if self.holes {
+            // Pieces cut where the file's blocks begin; whole ones of zeros
+            // are skipped.
+            let mut at = 0;
+            while at < len {
+                let next = len.min(at + HOLE - (self.end as usize + at) % HOLE);
+                if next - at == HOLE && is_zero(&bytes[at..next]) {
+                    self.put(&bytes[run..at], self.end + run as u64)?;
+                    run = next;
+                }
+                at = next;
+            }
+        }
+        self.put(&bytes[run..], self.end + run as u64)?;
+        self.end += len as u64;
+        Ok(())
+    }
+
+    /// The file, through the page cache again, its cursor and (holes at
+    /// its end included) its length where the bytes end; not yet synced.
+    pub(crate) fn into_file(mut self) -> io::Result<File> {
+        if self.direct {
             self.buffered()?;
         }
-        match self.file.write_all(bytes) {
+        if self.holes {
+            self.file.set_len(self.end)?;
+        }
+        self.file.seek(io::SeekFrom::Start(self.end))?;
+        Ok(self.file)
+    }
+
+    fn put(&mut self, bytes: &[u8], at: u64) -> io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let aligned = at.is_multiple_of(ALIGN as u64)
+            && bytes.len().is_multiple_of(ALIGN)
+            && (bytes.as_ptr() as usize).is_multiple_of(ALIGN);
+        if self.direct && !aligned {
+            self.buffered()?;
+        }
+        match self.file.write_all_at(bytes, at) {
             // Some file systems accept the flag but refuse the write.
             Err(e) if self.direct && is_einval(&e) => {
                 self.buffered()?;
-                self.file.write_all(bytes)
+                self.file.write_all_at(bytes, at)
             }
             other => other,
         }
-    }
-
-    pub(crate) fn into_file(self) -> File {
-        self.file
     }
 
     fn buffered(&mut self) -> io::Result<()> {
@@ -140,6 +212,14 @@ impl DirectWriter {
         self.direct = false;
         Ok(())
     }
+}
+
+/// Whether every byte is zero; folded in pieces, so the loop vectorises and
+/// data stops it early.
+fn is_zero(bytes: &[u8]) -> bool {
+    bytes
+        .chunks(64)
+        .all(|piece| piece.iter().fold(0, |all, b| all | b) == 0)
 }
 
 #[cfg(test)]
@@ -165,13 +245,13 @@ mod tests {
         ] {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("f");
-            let mut writer = DirectWriter::new(File::create(&path).unwrap());
+            let mut writer = DirectWriter::new(File::create(&path).unwrap()).unwrap();
             let mut buf = AlignedBuf::new(0);
             for piece in pieces(sizes) {
                 buf.block_mut()[..piece.len()].copy_from_slice(&piece);
                 writer.write(&buf, piece.len()).unwrap();
             }
-            writer.into_file().sync_all().unwrap();
+            writer.into_file().unwrap().sync_all().unwrap();
             assert_eq!(std::fs::read(&path).unwrap(), pieces(sizes).concat());
         }
     }

@@ -140,16 +140,25 @@ pub struct FileSink {
 }
 
 impl FileSink {
-    pub fn start(file: File) -> Self {
+    pub fn start(file: File) -> io::Result<Self> {
+        Ok(Self::with(DirectWriter::new(file)?))
+    }
+
+    /// A sink that leaves aligned blocks of zeros holes, so a sparse file
+    /// restores sparse; `file` must be new or empty from its cursor on.
+    pub fn sparse(file: File) -> io::Result<Self> {
+        Ok(Self::with(DirectWriter::sparse(file)?))
+    }
+
+    fn with(mut writer: DirectWriter) -> Self {
         let (blocks, mut incoming) = mpsc::channel::<(AlignedBuf, usize)>(AHEAD);
         let (pool, recycle) = Pool::new(0);
         let task = tokio::task::spawn_blocking(move || {
-            let mut writer = DirectWriter::new(file);
             while let Some((buf, len)) = incoming.blocking_recv() {
                 writer.write(&buf, len)?;
                 let _ = recycle.try_send(buf);
             }
-            Ok(writer.into_file())
+            writer.into_file()
         });
         Self {
             blocks: Some(blocks),
@@ -227,13 +236,17 @@ impl FileSink {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::MetadataExt;
+    use std::path::Path;
+
     use super::*;
 
     #[tokio::test]
     async fn a_sink_writes_every_piece_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        let mut sink = FileSink::start(File::create(&path).unwrap());
+        let mut sink = FileSink::start(File::create(&path).unwrap()).unwrap();
         let mut expected = Vec::new();
         // More blocks than the pool holds, in pieces that straddle blocks.
         for (i, size) in [7, BLOCK, BLOCK - 7, 3 * BLOCK + 1, 10, 2 * BLOCK, 4096, 1]
@@ -253,7 +266,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, b"").unwrap();
-        let mut sink = FileSink::start(File::open(&path).unwrap());
+        let mut sink = FileSink::start(File::open(&path).unwrap()).unwrap();
         let mut failed = None;
         for _ in 0..2 * POOL {
             if let Err(e) = sink.write(&vec![1u8; BLOCK]).await {
@@ -269,5 +282,86 @@ mod tests {
             failed.raw_os_error(),
             Some(rustix::io::Errno::BADF.raw_os_error())
         );
+    }
+
+    async fn sparse_write(file: File, data: &[u8], mut piece: impl FnMut() -> usize) -> File {
+        let mut sink = FileSink::sparse(file).unwrap();
+        let mut rest = data;
+        while !rest.is_empty() {
+            let n = piece().clamp(1, rest.len());
+            sink.write(&rest[..n]).await.unwrap();
+            rest = &rest[n..];
+        }
+        sink.finish().await.unwrap()
+    }
+
+    fn contents(path: &Path) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        File::open(path).unwrap().read_to_end(&mut bytes).unwrap();
+        bytes
+    }
+
+    #[tokio::test]
+    async fn zeros_become_holes_and_the_bytes_are_those_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sparse");
+        let mut data = vec![0u8; 64 << 20];
+        for (i, b) in data[(31 << 20) + 7..(32 << 20) + 7].iter_mut().enumerate() {
+            *b = (i % 251) as u8 + 1;
+        }
+        // Pieces that straddle blocks.
+        let file = sparse_write(File::create(&path).unwrap(), &data, || 100_003).await;
+        assert_eq!(file.metadata().unwrap().len(), 64 << 20);
+        let allocated = file.metadata().unwrap().blocks() * 512;
+        assert!(allocated < 4 << 20, "{allocated} bytes allocated");
+        assert!(contents(&path) == data);
+    }
+
+    /// A small deterministic generator (xorshift), for reproducible mixes.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    #[tokio::test]
+    async fn any_mix_of_zeros_and_data_is_written_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for round in 0..200 {
+            // Runs of zeros and of data, long and short, on and off blocks.
+            let mut data = Vec::new();
+            for _ in 0..rng.below(12) {
+                let zeros = [0, 1, 4095, 4096, 4097, 8192, rng.below(20_000)][rng.below(7)];
+                data.resize(data.len() + zeros, 0);
+                let ones = [0, 1, 4096, rng.below(10_000)][rng.below(4)];
+                data.extend((0..ones).map(|_| rng.below(255) as u8 + 1));
+            }
+            // Some rounds start after bytes already written, off a block.
+            let path = dir.path().join(format!("mix{round}"));
+            let mut file = File::create(&path).unwrap();
+            let prefix = vec![7u8; [0, 1, 4096, rng.below(6000)][rng.below(4)]];
+            file.write_all(&prefix).unwrap();
+            let largest = [1, 4096, 5000, 70_000][rng.below(4)];
+            let mut file = sparse_write(file, &data, || rng.below(largest) + 1).await;
+            file.write_all(b"end").unwrap();
+            let expected = [&prefix[..], &data, b"end"].concat();
+            assert!(contents(&path) == expected, "round {round} differs");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sparse_write_starts_at_the_end_of_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, "existing").unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let e = FileSink::sparse(file).err().unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
     }
 }

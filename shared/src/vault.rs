@@ -258,7 +258,7 @@ impl ChunkKeys {
 
     /// The plaintext of a stored chunk, if it is chunk `id` sealed by this
     /// namespace and undamaged; opened where it lies.
-    pub fn open(&self, id: &ChunkId, mut stored: Vec<u8>) -> Result<Vec<u8>, VaultError> {
+    pub fn open(&self, id: &ChunkId, mut stored: Vec<u8>) -> Result<Opened, VaultError> {
         let head = match stored.first() {
             Some(&SEALED_V1) => HEAD,
             Some(&SEALED_V2) => GCM_HEAD,
@@ -292,11 +292,13 @@ impl ChunkKeys {
         }
         stored.truncate(body);
         match stored[head] {
-            RAW => {
-                stored.drain(..head + 1);
-                Ok(stored)
-            }
+            // Not moved down over the header: a chunk is a megabyte.
+            RAW => Ok(Opened {
+                bytes: stored,
+                start: head + 1,
+            }),
             ZSTD => zstd::bulk::decompress(&stored[head + 1..], CHUNK_MAX)
+                .map(Opened::from)
                 .map_err(|_| VaultError::Rejected),
             _ => Err(VaultError::Rejected),
         }
@@ -317,6 +319,27 @@ impl ChunkKeys {
             .unwrap_or_default();
         stored.extend_from_slice(&tag);
         stored
+    }
+}
+
+/// A chunk's plaintext, in the buffer it was opened in.
+#[derive(Debug)]
+pub struct Opened {
+    bytes: Vec<u8>,
+    start: usize,
+}
+
+impl From<Vec<u8>> for Opened {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self { bytes, start: 0 }
+    }
+}
+
+impl std::ops::Deref for Opened {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes[self.start..]
     }
 }
 
@@ -362,7 +385,7 @@ mod tests {
         for plain in [&b""[..], b"x", &text, &random] {
             let id = keys.id(plain);
             let stored = keys.seal(&id, plain).unwrap();
-            assert_eq!(keys.open(&id, stored.clone()).unwrap(), plain);
+            assert_eq!(*keys.open(&id, stored.clone()).unwrap(), plain[..]);
             assert!(
                 !stored
                     .windows(8)
@@ -395,7 +418,7 @@ mod tests {
         let id = keys.id(&plain);
         let old = keys.seal_v1(&id, &plain);
         assert_eq!(old[0], SEALED_V1);
-        assert_eq!(keys.open(&id, old.clone()).unwrap(), plain);
+        assert_eq!(*keys.open(&id, old.clone()).unwrap(), plain[..]);
         assert!(keys.open(&keys.id(b"x"), old.clone()).is_err());
         let mut flipped = old;
         flipped[30] ^= 1;

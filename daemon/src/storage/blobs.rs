@@ -309,7 +309,7 @@ impl BlobStore {
         let file = tokio::fs::File::create_new(&path).await?.into_std().await;
         Ok(TempFile {
             path,
-            sink: Some(FileSink::start(file)),
+            sink: Some(FileSink::start(file)?),
             kept: false,
         })
     }

@@ -7,7 +7,6 @@
 //! fetched from another; a copy that fails its hash is reported.
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -15,14 +14,15 @@ use arca_shared::keys::ClusterKey;
 use arca_shared::meta::{FileKind, FileMeta};
 use arca_shared::protocol::{FileEntry, Grant, Part, content_digest};
 use arca_shared::reply::{Accepted, Restoring};
+use arca_shared::stream::FileSink;
 use arca_shared::sync::LockAnyway;
 use arca_shared::types::ServerId;
-use arca_shared::vault::ChunkKeys;
+use arca_shared::vault::{ChunkKeys, Opened};
 use arca_shared::{BlobHash, Connection, FrameError, Message};
 use futures::StreamExt;
 
 use super::local::read_stable;
-use super::meta::{self, Linked, SparseWriter};
+use super::meta::{self, Linked};
 use super::progress::set_phase;
 use super::{ClientError, Phase, Progress, Session, open_server, refusal};
 
@@ -159,7 +159,7 @@ impl Session {
                             .map_err(this_version)?
                     }
                 };
-                out.write(plain).await?;
+                out.write(&plain).await?;
                 offset += part.plain_size;
                 progress.send_modify(|p| p.sent = offset);
             }
@@ -230,7 +230,7 @@ impl Session {
         mut grant: Option<Grant>,
         mut failure: Failure,
         fetcher: &Fetcher,
-    ) -> Result<Vec<u8>, ClientError> {
+    ) -> Result<Opened, ClientError> {
         let mut exclude = Vec::new();
         for _ in 0..MAX_ATTEMPTS {
             let reason = match failure {
@@ -279,7 +279,7 @@ impl Session {
 
 async fn fetch_granted(
     (part, grant, fetcher): (Part, Option<Grant>, Fetcher),
-) -> Result<Vec<u8>, Failure> {
+) -> Result<Opened, Failure> {
     match grant {
         Some(grant) => fetcher.fetch(&grant, &part).await,
         None => Err(Failure::Fatal(ClientError::Refused(
@@ -298,7 +298,7 @@ struct Fetcher {
 }
 
 impl Fetcher {
-    async fn fetch(&self, grant: &Grant, part: &Part) -> Result<Vec<u8>, Failure> {
+    async fn fetch(&self, grant: &Grant, part: &Part) -> Result<Opened, Failure> {
         let holder = |e: FrameError| Failure::Holder {
             reason: format!("holder failed: {e}"),
             corrupt: false,
@@ -352,7 +352,7 @@ async fn receive(conn: &mut Connection, grant: &Grant, part: &Part) -> Result<Ve
 }
 
 /// A fetched chunk's plaintext, once its stored hash and its seal check out.
-fn open(part: &Part, stored: Vec<u8>, keys: Option<&ChunkKeys>) -> Result<Vec<u8>, Failure> {
+fn open(part: &Part, stored: Vec<u8>, keys: Option<&ChunkKeys>) -> Result<Opened, Failure> {
     if BlobHash::of(&stored) != part.hash {
         return Err(Failure::Holder {
             reason: "a copy failed its hash check".into(),
@@ -360,7 +360,7 @@ fn open(part: &Part, stored: Vec<u8>, keys: Option<&ChunkKeys>) -> Result<Vec<u8
         });
     }
     let plain = match (part.sealed, keys) {
-        (false, _) => stored,
+        (false, _) => Opened::from(stored),
         (true, Some(keys)) => keys.open(&part.id, stored).map_err(|_| {
             // Intact as stored, yet not this client's chunk: every copy is the same.
             Failure::Fatal(ClientError::Refused(
@@ -386,8 +386,9 @@ fn open(part: &Part, stored: Vec<u8>, keys: Option<&ChunkKeys>) -> Result<Vec<u8
 /// The file being restored, beside its destination, written in order.
 struct Partial {
     path: tempfile::TempPath,
-    /// Away on a blocking thread while a chunk is written.
-    writer: Option<SparseWriter>,
+    /// Written on a thread of its own, around the page cache, while the
+    /// next chunks come; runs of zeros stay holes, as in a sparse file.
+    sink: FileSink,
 }
 
 impl Partial {
@@ -404,34 +405,20 @@ impl Partial {
             .into_parts();
         Ok(Self {
             path,
-            writer: Some(SparseWriter::new(file).map_err(cannot_write)?),
+            sink: FileSink::sparse(file).map_err(cannot_write)?,
         })
     }
 
-    /// Writes the next chunk, off the async threads; runs of zeros stay
-    /// holes, as they were in a sparse file.
-    async fn write(&mut self, plain: Vec<u8>) -> Result<(), ClientError> {
-        let mut writer = self
-            .writer
-            .take()
-            .ok_or_else(|| ClientError::Local("an earlier write failed".into()))?;
-        let writer = tokio::task::spawn_blocking(move || writer.write_all(&plain).map(|()| writer))
-            .await
-            .map_err(|e| ClientError::local("the writing task", e))?
-            .map_err(cannot_write)?;
-        self.writer = Some(writer);
-        Ok(())
+    async fn write(&mut self, plain: &[u8]) -> Result<(), ClientError> {
+        self.sink.write(plain).await.map_err(cannot_write)
     }
 
     /// Gives the file its mode, time and owner, makes it durable, and
     /// renames it into place.
-    async fn finish(self, dest: &Path, meta: Option<FileMeta>) -> Result<(), ClientError> {
+    async fn finish(mut self, dest: &Path, meta: Option<FileMeta>) -> Result<(), ClientError> {
+        let file = self.sink.finish().await.map_err(cannot_write)?;
         let (path, dest) = (self.path, dest.to_owned());
-        let writer = self
-            .writer
-            .ok_or_else(|| ClientError::Local("an earlier write failed".into()))?;
         tokio::task::spawn_blocking(move || {
-            let file = writer.finish().map_err(cannot_write)?;
             if let Some(meta) = &meta {
                 meta::apply_to(&file, &dest, meta)
                     .map_err(|e| ClientError::Local(e.to_string()))?;
