@@ -122,13 +122,8 @@ async fn copy(manager: &Manager, hash: BlobHash, size: u64) -> Result<(), Error>
         // In a zone none of the live copies is in, where one is left.
         let target = {
             let ranked = placement::ranked(&members, weights, size, &holders);
-            let zone_of = placement::zone_of(&members);
-            let used: Vec<Option<&str>> = holders
-                .iter()
-                .filter(|id| members.is_alive(**id))
-                .map(|id| zone_of(*id))
-                .collect();
-            placement::spread(&ranked, &zone_of, &used, 1)
+            let used = placement::live_zones(&members, holders.iter().copied());
+            placement::spread(&ranked, placement::zone_of(&members), &used, 1)
                 .first()
                 .copied()
         };

@@ -301,14 +301,10 @@ impl Member {
     /// Bytes stored as far as the manager knows: the last heartbeat, what
     /// was recorded since, and what is on its way.
     pub fn expected_bytes(&self) -> u64 {
-        let stored = match u64::try_from(self.recorded) {
-            Ok(more) => self.stats.stored_bytes.saturating_add(more),
-            Err(_) => self
-                .stats
-                .stored_bytes
-                .saturating_sub(self.recorded.unsigned_abs()),
-        };
-        stored.saturating_add(self.promised)
+        self.stats
+            .stored_bytes
+            .saturating_add_signed(self.recorded)
+            .saturating_add(self.promised)
     }
 
     fn load(&self) -> f64 {

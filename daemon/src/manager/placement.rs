@@ -68,6 +68,22 @@ pub fn zone_of<'a>(members: &'a Members) -> impl Fn(ServerId) -> Option<&'a str>
     |id| members.get(id).and_then(|m| m.zone.as_deref())
 }
 
+/// The distinct zones of those of `holders` that are alive.
+pub fn live_zones(
+    members: &Members,
+    holders: impl IntoIterator<Item = ServerId>,
+) -> Vec<Option<&str>> {
+    let zone_of = zone_of(members);
+    let mut zones: Vec<Option<&str>> = holders
+        .into_iter()
+        .filter(|id| members.is_alive(*id))
+        .map(zone_of)
+        .collect();
+    zones.sort_unstable();
+    zones.dedup();
+    zones
+}
+
 /// Bytes placed on servers and not yet settled. Dropped unsettled (the
 /// upload failed, timed out or its task ended), it counts them as not
 /// coming.

@@ -130,17 +130,9 @@ fn uneven(loads: &[(ServerId, u64)]) -> Option<Plan> {
 /// Whether moving a copy from `from` to `to` keeps its copies in as many
 /// distinct zones as before.
 fn keeps_zones(members: &Members, holders: &[ServerId], from: ServerId, to: ServerId) -> bool {
-    let zone_of = placement::zone_of(members);
-    let zones = |servers: &mut dyn Iterator<Item = ServerId>| {
-        let mut zones: Vec<Option<&str>> = servers.map(&zone_of).collect();
-        zones.sort_unstable();
-        zones.dedup();
-        zones.len()
-    };
-    let live = holders.iter().copied().filter(|id| members.is_alive(*id));
-    let before = zones(&mut live.clone());
-    let after = zones(&mut live.filter(|id| *id != from).chain([to]));
-    after >= before
+    let before = placement::live_zones(members, holders.iter().copied());
+    let after = holders.iter().copied().filter(|id| *id != from).chain([to]);
+    placement::live_zones(members, after).len() >= before.len()
 }
 
 /// Moves one copy of `hash`: copied to `to` and recorded there, then

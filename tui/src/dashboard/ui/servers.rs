@@ -11,6 +11,9 @@ use super::pane;
 use crate::dashboard::app::App;
 use crate::format;
 
+/// What the health line says when no content is short of copies.
+const ALL_COPIES: &str = " every content has all its copies";
+
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let block = pane(Line::from(" Servers "), false);
     let lines = match &app.cluster {
@@ -38,17 +41,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
                 )
             } else if status.moving > 0 {
                 Span::styled(
-                    format!(
-                        " every content has all its copies · {} moving to even the load",
-                        status.moving
-                    ),
+                    format!("{ALL_COPIES} · {} moving to even the load", status.moving),
                     Style::new().fg(Color::Cyan),
                 )
             } else {
-                Span::styled(
-                    " every content has all its copies",
-                    Style::new().fg(Color::Green),
-                )
+                Span::styled(ALL_COPIES, Style::new().fg(Color::Green))
             };
             let mut lines = vec![
                 Line::from(vec![
