@@ -1,8 +1,8 @@
 //! Server choice: which live servers take a file, best first.
 //!
 //! Latency and load are each min-max normalised over the candidates to
-//! `[0, 1]` (0 where all are equal), then weighted; lower scores win and ties
-//! go to the lower server id. Unlike the original system's formula this is a
+//! `[0, 1]` (0 where all are equal), then weighted; lower scores win, ties
+//! go to the less loaded and then to the lower server id. Unlike the original system's formula this is a
 //! true normalisation: no unbounded negatives, no flat bonus for empty servers.
 //!
 //! Min-max stretches any spread to the whole of `[0, 1]`, so latencies
@@ -84,9 +84,19 @@ pub fn rank(candidates: &[Candidate], size: u64, weights: Weights) -> Vec<Scored
         .filter(|c| c.free_bytes >= size)
         .cloned()
         .collect();
-    let mut scored = score_all(&roomy, weights);
-    scored.sort_by(|a, b| a.score.total_cmp(&b.score).then(a.id.cmp(&b.id)));
-    scored
+    let mut scored: Vec<(Scored, f64)> = score_all(&roomy, weights)
+        .into_iter()
+        .zip(roomy.iter().map(|c| c.load))
+        .collect();
+    // The slowest empty server and the fastest full one tie at the weights'
+    // midpoint: the one with room to spare should win, not the lower id.
+    scored.sort_by(|(a, a_load), (b, b_load)| {
+        a.score
+            .total_cmp(&b.score)
+            .then(a_load.total_cmp(b_load))
+            .then(a.id.cmp(&b.id))
+    });
+    scored.into_iter().map(|(s, _)| s).collect()
 }
 
 struct Range {
@@ -147,6 +157,23 @@ mod tests {
         assert!(ranked.iter().all(|s| s.score == 0.0));
     }
 
+    /// What decided a flaky placement test on a busy machine: one empty
+    /// server measured slowest, two loaded ones fastest.
+    #[test]
+    fn equal_scores_go_to_the_less_loaded() {
+        let ranked = rank(
+            &[
+                c(1, 1.0, 0.25),
+                c(2, 1.0, 0.0),
+                c(3, 1.0, 0.25),
+                c(4, 3.0, 0.0),
+            ],
+            0,
+            Weights::default(),
+        );
+        assert_eq!(ids(&ranked), [2, 4, 1, 3]);
+    }
+
     #[test]
     fn one_candidate_scores_zero() {
         let ranked = rank(&[c(7, 9.0, 0.9)], 0, Weights::default());
@@ -183,7 +210,7 @@ mod tests {
             assert!((0.0..=1.0).contains(&s.score));
             assert!((s.score - 0.5).abs() < 1e-9, "{s:?}");
         }
-        assert_eq!(ids(&ranked), [1, 2, 3]);
+        assert_eq!(ids(&ranked), [2, 3, 1]);
     }
 
     #[test]
@@ -236,6 +263,6 @@ mod tests {
         for (s, e) in scored.iter().zip(expected) {
             assert!((s.score - e).abs() < 1e-9, "{scored:?}");
         }
-        assert_eq!(ids(&rank(&servers, 0, Weights::default())), [3, 1, 2]);
+        assert_eq!(ids(&rank(&servers, 0, Weights::default())), [3, 2, 1]);
     }
 }

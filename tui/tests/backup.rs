@@ -114,8 +114,10 @@ async fn a_loaded_server_is_avoided() {
     let second = content(8, 1024);
     put(&mut session, &t.write("second", &second), "second").await;
     let holders = t.holders(&stored(&mut session, "second").await[0]);
-    // Load is 25% of each loaded server, which outweighs any latency gap
-    // only partly: at least one of the two empty servers must be chosen.
+    // Normalised, the loaded servers' load is 1 and the empty ones' 0: an
+    // empty server scores at most the midpoint, a loaded one at least, and
+    // ties go to the less loaded, so the two empty servers rank first
+    // however latencies fall. The first is the primary, the second a holder.
     assert!(
         holders.iter().any(|h| !loaded.contains(h)),
         "both copies went to loaded servers {loaded:?}"
