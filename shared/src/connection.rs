@@ -185,6 +185,14 @@ impl Connection {
         Vec<T>: Reply,
     {
         self.send(message).await?;
+        self.recv_pages().await
+    }
+
+    /// Reads pages of items (see [`PageWriter`]) until `End`.
+    pub async fn recv_pages<T>(&mut self) -> Result<Vec<T>, FrameError>
+    where
+        Vec<T>: Reply,
+    {
         let mut items = Vec::new();
         loop {
             match self.recv().await? {

@@ -226,6 +226,24 @@ pub enum Message {
     Listing {
         files: Vec<FileEntry>,
     },
+    /// A window of the newest version of every name, by name: `limit`
+    /// names from the `offset`-th; answered with `Browsed`, then `Listing`
+    /// pages, then `End`.
+    Browse {
+        client: String,
+        offset: u64,
+        limit: u32,
+    },
+    /// How many names the client has in all.
+    Browsed {
+        total: u64,
+    },
+    /// The newest version of each of these names that has one; answered
+    /// with `Listing` pages, then `End`.
+    Lookup {
+        client: String,
+        names: Vec<String>,
+    },
     Remove {
         client: String,
         name: String,
@@ -343,6 +361,9 @@ impl Message {
             Message::ReportCorrupt { .. } => "ReportCorrupt",
             Message::List { .. } => "List",
             Message::Listing { .. } => "Listing",
+            Message::Browse { .. } => "Browse",
+            Message::Browsed { .. } => "Browsed",
+            Message::Lookup { .. } => "Lookup",
             Message::Remove { .. } => "Remove",
             Message::Removed { .. } => "Removed",
             Message::Status => "Status",
@@ -546,6 +567,9 @@ pub struct ClusterStatus {
     /// The manager's catalog is older than the snapshots its servers keep:
     /// it records nothing new until the operator recovers it.
     pub stale_catalog: bool,
+    /// Grows with every change to the catalog (backups, removals, copies
+    /// made or dropped), so a viewer refetches only when it moved.
+    pub catalog_changes: u64,
 }
 
 /// One blob a server holds.

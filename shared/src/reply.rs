@@ -58,6 +58,10 @@ pub struct ChunkPlan(pub Option<UploadGrant>);
 #[derive(Debug, Clone, PartialEq)]
 pub struct Restoring(pub FileEntry);
 
+/// `Browsed`: how many names a client has in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Browsed(pub u64);
+
 /// Implements [`Reply`] for a type from the message variant it unpacks.
 macro_rules! replies {
     ($($reply:ty, $wanted:literal: $pattern:pat => $value:expr;)*) => {$(
@@ -85,6 +89,7 @@ replies! {
     Have, "Have": Message::Have { have } => Have(have);
     ChunkPlan, "ChunkPlan": Message::ChunkPlan { upload } => ChunkPlan(upload);
     Restoring, "Restoring": Message::Restoring { entry } => Restoring(entry);
+    Browsed, "Browsed": Message::Browsed { total } => Browsed(total);
     Vec<Grant>, "Grants": Message::Grants { grants } => grants;
     Vec<WrappedKey>, "KeyList": Message::KeyList { keys } => keys;
     ClusterStatus, "Cluster": Message::Cluster { status } => status;

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use arca_shared::BlobHash;
 use arca_shared::protocol::{ClusterStatus, FileEntry, ServerStatus};
 use arca_tui::client::{Phase, TransferProgress};
-use arca_tui::dashboard::app::{App, Mode, Tab};
-use arca_tui::dashboard::event::{Effect, Kind, Link, LocalEntry, Msg, Secret};
+use arca_tui::dashboard::app::{App, FileState, Mode, Tab};
+use arca_tui::dashboard::event::{Effect, Kind, Link, LocalEntry, Msg, Secret, View, Window};
 use arca_tui::dashboard::ui;
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
@@ -111,15 +111,30 @@ fn busy_app() -> App {
             healing: 1,
             moving: 0,
             stale_catalog: false,
+            catalog_changes: 0,
         }),
         t,
     );
+    let backups = vec![
+        entry("budget.ods", 2, b"old budget", 1),
+        entry("notes.txt", 3, b"notes", 2),
+        entry("report.pdf", 1, b"report", 2),
+    ];
     app.on_msg(
-        Msg::Catalog(vec![
-            entry("budget.ods", 2, b"old budget", 1),
-            entry("notes.txt", 3, b"notes", 2),
-            entry("report.pdf", 1, b"report", 2),
-        ]),
+        Msg::States {
+            names: ["budget.ods", "new-idea.md", "notes.txt", "report.pdf"]
+                .map(String::from)
+                .to_vec(),
+            found: backups.clone(),
+        },
+        t,
+    );
+    app.on_msg(
+        Msg::Catalog(Window {
+            total: 3,
+            offset: 0,
+            entries: backups,
+        }),
         t,
     );
     app.on_msg(
@@ -227,8 +242,12 @@ fn backups_screen_with_versions() {
     let mut app = busy_app();
     app.on_key(key(KeyCode::Tab));
     app.on_key(key(KeyCode::Down));
-    let effects = app.on_key(key(KeyCode::Enter));
-    assert_eq!(effects, [Effect::Versions("notes.txt".into())]);
+    app.view_effect();
+    assert!(app.on_key(key(KeyCode::Enter)).is_empty());
+    assert!(matches!(
+        app.view_effect(),
+        Some(Effect::View(View { expanded: Some(name), .. })) if name == "notes.txt"
+    ));
     app.on_msg(
         Msg::Versions(
             "notes.txt".into(),
@@ -462,6 +481,7 @@ fn the_link_state_follows_the_poller() {
             healing: 0,
             moving: 0,
             stale_catalog: false,
+            catalog_changes: 0,
         }),
         Instant::now(),
     );
@@ -501,4 +521,123 @@ fn the_passphrase_is_typed_in_a_popup_and_never_shown() {
     app.on_key(key(KeyCode::Esc));
     assert_eq!(app.mode, Mode::Normal);
     assert!(format!("{:?}", Secret("x".into())).contains(".."));
+}
+
+/// A window of a catalog of numbered names, as the poller sends it.
+fn window(total: u64, offset: u64, limit: u64) -> Msg {
+    Msg::Catalog(Window {
+        total,
+        offset,
+        entries: (offset..total.min(offset + limit))
+            .map(|i| entry(&format!("f{i:07}"), 1, b"x", 2))
+            .collect(),
+    })
+}
+
+fn view_offset(effect: Option<Effect>) -> Option<u64> {
+    match effect {
+        Some(Effect::View(view)) => Some(view.offset),
+        _ => None,
+    }
+}
+
+#[test]
+fn the_backups_list_fetches_only_the_window_around_the_cursor() {
+    let mut app = App::new("m".into(), "c".into(), PathBuf::from("/f"));
+    app.on_key(key(KeyCode::Tab));
+    let Some(Effect::View(first)) = app.view_effect() else {
+        panic!("the first view is asked for");
+    };
+    assert_eq!((first.offset, first.limit, first.expanded), (0, 256, None));
+    app.on_msg(window(1_000_000, 0, 256), Instant::now());
+    assert_eq!(app.backup_rows().len(), 256);
+    assert_eq!(app.backups_selected(), Some(0));
+
+    // Scrolling inside the window asks for nothing new.
+    for _ in 0..100 {
+        app.on_key(key(KeyCode::Down));
+    }
+    assert_eq!(app.view_effect(), None);
+    assert_eq!(app.backups_selected(), Some(100));
+    // Near its end, the window moves on by steps.
+    for _ in 0..10 {
+        app.on_key(key(KeyCode::PageDown));
+    }
+    assert_eq!(view_offset(app.view_effect()), Some(64));
+
+    // The last name: nothing is selected until its window arrives.
+    app.on_key(key(KeyCode::End));
+    assert_eq!(app.backups_cursor, 999_999);
+    assert_eq!(view_offset(app.view_effect()), Some(999_872));
+    assert_eq!(app.backups_selected(), None);
+    app.on_msg(window(1_000_000, 999_872, 256), Instant::now());
+    assert_eq!(app.backups_selected(), Some(127));
+    let text = render(&app, 120, 40);
+    assert!(text.contains("1000000 files"), "{text}");
+    assert!(text.contains("f0999999"), "{text}");
+
+    // The catalog shrinks under the cursor: it stays on the last row.
+    app.on_msg(window(999_900, 999_872, 256), Instant::now());
+    assert_eq!(app.backups_cursor, 999_899);
+}
+
+#[test]
+fn versions_open_inside_the_window_and_fold_when_it_moves_away() {
+    let mut app = App::new("m".into(), "c".into(), PathBuf::from("/f"));
+    app.on_key(key(KeyCode::Tab));
+    app.on_msg(window(1000, 0, 256), Instant::now());
+    app.on_key(key(KeyCode::Down));
+    app.on_key(key(KeyCode::Enter));
+    let versions = (1..=3).map(|v| entry("f0000001", v, b"x", 2)).collect();
+    app.on_msg(Msg::Versions("f0000001".into(), versions), Instant::now());
+    assert_eq!(app.backup_rows_total(), 1003);
+    app.on_key(key(KeyCode::Down));
+    app.on_key(key(KeyCode::Char('d')));
+    assert!(matches!(
+        app.on_key(key(KeyCode::Enter))[..],
+        [Effect::Delete {
+            version: Some(3),
+            ..
+        }]
+    ));
+    // Past the versions, the cursor is on the next names.
+    for _ in 0..4 {
+        app.on_key(key(KeyCode::Down));
+    }
+    assert_eq!(app.backups_cursor, 6);
+    assert_eq!(app.backups_selected(), Some(6));
+
+    // Far down, the window no longer holds the expanded name: it folds, and
+    // the cursor stays on the name it was on.
+    for _ in 0..40 {
+        app.on_key(key(KeyCode::PageDown));
+    }
+    let cursor = app.backups_cursor;
+    let offset = view_offset(app.view_effect()).unwrap();
+    app.on_msg(window(1000, offset, 256), Instant::now());
+    assert_eq!(app.expanded, None);
+    assert_eq!(app.backups_cursor, cursor - 3);
+    assert_eq!(app.backup_rows_total(), 1000);
+}
+
+#[test]
+fn a_file_not_yet_looked_up_is_checking_not_new() {
+    let mut app = App::new("m".into(), "c".into(), PathBuf::from("/f"));
+    let t = Instant::now();
+    let files = vec![local("a.txt", Some(b"a")), local("b.txt", Some(b"b"))];
+    app.on_msg(Msg::Dir(String::new(), files.clone()), t);
+    let Some(Effect::View(view)) = app.view_effect() else {
+        panic!("the folder's files are looked up");
+    };
+    assert_eq!(view.names, ["a.txt", "b.txt"]);
+    assert_eq!(app.file_state(&files[0]), FileState::Unknown);
+    app.on_msg(
+        Msg::States {
+            names: view.names,
+            found: vec![entry("a.txt", 1, b"a", 2)],
+        },
+        t,
+    );
+    assert_eq!(app.file_state(&files[0]), FileState::BackedUp);
+    assert_eq!(app.file_state(&files[1]), FileState::New);
 }

@@ -471,16 +471,61 @@ impl Catalog {
 
     /// The newest version of every name starting with `prefix`, by name.
     pub fn latest(&self, client: &str, prefix: &str) -> rusqlite::Result<Vec<FileRow>> {
+        self.latest_window(client, prefix, 0, u32::MAX)
+    }
+
+    /// `limit` of [`Catalog::latest`]'s rows, from the `offset`-th.
+    pub fn latest_window(
+        &self,
+        client: &str,
+        prefix: &str,
+        offset: u64,
+        limit: u32,
+    ) -> rusqlite::Result<Vec<FileRow>> {
         let sql = format!(
             "SELECT {FILE_COLUMNS} FROM files f WHERE f.client = ?1
              AND substr(f.name, 1, length(?2)) = ?2
              AND f.version = (SELECT MAX(version) FROM files g
                               WHERE g.client = f.client AND g.name = f.name)
+             ORDER BY f.name LIMIT ?3 OFFSET ?4"
+        );
+        let mut stmt = self.db.prepare_cached(&sql)?;
+        let rows = stmt.query_map(
+            params![client, prefix, i64::from(limit), offset as i64],
+            file_row,
+        )?;
+        rows.collect()
+    }
+
+    /// How many names the client has versions of.
+    pub fn name_count(&self, client: &str) -> rusqlite::Result<u64> {
+        self.db
+            .prepare_cached("SELECT COUNT(DISTINCT name) FROM files WHERE client = ?1")?
+            .query_row(params![client], |row| row.get(0))
+    }
+
+    /// The newest version of each of `names` that has one, by name.
+    pub fn newest_of(&self, client: &str, names: &[String]) -> rusqlite::Result<Vec<FileRow>> {
+        let sql = format!(
+            "SELECT {FILE_COLUMNS} FROM files f WHERE f.client = ?1
+             AND f.name IN rarray(?2)
+             AND f.version = (SELECT MAX(version) FROM files g
+                              WHERE g.client = f.client AND g.name = f.name)
              ORDER BY f.name"
         );
-        let mut stmt = self.db.prepare(&sql)?;
-        let rows = stmt.query_map(params![client, prefix], file_row)?;
+        let wanted: Vec<rusqlite::types::Value> = names
+            .iter()
+            .map(|n| rusqlite::types::Value::Text(n.clone()))
+            .collect();
+        let mut stmt = self.db.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![client, Rc::new(wanted)], file_row)?;
         rows.collect()
+    }
+
+    /// Rows changed on this connection since it opened: it grows with
+    /// every write, so readers can tell when to look again.
+    pub fn changes(&self) -> u64 {
+        self.db.total_changes()
     }
 
     /// A version's chunks, in order, as a restore needs them.

@@ -94,6 +94,8 @@ pub(crate) struct Manager {
     healing: AtomicU64,
     /// Copies being moved right now to even the load.
     moving: AtomicU64,
+    /// The catalog's changes since this manager started, as of its last use.
+    catalog_changes: AtomicU64,
     tasks: TaskTracker,
     shutdown: CancellationToken,
     /// Held for the manager's life: one manager (or recovery) per data folder.
@@ -155,6 +157,7 @@ pub async fn run_manager(
         behind: AtomicBool::new(false),
         healing: AtomicU64::new(0),
         moving: AtomicU64::new(0),
+        catalog_changes: AtomicU64::new(0),
         tasks: tasks.clone(),
         shutdown: shutdown.clone(),
         _claim: claim,
@@ -258,6 +261,14 @@ async fn handle(manager: Arc<Manager>, mut conn: Connection) {
             Message::List { client, name } => {
                 cmd::list::run(&manager, &mut conn, client, name).await
             }
+            Message::Browse {
+                client,
+                offset,
+                limit,
+            } => cmd::list::browse(&manager, &mut conn, client, offset, limit).await,
+            Message::Lookup { client, names } => {
+                cmd::list::lookup(&manager, &mut conn, client, names).await
+            }
             Message::Remove {
                 client,
                 name,
@@ -354,13 +365,15 @@ impl Manager {
         F: FnOnce(&mut Catalog) -> rusqlite::Result<T> + Send + 'static,
     {
         let catalog = self.catalog.clone();
-        tokio::task::spawn_blocking(move || {
+        let (result, changes) = tokio::task::spawn_blocking(move || {
             let mut catalog = catalog.lock_anyway();
-            op(&mut catalog)
+            let result = op(&mut catalog);
+            (result, catalog.changes())
         })
         .await
-        .map_err(|e| Error::local("the catalog task failed", e))?
-        .map_err(|e| Error::local("the catalog failed", e))
+        .map_err(|e| Error::local("the catalog task failed", e))?;
+        self.catalog_changes.store(changes, Ordering::Relaxed);
+        result.map_err(|e| Error::local("the catalog failed", e))
     }
 
     /// A catalog operation that records a backup: its failure says so.

@@ -14,9 +14,9 @@ use std::path::PathBuf;
 
 use arca_shared::handshake;
 use arca_shared::keys::ClusterKey;
-use arca_shared::limits::IDLE_TIMEOUT;
+use arca_shared::limits::{IDLE_TIMEOUT, LOOKUP_MAX};
 use arca_shared::protocol::{ClusterStatus, FileEntry, VersionCheck, VersionHealth};
-use arca_shared::reply::{Removed, Reply};
+use arca_shared::reply::{Browsed, Removed, Reply};
 use arca_shared::{Connection, FrameError, Message};
 
 pub use chunk_cache::ChunkCache;
@@ -123,6 +123,36 @@ impl Session {
         let client = self.settings.client.clone();
         let name = name.map(str::to_owned);
         self.pages(&Message::List { client, name }).await
+    }
+
+    /// A window of [`Session::list`]'s rows for all names: `limit` from the
+    /// `offset`-th, and how many names there are in all.
+    pub async fn browse(
+        &mut self,
+        offset: u64,
+        limit: u32,
+    ) -> Result<(u64, Vec<FileEntry>), ClientError> {
+        let request = Message::Browse {
+            client: self.settings.client.clone(),
+            offset,
+            limit,
+        };
+        let Browsed(total) = self.conn.request(&request).await.map_err(refusal)?;
+        let files = self.conn.recv_pages().await.map_err(refusal)?;
+        Ok((total, files))
+    }
+
+    /// The newest version of each of `names` that has one.
+    pub async fn lookup(&mut self, names: &[String]) -> Result<Vec<FileEntry>, ClientError> {
+        let mut found = Vec::new();
+        for some in names.chunks(LOOKUP_MAX) {
+            let request = Message::Lookup {
+                client: self.settings.client.clone(),
+                names: some.to_vec(),
+            };
+            found.extend(self.pages(&request).await?);
+        }
+        Ok(found)
     }
 
     /// Has every live holder hash its copy in place; names as for [`Session::list`].

@@ -36,12 +36,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             runs,
             big_mib,
             small_files,
+            scale,
             json,
         }) => {
             let options = crate::bench::Options {
                 runs,
                 big_mib,
                 small_files,
+                scale,
                 json,
             };
             crate::bench::run(options).await.map(|()| ExitCode::SUCCESS)

@@ -2,14 +2,14 @@
 //! Nothing here does I/O: changes that need the outside world come back as
 //! [`Effect`]s for the event loop to run.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
 use arca_shared::protocol::{ClusterStatus, FileEntry};
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEventKind};
 
-use super::event::{Effect, Kind, Link, LocalEntry, Msg, Secret};
+use super::event::{Effect, Kind, Link, LocalEntry, Msg, Secret, View, Window};
 use crate::client::{Phase, TransferProgress};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +62,28 @@ impl Transfer {
             Kind::Restore => self.progress.sent,
         }
     }
+}
+
+/// How many names the Backups window holds, how far before the cursor it
+/// starts, and the step it moves by: scrolling fetches a new window only
+/// every `WINDOW_STEP` names, and the rows on screen are always in it. The
+/// files whose backup state is asked for are chosen the same way.
+const WINDOW: u32 = 256;
+const WINDOW_BEFORE: u64 = 96;
+const WINDOW_STEP: u64 = 64;
+
+/// Where a window around `cursor` starts.
+fn window_start(cursor: u64) -> u64 {
+    cursor.saturating_sub(WINDOW_BEFORE) / WINDOW_STEP * WINDOW_STEP
+}
+
+/// The name expanded in the Backups tab: its place among all names, and
+/// its versions (newest first) once fetched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expanded {
+    pub index: u64,
+    pub name: String,
+    pub versions: Vec<FileEntry>,
 }
 
 /// One row of the Backups tab.
@@ -128,12 +150,19 @@ pub struct App {
     pub files_root: PathBuf,
     pub link: Link,
     pub cluster: Option<ClusterStatus>,
-    /// The newest version of every name.
-    pub catalog: Vec<FileEntry>,
-    /// The name expanded in the Backups tab, with its versions (newest first).
-    pub versions: Option<(String, Vec<FileEntry>)>,
+    /// The names of the Backups list around its cursor, with their newest
+    /// version.
+    pub backups: Window,
+    pub expanded: Option<Expanded>,
     pub browser: Browser,
-    pub backups_cursor: usize,
+    /// The selected row of the whole Backups list, versions included.
+    pub backups_cursor: u64,
+    /// The local names whose backup state was asked for, and the newest
+    /// backup of those that have one.
+    pub asked: HashSet<String>,
+    pub backed_up: HashMap<String, FileEntry>,
+    /// What the poller was last asked to fetch.
+    view: View,
     pub transfers: Vec<Transfer>,
     pub tab: Tab,
     pub mode: Mode,
@@ -149,10 +178,13 @@ impl App {
             files_root,
             link: Link::Connecting,
             cluster: None,
-            catalog: Vec::new(),
-            versions: None,
+            backups: Window::default(),
+            expanded: None,
             browser: Browser::default(),
             backups_cursor: 0,
+            asked: HashSet::new(),
+            backed_up: HashMap::new(),
+            view: View::default(),
             transfers: Vec::new(),
             tab: Tab::Files,
             mode: Mode::Normal,
@@ -176,7 +208,10 @@ impl App {
 
     pub fn file_state(&self, entry: &LocalEntry) -> FileState {
         let name = self.browser.path_of(entry);
-        match (self.catalog.iter().find(|f| f.name == name), entry.hash) {
+        if !self.asked.contains(&name) {
+            return FileState::Unknown;
+        }
+        match (self.backed_up.get(&name), entry.hash) {
             (None, _) => FileState::New,
             (Some(_), None) => FileState::Unknown,
             (Some(backup), Some(hash)) if backup.hash == hash => FileState::BackedUp,
@@ -184,17 +219,127 @@ impl App {
         }
     }
 
+    /// The rows of the Backups window: its names, with the expanded one's
+    /// versions after it.
     pub fn backup_rows(&self) -> Vec<BackupRow<'_>> {
         let mut rows = Vec::new();
-        for entry in &self.catalog {
+        for entry in &self.backups.entries {
             rows.push(BackupRow::Name(entry));
-            if let Some((name, versions)) = &self.versions
-                && *name == entry.name
+            if let Some(expanded) = &self.expanded
+                && expanded.name == entry.name
             {
-                rows.extend(versions.iter().map(BackupRow::Version));
+                rows.extend(expanded.versions.iter().map(BackupRow::Version));
             }
         }
         rows
+    }
+
+    /// Rows in the whole Backups list.
+    pub fn backup_rows_total(&self) -> u64 {
+        self.backups.total + self.expanded_rows()
+    }
+
+    /// The cursor's place in [`App::backup_rows`], once the window holds it.
+    pub fn backups_selected(&self) -> Option<usize> {
+        let first = self.row_of_name(self.backups.offset);
+        let at = usize::try_from(self.backups_cursor.checked_sub(first)?).ok()?;
+        (at < self.backup_rows().len()).then_some(at)
+    }
+
+    fn expanded_rows(&self) -> u64 {
+        self.expanded
+            .as_ref()
+            .map_or(0, |e| e.versions.len() as u64)
+    }
+
+    /// The row the `index`-th name is on.
+    fn row_of_name(&self, index: u64) -> u64 {
+        match &self.expanded {
+            Some(e) if e.index < index => index + self.expanded_rows(),
+            _ => index,
+        }
+    }
+
+    /// The name a row is on, or belongs to for a version.
+    fn name_of_row(&self, row: u64) -> u64 {
+        match &self.expanded {
+            Some(e) if row > e.index => e.index.max(row - self.expanded_rows()),
+            _ => row,
+        }
+    }
+
+    /// Folds the expanded name's versions away, the cursor staying on its name.
+    fn collapse(&mut self) {
+        self.backups_cursor = self.name_of_row(self.backups_cursor);
+        self.expanded = None;
+    }
+
+    /// The part of the catalog to fetch for what is on screen.
+    fn wanted_view(&self) -> View {
+        let files = self.browser.visible();
+        let first = window_start(self.browser.cursor as u64) as usize;
+        View {
+            offset: window_start(self.name_of_row(self.backups_cursor)),
+            limit: WINDOW,
+            expanded: self.expanded.as_ref().map(|e| e.name.clone()),
+            names: files
+                .iter()
+                .skip(first)
+                .take(WINDOW as usize)
+                .filter(|e| !e.is_dir)
+                .map(|e| self.browser.path_of(e))
+                .collect(),
+        }
+    }
+
+    /// Asks the poller for what is now on screen, when that changed.
+    pub fn view_effect(&mut self) -> Option<Effect> {
+        let wanted = self.wanted_view();
+        (wanted != self.view).then(|| {
+            self.view = wanted.clone();
+            Effect::View(wanted)
+        })
+    }
+
+    fn on_window(&mut self, window: Window) {
+        self.backups = window;
+        let found = self.expanded.as_ref().map(|e| {
+            let place = self.backups.entries.iter().position(|f| f.name == e.name);
+            place.map(|p| self.backups.offset + p as u64)
+        });
+        match found {
+            Some(Some(index)) => {
+                let cursor_name = self.name_of_row(self.backups_cursor);
+                if let Some(e) = self.expanded.as_mut() {
+                    e.index = index;
+                }
+                self.backups_cursor = self.row_of_name(cursor_name);
+            }
+            // Scrolled away from it, or it is gone.
+            Some(None) => self.collapse(),
+            None => {}
+        }
+        self.backups_cursor = self
+            .backups_cursor
+            .min(self.backup_rows_total().saturating_sub(1));
+    }
+
+    fn on_versions(&mut self, name: String, mut versions: Vec<FileEntry>) {
+        if self.expanded.as_ref().is_none_or(|e| e.name != name) {
+            return;
+        }
+        versions.reverse();
+        let on_name = self.name_of_row(self.backups_cursor);
+        let on_version = self.backups_cursor - self.row_of_name(on_name);
+        if let Some(e) = self.expanded.as_mut() {
+            e.versions = versions;
+        }
+        let rows = if self.expanded.as_ref().is_some_and(|e| e.index == on_name) {
+            on_version.min(self.expanded_rows())
+        } else {
+            0
+        };
+        self.backups_cursor = self.row_of_name(on_name) + rows;
     }
 
     /// A message from a task.
@@ -205,13 +350,11 @@ impl App {
                 self.link = Link::Connected;
                 self.cluster = Some(status);
             }
-            Msg::Catalog(catalog) => {
-                self.catalog = catalog;
-                self.backups_cursor = clamp(self.backups_cursor, self.backup_rows().len());
-            }
-            Msg::Versions(name, mut versions) => {
-                versions.reverse();
-                self.versions = Some((name, versions));
+            Msg::Catalog(window) => self.on_window(window),
+            Msg::Versions(name, versions) => self.on_versions(name, versions),
+            Msg::States { names, found } => {
+                self.asked = names.into_iter().collect();
+                self.backed_up = found.into_iter().map(|f| (f.name.clone(), f)).collect();
             }
             Msg::Dir(dir, entries) if dir == self.browser.dir => {
                 self.browser.entries = entries;
@@ -437,7 +580,7 @@ impl App {
 
     fn on_backups_key(&mut self, code: KeyCode) -> Vec<Effect> {
         let rows = self.backup_rows();
-        let Some(row) = rows.get(self.backups_cursor).copied() else {
+        let Some(row) = self.backups_selected().and_then(|at| rows.get(at).copied()) else {
             return Vec::new();
         };
         let (entry, version) = match row {
@@ -448,10 +591,14 @@ impl App {
         let which = version.map_or("newest version".to_owned(), |v| format!("version {v}"));
         match code {
             KeyCode::Enter => {
-                if self.versions.as_ref().is_some_and(|(n, _)| *n == name) {
-                    self.versions = None;
-                } else {
-                    return vec![Effect::Versions(name)];
+                let open = self.expanded.as_ref().is_some_and(|e| e.name == name);
+                self.collapse();
+                if !open {
+                    self.expanded = Some(Expanded {
+                        index: self.backups_cursor,
+                        name,
+                        versions: Vec::new(),
+                    });
                 }
             }
             KeyCode::Char('r') => {
@@ -477,25 +624,17 @@ impl App {
     }
 
     fn move_cursor(&mut self, by: i64) {
-        let (cursor, len) = match self.tab {
+        let moved =
+            |cursor: u64, len: u64| cursor.saturating_add_signed(by).min(len.saturating_sub(1));
+        match self.tab {
             Tab::Files => {
-                let len = self.browser.visible().len();
-                (&mut self.browser.cursor, len)
+                let len = self.browser.visible().len() as u64;
+                self.browser.cursor = moved(self.browser.cursor as u64, len) as usize;
             }
             Tab::Backups => {
-                let len = self.backup_rows().len();
-                (&mut self.backups_cursor, len)
+                self.backups_cursor = moved(self.backups_cursor, self.backup_rows_total());
             }
-        };
-        let moved = (*cursor as i64)
-            .saturating_add(by)
-            .clamp(0, len.saturating_sub(1) as i64);
-        *cursor = moved as usize;
-    }
-
-    /// Catalog entries by name, for drawing.
-    pub fn catalog_by_name(&self) -> HashMap<&str, &FileEntry> {
-        self.catalog.iter().map(|f| (f.name.as_str(), f)).collect()
+        }
     }
 }
 

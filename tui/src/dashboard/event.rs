@@ -29,9 +29,31 @@ pub enum Effect {
         name: String,
         version: Option<u32>,
     },
-    Versions(String),
+    /// Show this part of the catalog from now on.
+    View(View),
     /// Try this passphrase on the client's key.
     Unlock(Secret),
+}
+
+/// The part of the catalog on screen, which the poller fetches again
+/// whenever the catalog changes: a window of the Backups list, the
+/// versions of the name expanded there, and the names of the local files
+/// shown, for their backup state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct View {
+    pub offset: u64,
+    pub limit: u32,
+    pub expanded: Option<String>,
+    pub names: Vec<String>,
+}
+
+/// A window of the Backups list: `entries` are the names from the
+/// `offset`-th, of `total` in all.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Window {
+    pub total: u64,
+    pub offset: u64,
+    pub entries: Vec<FileEntry>,
 }
 
 /// Typed text that is never shown, nor printed in a debug line.
@@ -68,8 +90,13 @@ pub struct LocalEntry {
 pub enum Msg {
     Link(Link),
     Cluster(ClusterStatus),
-    Catalog(Vec<FileEntry>),
+    Catalog(Window),
     Versions(String, Vec<FileEntry>),
+    /// The newest backups of the names asked about (those that have one).
+    States {
+        names: Vec<String>,
+        found: Vec<FileEntry>,
+    },
     /// The entries of a folder, relative to the files folder.
     Dir(String, Vec<LocalEntry>),
     Queued {

@@ -70,7 +70,8 @@ async fn event_loop(
             }
             _ = refresh.tick() => vec![Effect::ListDir(app.browser.dir.clone())],
         };
-        for effect in effects {
+        // What is on screen may have moved: the poller fetches it.
+        for effect in effects.into_iter().chain(app.view_effect()) {
             tasks.run(effect);
         }
     }

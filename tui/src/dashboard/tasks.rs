@@ -1,6 +1,7 @@
 //! The dashboard's network and disk work, each in a task that reports to the
-//! UI loop with messages: a poller for the cluster and catalog, a worker
-//! that runs transfers one at a time, and a folder lister.
+//! UI loop with messages: a poller for the cluster and the part of the
+//! catalog on screen, a worker that runs transfers one at a time, and a
+//! folder lister.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,13 +11,15 @@ use std::time::{Duration, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::event::{Effect, Kind, Link, LocalEntry, Msg};
+use super::event::{Effect, Kind, Link, LocalEntry, Msg, View, Window};
+use arca_shared::protocol::ClusterStatus;
 use arca_shared::vault::ChunkKeys;
 
 use crate::client::{ChunkCache, ClientError, Phase, Session, Settings, TransferProgress};
 use crate::names;
 
-/// How often the poller asks the manager for the cluster and the catalog.
+/// How often the poller asks the manager for the cluster, and whether the
+/// catalog changed.
 const POLL_EVERY: Duration = Duration::from_secs(1);
 
 /// Work for the transfer worker.
@@ -35,7 +38,6 @@ enum Job {
         name: String,
         version: Option<u32>,
     },
-    Versions(String),
 }
 
 /// Starts the dashboard's tasks; effects go in through the returned handle.
@@ -43,6 +45,7 @@ pub struct Tasks {
     settings: Settings,
     msgs: mpsc::UnboundedSender<Msg>,
     jobs: mpsc::UnboundedSender<Job>,
+    view: watch::Sender<View>,
     next_id: Arc<AtomicU64>,
     /// Made once the key is open: chunk ids depend on it.
     hashes: Arc<Mutex<Option<ChunkCache>>>,
@@ -55,12 +58,19 @@ impl Tasks {
         shutdown: CancellationToken,
     ) -> Self {
         let (jobs, rx) = mpsc::unbounded_channel();
-        tokio::spawn(poll(settings.clone(), msgs.clone(), shutdown.clone()));
+        let (view, views) = watch::channel(View::default());
+        tokio::spawn(poll(
+            settings.clone(),
+            msgs.clone(),
+            views,
+            shutdown.clone(),
+        ));
         tokio::spawn(work(settings.clone(), rx, msgs.clone(), shutdown));
         Self {
             settings,
             msgs,
             jobs,
+            view,
             next_id: Arc::new(AtomicU64::new(1)),
             hashes: Arc::default(),
         }
@@ -125,8 +135,8 @@ impl Tasks {
             Effect::Delete { name, version } => {
                 let _ = self.jobs.send(Job::Delete { name, version });
             }
-            Effect::Versions(name) => {
-                let _ = self.jobs.send(Job::Versions(name));
+            Effect::View(view) => {
+                self.view.send_replace(view);
             }
             Effect::Unlock(typed) => {
                 self.settings.vault.supply(&typed.0);
@@ -153,12 +163,18 @@ async fn unlock(settings: Settings, msgs: mpsc::UnboundedSender<Msg>) {
     });
 }
 
-/// Keeps a session to the manager and reports the cluster and catalog.
-async fn poll(settings: Settings, msgs: mpsc::UnboundedSender<Msg>, shutdown: CancellationToken) {
+/// Keeps a session to the manager and reports the cluster and the part of
+/// the catalog in view.
+async fn poll(
+    settings: Settings,
+    msgs: mpsc::UnboundedSender<Msg>,
+    mut views: watch::Receiver<View>,
+    shutdown: CancellationToken,
+) {
     loop {
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => return,
-            outcome = poll_session(&settings, &msgs) => outcome,
+            outcome = poll_session(&settings, &msgs, &mut views) => outcome,
         };
         if let Err(e) = outcome
             && msgs.send(Msg::Link(Link::Down(e.to_string()))).is_err()
@@ -172,9 +188,34 @@ async fn poll(settings: Settings, msgs: mpsc::UnboundedSender<Msg>, shutdown: Ca
     }
 }
 
+/// What the catalog entries shown depend on: the catalog, and which
+/// servers are alive (an entry counts its live copies).
+#[derive(PartialEq, Eq)]
+struct Stamp {
+    catalog_changes: u64,
+    alive: Vec<u64>,
+}
+
+impl Stamp {
+    fn of(status: &ClusterStatus) -> Self {
+        Self {
+            catalog_changes: status.catalog_changes,
+            alive: status
+                .servers
+                .iter()
+                .filter(|s| s.alive)
+                .map(|s| s.id)
+                .collect(),
+        }
+    }
+}
+
+/// Polls the cluster every second; fetches the view again only when the
+/// catalog or the live servers changed, or the view itself did.
 async fn poll_session(
     settings: &Settings,
     msgs: &mpsc::UnboundedSender<Msg>,
+    views: &mut watch::Receiver<View>,
 ) -> Result<(), ClientError> {
     let mut session = Session::connect(settings.clone()).await?;
     let _ = msgs.send(Msg::Link(Link::Connected));
@@ -183,14 +224,56 @@ async fn poll_session(
     if settings.vault.unlocked().is_none() && session.chunk_keys(false).await.is_ok() {
         let _ = msgs.send(Msg::Unlocked);
     }
+    let mut fetched: Option<Stamp> = None;
     loop {
         let status = session.status().await?;
-        let catalog = session.list(None).await?;
-        if msgs.send(Msg::Cluster(status)).is_err() || msgs.send(Msg::Catalog(catalog)).is_err() {
+        let stamp = Stamp::of(&status);
+        if msgs.send(Msg::Cluster(status)).is_err() {
             return Ok(());
         }
-        tokio::time::sleep(POLL_EVERY).await;
+        if fetched.as_ref() != Some(&stamp) {
+            let view = views.borrow_and_update().clone();
+            fetch(&mut session, view, msgs).await?;
+            fetched = Some(stamp);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL_EVERY) => {}
+            changed = views.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                fetched = None;
+            }
+        }
     }
+}
+
+/// Fetches the catalog in view and sends it to the UI loop.
+async fn fetch(
+    session: &mut Session,
+    view: View,
+    msgs: &mpsc::UnboundedSender<Msg>,
+) -> Result<(), ClientError> {
+    let (total, entries) = session.browse(view.offset, view.limit).await?;
+    let found = session.lookup(&view.names).await?;
+    let versions = match &view.expanded {
+        Some(name) => Some((name.clone(), session.list(Some(name)).await?)),
+        None => None,
+    };
+    let window = Window {
+        total,
+        offset: view.offset,
+        entries,
+    };
+    let _ = msgs.send(Msg::Catalog(window));
+    let _ = msgs.send(Msg::States {
+        names: view.names,
+        found,
+    });
+    if let Some((name, versions)) = versions {
+        let _ = msgs.send(Msg::Versions(name, versions));
+    }
+    Ok(())
 }
 
 /// Runs jobs one at a time on a session of its own, reconnecting as needed.
@@ -265,13 +348,6 @@ async fn run_job(
                 Err(e)
             }
         },
-        Job::Versions(name) => match session.list(Some(&name)).await {
-            Ok(versions) => {
-                let _ = msgs.send(Msg::Versions(name, versions));
-                Ok(())
-            }
-            Err(e) => Err(e),
-        },
     };
     matches!(
         result,
@@ -316,7 +392,7 @@ fn fail(msgs: &mpsc::UnboundedSender<Msg>, job: Job, reason: &str) {
     };
     match job {
         Job::Upload { id, .. } | Job::Restore { id, .. } => failed(id),
-        Job::Delete { name, .. } | Job::Versions(name) => {
+        Job::Delete { name, .. } => {
             let _ = msgs.send(Msg::Flash(format!("{name}: {reason}")));
         }
     }

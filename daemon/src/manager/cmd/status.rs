@@ -17,6 +17,7 @@ pub(crate) async fn run(manager: &Manager, conn: &mut Connection) -> Result<(), 
         healing: manager.healing.load(Ordering::Relaxed),
         moving: manager.moving.load(Ordering::Relaxed),
         stale_catalog: manager.is_stale(),
+        catalog_changes: manager.catalog_changes.load(Ordering::Relaxed),
     };
     Ok(conn.send(&Message::Cluster { status }).await?)
 }

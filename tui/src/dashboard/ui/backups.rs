@@ -1,4 +1,5 @@
-//! The Backups pane: the catalog, with versions and replica health.
+//! The Backups pane: the window of the catalog around the cursor, with
+//! versions and replica health.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -38,14 +39,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             ]))
         })
         .collect();
-    let empty = items.is_empty();
     let title = Line::from(vec![
         " Backups ".bold(),
-        format!("{} files ", app.catalog.len()).into(),
+        format!("{} files ", app.backups.total).into(),
     ]);
     let list = List::new(items)
         .block(pane(title, true))
         .highlight_style(Style::new().add_modifier(Modifier::REVERSED));
-    let mut state = ListState::default().with_selected((!empty).then_some(app.backups_cursor));
+    let mut state = ListState::default().with_selected(app.backups_selected());
     frame.render_stateful_widget(list, area, &mut state);
 }

@@ -1,6 +1,9 @@
 //! `arca bench`: a local cluster of real processes (a manager and four
 //! servers, data on this disk) and the numbers that matter, each a median
 //! over several runs and a ratio to a floor measured in the same run.
+//! `arca bench --scale` measures a big catalog instead (see [`scale`]).
+
+mod scale;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,6 +21,8 @@ pub struct Options {
     pub runs: usize,
     pub big_mib: u64,
     pub small_files: usize,
+    /// Catalog entries for the scale case, which then runs alone.
+    pub scale: Option<u64>,
     pub json: bool,
 }
 
@@ -103,7 +108,14 @@ pub async fn run(options: Options) -> BenchResult<()> {
         "cluster up: a manager and 4 servers; data under {}",
         bench.dir.display()
     ));
+    match options.scale {
+        Some(entries) => scale::run(&bench, entries, &options).await,
+        None => throughput(&bench, &options),
+    }
+}
 
+/// The big file's backup and restore, an edit in it, and many small files.
+fn throughput(bench: &Bench, options: &Options) -> BenchResult<()> {
     let mut cases = Vec::new();
     let big = bench.dir.join("big.bin");
     let big_bytes = options.big_mib << 20;
@@ -167,7 +179,7 @@ pub async fn run(options: Options) -> BenchResult<()> {
     cases.push(restore);
     cases.push(restore_from_disk);
     out::error(format_args!("1 MiB changed in the middle, backed up again"));
-    let growth = changed_mib(&bench, &big)?;
+    let growth = changed_mib(bench, &big)?;
     let _ = std::fs::remove_file(&big);
 
     let tree = bench.dir.join("tree");
@@ -204,7 +216,7 @@ pub async fn run(options: Options) -> BenchResult<()> {
     }
     cases.push(small);
     cases.push(again);
-    report(&options, &cases, &growth, client_rss, &daemon_rss);
+    report(options, &cases, &growth, client_rss, &daemon_rss);
     Ok(())
 }
 
@@ -344,13 +356,7 @@ impl Bench {
                 ],
             )?;
         }
-        let settings = Settings {
-            manager: self.manager.clone(),
-            client: "bench".into(),
-            key: ClusterKey::load(&self.secret).map_err(|e| ClientError::Local(e.to_string()))?,
-            files: self.dir.clone(),
-            vault: Vault::new(Passphrase::given(PASSPHRASE)?),
-        };
+        let settings = self.settings("bench")?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(mut session) = Session::connect(settings.clone()).await
@@ -371,6 +377,17 @@ impl Bench {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// A client's settings for sessions of the bench's own.
+    fn settings(&self, client: &str) -> BenchResult<Settings> {
+        Ok(Settings {
+            manager: self.manager.clone(),
+            client: client.into(),
+            key: ClusterKey::load(&self.secret).map_err(|e| ClientError::Local(e.to_string()))?,
+            files: self.dir.clone(),
+            vault: Vault::new(Passphrase::given(PASSPHRASE)?),
+        })
     }
 
     fn spawn_daemon(&mut self, name: &str, args: &[&str]) -> BenchResult<()> {
@@ -444,11 +461,16 @@ fn settle() {
 
 /// The high-water mark of a process's resident memory, in KiB (0 if gone).
 fn peak_rss_kib(pid: u32) -> u64 {
+    proc_status_kib(pid, "VmHWM:")
+}
+
+/// A size in KiB from a process's `/proc/PID/status` (0 if gone).
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .find_map(|l| l.strip_prefix(field))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
