@@ -641,3 +641,32 @@ fn a_file_not_yet_looked_up_is_checking_not_new() {
     assert_eq!(app.file_state(&files[0]), FileState::BackedUp);
     assert_eq!(app.file_state(&files[1]), FileState::New);
 }
+
+#[test]
+fn the_cursor_stays_on_its_version_when_names_arrive_before_it() {
+    let mut app = App::new("m".into(), "c".into(), PathBuf::from("/f"));
+    app.on_key(key(KeyCode::Tab));
+    app.on_msg(window(10, 0, 256), Instant::now());
+    app.on_key(key(KeyCode::Down));
+    app.on_key(key(KeyCode::Enter));
+    let versions = (1..=3).map(|v| entry("f0000001", v, b"x", 2)).collect();
+    app.on_msg(Msg::Versions("f0000001".into(), versions), Instant::now());
+    app.on_key(key(KeyCode::Down));
+    app.on_key(key(KeyCode::Down));
+    // On the expanded name's second row: its version 2.
+    assert_eq!(app.backups_cursor, 3);
+
+    let Msg::Catalog(mut grown) = window(10, 0, 256) else {
+        unreachable!()
+    };
+    grown.entries.insert(1, entry("f0000000a", 1, b"x", 2));
+    grown.total = 11;
+    app.on_msg(Msg::Catalog(grown), Instant::now());
+    assert_eq!(app.expanded.as_ref().map(|e| e.index), Some(2));
+    assert_eq!(app.backups_cursor, 4);
+    assert!(matches!(app.on_key(key(KeyCode::Char('r')))[..], []));
+    assert!(matches!(
+        &app.mode,
+        Mode::Confirm { effect: Effect::Restore { name, version: Some(2) }, .. } if name == "f0000001"
+    ));
+}

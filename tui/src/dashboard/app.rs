@@ -270,8 +270,23 @@ impl App {
 
     /// Folds the expanded name's versions away, the cursor staying on its name.
     fn collapse(&mut self) {
-        self.backups_cursor = self.name_of_row(self.backups_cursor);
-        self.expanded = None;
+        self.keeping_cursor(|app| app.expanded = None);
+    }
+
+    /// Applies `change` to the Backups list, the cursor staying on the name
+    /// it was on (and on the same version of the expanded one, while it
+    /// stays expanded), within the list's rows.
+    fn keeping_cursor(&mut self, change: impl FnOnce(&mut Self)) {
+        let on_name = self.name_of_row(self.backups_cursor);
+        let on_version = self.backups_cursor - self.row_of_name(on_name);
+        let on_expanded = self.expanded.as_ref().is_some_and(|e| e.index == on_name);
+        change(self);
+        let (name, version) = match &self.expanded {
+            Some(e) if on_expanded => (e.index, on_version.min(self.expanded_rows())),
+            _ => (on_name, 0),
+        };
+        self.backups_cursor =
+            (self.row_of_name(name) + version).min(self.backup_rows_total().saturating_sub(1));
     }
 
     /// The part of the catalog to fetch for what is on screen.
@@ -302,26 +317,19 @@ impl App {
     }
 
     fn on_window(&mut self, window: Window) {
-        self.backups = window;
-        let found = self.expanded.as_ref().map(|e| {
-            let place = self.backups.entries.iter().position(|f| f.name == e.name);
-            place.map(|p| self.backups.offset + p as u64)
-        });
-        match found {
-            Some(Some(index)) => {
-                let cursor_name = self.name_of_row(self.backups_cursor);
-                if let Some(e) = self.expanded.as_mut() {
-                    e.index = index;
+        self.keeping_cursor(|app| {
+            app.backups = window;
+            if let Some(e) = &app.expanded {
+                match app.backups.entries.iter().position(|f| f.name == e.name) {
+                    Some(place) => {
+                        let index = app.backups.offset + place as u64;
+                        app.expanded = app.expanded.take().map(|e| Expanded { index, ..e });
+                    }
+                    // Scrolled away from it, or it is gone.
+                    None => app.expanded = None,
                 }
-                self.backups_cursor = self.row_of_name(cursor_name);
             }
-            // Scrolled away from it, or it is gone.
-            Some(None) => self.collapse(),
-            None => {}
-        }
-        self.backups_cursor = self
-            .backups_cursor
-            .min(self.backup_rows_total().saturating_sub(1));
+        });
     }
 
     fn on_versions(&mut self, name: String, mut versions: Vec<FileEntry>) {
@@ -329,17 +337,11 @@ impl App {
             return;
         }
         versions.reverse();
-        let on_name = self.name_of_row(self.backups_cursor);
-        let on_version = self.backups_cursor - self.row_of_name(on_name);
-        if let Some(e) = self.expanded.as_mut() {
-            e.versions = versions;
-        }
-        let rows = if self.expanded.as_ref().is_some_and(|e| e.index == on_name) {
-            on_version.min(self.expanded_rows())
-        } else {
-            0
-        };
-        self.backups_cursor = self.row_of_name(on_name) + rows;
+        self.keeping_cursor(|app| {
+            if let Some(e) = app.expanded.as_mut() {
+                e.versions = versions;
+            }
+        });
     }
 
     /// A message from a task.
