@@ -190,8 +190,14 @@ async fn servers_accept_no_bytes_and_serve_no_blob_without_a_valid_ticket() {
             1,
         )),
         Message::Fetch {
-            ticket: Ticket::issue(&stranger, TicketKind::Fetch, 4, server, hash, 1),
-            offset: 0,
+            tickets: vec![Ticket::issue(
+                &stranger,
+                TicketKind::Fetch,
+                4,
+                server,
+                hash,
+                1,
+            )],
         },
         Message::Upload {
             ticket: Ticket::issue(&cluster.key, TicketKind::Upload, 5, server, hash, 1),

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// Protocol version carried by the handshake; peers with another one are refused.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// File bytes travel in chunks of at most this size.
 pub const CHUNK_SIZE: usize = 1024 * 1024;
@@ -27,6 +27,11 @@ pub const LIST_MAX: usize = 4096;
 /// the longest kind still fit a control frame).
 pub const BROWSE_MAX: u32 = 1024;
 pub const LOOKUP_MAX: usize = 128;
+
+/// Most versions one `Parts` asks about (as `Lookup`), and most blobs one
+/// `Fetch` or `FetchGrants` asks for.
+pub const PARTS_MAX: usize = LOOKUP_MAX;
+pub const FETCH_MAX: usize = 256;
 
 /// How long a peer may take to complete the handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -198,11 +198,11 @@ pub enum Message {
     Restoring {
         entry: FileEntry,
     },
-    /// A version's chunks, in order; answered with `PartList` pages, then `End`.
+    /// Some versions' chunks, in order: for each version in turn, `PartList`
+    /// pages then `End`, or an `Error` of its own (the rest still come).
     Parts {
         client: String,
-        name: String,
-        version: u32,
+        versions: Vec<(String, u32)>,
     },
     PartList {
         parts: Vec<Part>,
@@ -282,9 +282,10 @@ pub enum Message {
         ticket: Ticket,
         items: Vec<Item>,
     },
+    /// Some stored blobs, each in turn as `Accepted`, its chunks and `End`,
+    /// or as an `Error` of its own (the rest still come).
     Fetch {
-        ticket: Ticket,
-        offset: u64,
+        tickets: Vec<Ticket>,
     },
     Accepted,
     Chunk {

@@ -245,11 +245,9 @@ async fn handle(manager: Arc<Manager>, mut conn: Connection) {
                 name,
                 version,
             } => cmd::get::begin(&manager, &mut conn, client, name, version).await,
-            Message::Parts {
-                client,
-                name,
-                version,
-            } => cmd::get::parts(&manager, &mut conn, client, name, version).await,
+            Message::Parts { client, versions } => {
+                cmd::get::parts(&manager, &mut conn, client, versions).await
+            }
             Message::FetchGrants {
                 client,
                 hashes,

@@ -148,9 +148,7 @@ async fn handle(server: Arc<Server>, mut conn: Connection) {
             Message::Store { ticket, items } => {
                 cmd::store::run(&server, &mut conn, ticket, items).await
             }
-            Message::Fetch { ticket, offset } => {
-                cmd::fetch::run(&server, &mut conn, ticket, offset).await
-            }
+            Message::Fetch { tickets } => cmd::fetch::run(&server, &mut conn, tickets).await,
             Message::DeleteBlob { hash } => cmd::delete::run(&server, &mut conn, hash).await,
             Message::Quarantine { hash } => {
                 cmd::quarantine::set_aside(&server, &mut conn, hash).await

@@ -23,7 +23,7 @@ pub use chunk_cache::ChunkCache;
 pub use keys::{Passphrase, Vault};
 pub use local::{Skip, Stamp, backed_up, not_regular, regular};
 pub use progress::{Phase, Progress, TransferProgress};
-pub use restore::Restored;
+pub use restore::{Outcomes, RestoreEvent, RestoreEvents, Restored, Wanted};
 pub use upload::{LocalFile, Uploaded};
 
 /// How long a client waits for a restarting manager before giving up.

@@ -1,11 +1,14 @@
-//! A restore, from the manager's side: `GetBegin` names the version,
-//! `Parts` lists its chunks, and `FetchGrants` names, for each stored chunk,
-//! the best live holder by the same score as uploads (skipping servers the
-//! client already gave up on) with a ticket that holder accepts.
+//! A restore, from the manager's side: `GetBegin` names a version (a folder
+//! restore lists its versions instead), `Parts` lists the chunks of many
+//! versions at once, and `FetchGrants` names, for each stored chunk, a live
+//! holder (spread over them, by the same score as uploads among equals,
+//! skipping servers the client already gave up on) with a ticket it accepts.
+
+use std::collections::HashMap;
 
 use arca_shared::choice;
 use arca_shared::connection::PageWriter;
-use arca_shared::limits::LIST_MAX;
+use arca_shared::limits::{FETCH_MAX, PARTS_MAX};
 use arca_shared::protocol::Grant;
 use arca_shared::ticket::{Ticket, TicketKind};
 use arca_shared::types::ServerId;
@@ -34,22 +37,49 @@ pub(crate) async fn begin(
     Ok(conn.send(&Message::Restoring { entry }).await?)
 }
 
+/// Each version's parts in turn; a version that is gone gets an `Error` of
+/// its own, so one deleted file does not fail a folder's restore.
 pub(crate) async fn parts(
     manager: &Manager,
     conn: &mut Connection,
     client: String,
-    name: String,
-    version: u32,
+    versions: Vec<(String, u32)>,
 ) -> Result<(), Error> {
-    let row = find(manager, client.clone(), name, Some(version)).await?;
-    let parts = manager
-        .db(move |c| c.parts(&client, &row.name, row.version))
-        .await?;
-    let mut pages = PageWriter::new(conn, PAGE, |parts| Message::PartList { parts });
-    for part in parts {
-        pages.push(part).await?;
+    check_client(&client)?;
+    if versions.len() > PARTS_MAX {
+        return refuse(format!(
+            "ask for at most {PARTS_MAX} versions' parts at once"
+        ));
     }
-    Ok(pages.finish().await?)
+    for (name, _) in &versions {
+        check_name(name)?;
+    }
+    // One catalog visit for all of them.
+    let found = manager
+        .db(move |c| {
+            versions
+                .iter()
+                .map(
+                    |(name, version)| match c.find(&client, name, Some(*version))? {
+                        Some(row) => c.parts(&client, &row.name, row.version).map(Some),
+                        None => Ok(None),
+                    },
+                )
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .await?;
+    for parts in found {
+        let Some(parts) = parts else {
+            conn.send(&Message::error("that version is gone")).await?;
+            continue;
+        };
+        let mut pages = PageWriter::new(conn, PAGE, |parts| Message::PartList { parts });
+        for part in parts {
+            pages.push(part).await?;
+        }
+        pages.finish().await?;
+    }
+    Ok(())
 }
 
 pub(crate) async fn grants(
@@ -60,12 +90,16 @@ pub(crate) async fn grants(
     exclude: Vec<ServerId>,
 ) -> Result<(), Error> {
     check_client(&client)?;
-    if hashes.len() > LIST_MAX.min(PAGE) {
-        return refuse(format!("ask for at most {PAGE} chunks at once"));
+    if hashes.len() > FETCH_MAX {
+        return refuse(format!("ask for at most {FETCH_MAX} chunks at once"));
     }
     let wanted = hashes.clone();
     let owned = manager.db(move |c| c.owned_blobs(&client, &wanted)).await?;
     let mut grants = Vec::with_capacity(hashes.len());
+    // Grants spread over every live holder, the fewest-granted first (the
+    // best-scored among equals): a folder or a big file is read from all
+    // its replicas at once, not queued on the best one.
+    let mut given: HashMap<ServerId, usize> = HashMap::new();
     for (hash, owned) in hashes.into_iter().zip(owned) {
         // Only blobs of the asking client's own chunks: no reading across
         // namespaces by naming another's hash.
@@ -79,7 +113,8 @@ pub(crate) async fn grants(
                 .filter(|c| holders.contains(&c.id))
                 .collect();
             choice::rank(&candidates, 0, manager.config.weights)
-                .first()
+                .iter()
+                .min_by_key(|s| given.get(&s.id).copied().unwrap_or(0))
                 .and_then(|s| members.get(s.id).map(|m| (s.id, m.addr.clone())))
                 .ok_or(())
         };
@@ -87,6 +122,7 @@ pub(crate) async fn grants(
         let Ok((server, holder)) = manager.once_back(best, holder_awaited).await else {
             return refuse(unavailable(manager, hash, holders.len()).await?);
         };
+        *given.entry(server).or_default() += 1;
         let ticket = Ticket::issue(
             &manager.config.key,
             TicketKind::Fetch,
