@@ -92,6 +92,9 @@ pub enum Command {
         /// Number of 4 KiB files.
         #[arg(long, default_value_t = 10_000)]
         small_files: usize,
+        /// Number of 1 MiB files.
+        #[arg(long, default_value_t = 300)]
+        medium_files: usize,
         /// Measure a catalog of this many entries instead (many clients):
         /// listings, status, the manager's memory and the dashboard.
         #[arg(long, value_name = "ENTRIES", num_args = 0..=1, default_missing_value = "1000000")]

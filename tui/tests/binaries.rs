@@ -166,6 +166,8 @@ fn the_bench_runs_every_case_against_real_daemons() {
             "3",
             "--small-files",
             "40",
+            "--medium-files",
+            "3",
             "--json",
         ])
         .current_dir(dir.path())
@@ -182,7 +184,9 @@ fn the_bench_runs_every_case_against_real_daemons() {
             "restore",
             "restore",
             "small files backup",
-            "unchanged re-backup"
+            "unchanged re-backup",
+            "small files restore",
+            "1 MiB files backup"
         ]
     );
     for case in cases {

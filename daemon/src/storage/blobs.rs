@@ -286,6 +286,27 @@ impl BlobStore {
             .map_err(io::Error::other)?
     }
 
+    /// Several small stored blobs' bytes, read in one go.
+    pub async fn read_small(
+        self: &Arc<Self>,
+        hashes: Vec<BlobHash>,
+    ) -> io::Result<Vec<io::Result<Vec<u8>>>> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            hashes
+                .iter()
+                .map(|hash| {
+                    let blob = store.open_blob(hash, 0)?;
+                    let mut bytes = Vec::with_capacity(blob.size as usize);
+                    blob.file.take(blob.size).read_to_end(&mut bytes)?;
+                    Ok(bytes)
+                })
+                .collect()
+        })
+        .await
+        .map_err(io::Error::other)
+    }
+
     /// Hashes a stored blob in place: true if it still matches its name.
     pub async fn verify(self: &Arc<Self>, hash: &BlobHash) -> io::Result<bool> {
         let (store, hash) = (self.clone(), *hash);

@@ -21,6 +21,7 @@ pub struct Options {
     pub runs: usize,
     pub big_mib: u64,
     pub small_files: usize,
+    pub medium_files: usize,
     /// Catalog entries for the scale case, which then runs alone.
     pub scale: Option<u64>,
     pub json: bool,
@@ -195,7 +196,14 @@ fn throughput(bench: &Bench, options: &Options) -> BenchResult<()> {
         options.small_files as f64,
         "first backup",
     );
+    let mut restored = Case::new(
+        "small files restore",
+        "files/s",
+        options.small_files as f64,
+        "restic restore",
+    );
     let restic = restic_repo(&bench.dir);
+    let target = bench.dir.join("restored");
     for run in 0..options.runs {
         out::error(format_args!(
             "{} small files, run {}/{}",
@@ -203,20 +211,99 @@ fn throughput(bench: &Bench, options: &Options) -> BenchResult<()> {
             run + 1,
             options.runs
         ));
-        write_tree(&tree, options.small_files, run as u64 + 1)?;
+        write_tree(&tree, options.small_files, 4096, run as u64 + 1)?;
         let client = format!("small-{run}");
-        let (first, _) = bench.arca_as(&client, &["put", path_str(&tree)?], &bench.dir)?;
+        let (first, rss) = bench.arca_as(&client, &["put", path_str(&tree)?], &bench.dir)?;
         small.arca.push(first);
+        client_rss = client_rss.max(rss);
         let (second, _) = bench.arca_as(&client, &["put", path_str(&tree)?], &bench.dir)?;
         again.arca.push(second);
         again.floor.push(first);
+        let get = ["get", "tree/", "-o", path_str(&target)?];
+        let (secs, rss) = bench.arca_as(&client, &get, &bench.dir)?;
+        restored.arca.push(secs);
+        client_rss = client_rss.max(rss);
+        same_tree(&tree, &target.join("tree"))?;
+        let _ = std::fs::remove_dir_all(&target);
         if let Some(repo) = &restic {
             small.floor.push(time_restic(repo, &tree)?);
+            restored.floor.push(time_restic_restore(repo, &target)?);
+            let _ = std::fs::remove_dir_all(&target);
         }
     }
+    let _ = std::fs::remove_dir_all(&tree);
     cases.push(small);
     cases.push(again);
+    cases.push(restored);
+    cases.push(medium_files(bench, options, &mut client_rss)?);
     report(options, &cases, &growth, client_rss, &daemon_rss);
+    Ok(())
+}
+
+/// A folder of 1 MiB files backed up, against the faster of restic and
+/// borg backing up the same folder into a fresh repository.
+fn medium_files(bench: &Bench, options: &Options, client_rss: &mut u64) -> BenchResult<Case> {
+    let tree = bench.dir.join("medium");
+    let mut case = Case::new(
+        "1 MiB files backup",
+        "files/s",
+        options.medium_files as f64,
+        "faster of restic, borg",
+    );
+    for run in 0..options.runs {
+        out::error(format_args!(
+            "{} files of 1 MiB, run {}/{}",
+            options.medium_files,
+            run + 1,
+            options.runs
+        ));
+        write_tree(&tree, options.medium_files, 1 << 20, run as u64 + 100)?;
+        let client = format!("medium-{run}");
+        let (secs, rss) = bench.arca_as(&client, &["put", path_str(&tree)?], &bench.dir)?;
+        case.arca.push(secs);
+        *client_rss = (*client_rss).max(rss);
+        let floors = bench.dir.join(format!("medium-floors-{run}"));
+        std::fs::create_dir_all(&floors).map_err(io("floors"))?;
+        let restic = restic_repo(&floors)
+            .map(|repo| time_restic(&repo, &tree))
+            .transpose()?;
+        let borg = borg_repo(&floors)
+            .map(|repo| {
+                settle();
+                let start = Instant::now();
+                borg_create(&repo, 0, &tree).map(|()| start.elapsed().as_secs_f64())
+            })
+            .transpose()?;
+        if let Some(fastest) = restic.into_iter().chain(borg).min_by(f64::total_cmp) {
+            case.floor.push(fastest);
+        }
+        let _ = std::fs::remove_dir_all(&floors);
+        bench.arca_as(&client, &["rm", "medium/", "--all"], &bench.dir)?;
+    }
+    let _ = std::fs::remove_dir_all(&tree);
+    Ok(case)
+}
+
+/// Fails unless every file under `a` is under `b` with the same bytes.
+fn same_tree(a: &Path, b: &Path) -> BenchResult<()> {
+    for folder in std::fs::read_dir(a).map_err(io("tree"))? {
+        let folder = folder.map_err(io("tree"))?.path();
+        for file in std::fs::read_dir(&folder).map_err(io("tree"))? {
+            let file = file.map_err(io("tree"))?.path();
+            let twin = folder
+                .file_name()
+                .zip(file.file_name())
+                .map(|(d, f)| b.join(d).join(f));
+            let same =
+                twin.is_some_and(|twin| std::fs::read(&twin).ok() == std::fs::read(&file).ok());
+            if !same {
+                return Err(ClientError::Local(format!(
+                    "the restored tree differs at {}",
+                    file.display()
+                )));
+            }
+        }
+    }
     Ok(())
 }
 
@@ -527,11 +614,11 @@ fn copy_floor(source: &Path, dir: &Path, copies: usize, from: Source) -> BenchRe
     Ok(secs)
 }
 
-/// `count` files of 4 KiB in 20 folders, different content for each seed.
-fn write_tree(root: &Path, count: usize, seed: u64) -> BenchResult<()> {
+/// `count` files of `size` bytes in 20 folders, different content for each seed.
+fn write_tree(root: &Path, count: usize, size: usize, seed: u64) -> BenchResult<()> {
     let _ = std::fs::remove_dir_all(root);
     let mut stream = cluster::sample_bytes(&seed.to_le_bytes());
-    let mut block = vec![0u8; 4096];
+    let mut block = vec![0u8; size];
     for i in 0..count {
         let folder = root.join(format!("folder-{:02}", i % 20));
         if i < 20 {
@@ -616,6 +703,26 @@ fn time_restic(repo: &Path, tree: &Path) -> BenchResult<f64> {
     Ok(start.elapsed().as_secs_f64())
 }
 
+/// `restic restore` of the newest snapshot into `target`; returns seconds.
+fn time_restic_restore(repo: &Path, target: &Path) -> BenchResult<f64> {
+    settle();
+    let start = Instant::now();
+    let status = Command::new("restic")
+        .args(["restore", "latest", "--quiet", "--repo"])
+        .arg(repo)
+        .arg("--target")
+        .arg(target)
+        .env("RESTIC_PASSWORD", RESTIC_PASSWORD)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(io("restic"))?;
+    if !status.success() {
+        return Err(ClientError::Local("restic restore failed".into()));
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
 fn report(
     options: &Options,
     cases: &[Case],
@@ -654,13 +761,15 @@ fn report(
         out::line(format_args!(
             "{}",
             json!({ "runs": options.runs, "big_mib": options.big_mib, "small_files": options.small_files,
+                    "medium_files": options.medium_files,
                     "cases": cases, "changed_mib": changed, "peak_rss_kib": rss })
         ));
         return;
     }
     out::line(format_args!(
-        "Arca bench: {} runs, medians; {} MiB file, {} small files; 4 servers, 2 replicas, loopback",
-        options.runs, options.big_mib, options.small_files
+        "Arca bench: {} runs, medians; {} MiB file, {} small files, {} of 1 MiB; 4 servers, \
+         2 replicas, loopback",
+        options.runs, options.big_mib, options.small_files, options.medium_files
     ));
     out::line(format_args!(
         "{:<22} {:>10} {:>14}   {:<26} {:>9} {:>7}",

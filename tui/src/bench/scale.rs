@@ -42,7 +42,7 @@ struct Timed {
 
 pub async fn run(bench: &Bench, entries: u64, options: &Options) -> BenchResult<()> {
     let tree = bench.dir.join("tree");
-    write_tree(&tree, TREE_FILES, 1)?;
+    write_tree(&tree, TREE_FILES, 4096, 1)?;
     out::error(format_args!("backing up {TREE_FILES} files with arca put"));
     bench.arca_as(TREE_CLIENT, &["put", path_str(&tree)?], &bench.dir)?;
     let filled = Instant::now();

@@ -36,6 +36,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             runs,
             big_mib,
             small_files,
+            medium_files,
             scale,
             json,
         }) => {
@@ -43,6 +44,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
                 runs,
                 big_mib,
                 small_files,
+                medium_files,
                 scale,
                 json,
             };

@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 
 use arca_shared::choice;
-use arca_shared::connection::PageWriter;
 use arca_shared::limits::{FETCH_MAX, PARTS_MAX};
 use arca_shared::protocol::Grant;
 use arca_shared::ticket::{Ticket, TicketKind};
@@ -54,32 +53,35 @@ pub(crate) async fn parts(
     for (name, _) in &versions {
         check_name(name)?;
     }
-    // One catalog visit for all of them.
+    // One catalog visit for all of them; no parts and no such version is
+    // a version gone (an empty file has no parts, but is there).
     let found = manager
         .db(move |c| {
-            versions
-                .iter()
-                .map(
-                    |(name, version)| match c.find(&client, name, Some(*version))? {
-                        Some(row) => c.parts(&client, &row.name, row.version).map(Some),
-                        None => Ok(None),
-                    },
-                )
-                .collect::<rusqlite::Result<Vec<_>>>()
+            let mut found = Vec::with_capacity(versions.len());
+            for (name, version) in &versions {
+                let parts = c.parts(&client, name, *version)?;
+                let gone = parts.is_empty() && c.find(&client, name, Some(*version))?.is_none();
+                found.push((!gone).then_some(parts));
+            }
+            Ok(found)
         })
         .await?;
+    // Queued, and sent at once at the end: a folder's restore asks for
+    // thousands of versions, a few hundred per request.
+    let writer = &mut conn.writer;
     for parts in found {
-        let Some(parts) = parts else {
-            conn.send(&Message::error("that version is gone")).await?;
-            continue;
-        };
-        let mut pages = PageWriter::new(conn, PAGE, |parts| Message::PartList { parts });
-        for part in parts {
-            pages.push(part).await?;
+        match parts {
+            None => writer.feed(&Message::error("that version is gone")).await?,
+            Some(parts) => {
+                for page in parts.chunks(PAGE) {
+                    let parts = page.to_vec();
+                    writer.feed(&Message::PartList { parts }).await?;
+                }
+                writer.feed(&Message::End).await?;
+            }
         }
-        pages.finish().await?;
     }
-    Ok(())
+    Ok(writer.flush().await?)
 }
 
 pub(crate) async fn grants(
