@@ -58,9 +58,10 @@ pub async fn run() -> Result<(), ClientError> {
         // The demo's backups live as long as it does: any passphrase will do.
         vault: Vault::new(Passphrase::given("arca demo")?),
     };
-    // Something to watch at once; the rest is left for the user to back up.
-    let first = Effect::Upload(vec![files.join("notes.txt"), files.join("docs")]);
-    let result = dashboard::run(settings, vec![first]).await;
+    // Something to watch at once, a transfer each; the rest is left for
+    // the user to back up.
+    let first = ["notes.txt", "docs"].map(|name| Effect::Upload(vec![files.join(name)]));
+    let result = dashboard::run(settings, first.to_vec()).await;
     cluster.shutdown().await;
     result.map_err(|e| local("terminal error", e))
 }

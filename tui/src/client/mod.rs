@@ -1,6 +1,7 @@
 //! Talking to the cluster: a session with the manager, and the transfers it
 //! hands out to servers. Used by the headless commands and the dashboard.
 
+mod backup;
 mod chunk_cache;
 mod chunker;
 mod keys;
@@ -19,6 +20,7 @@ use arca_shared::protocol::{ClusterStatus, FileEntry, VersionCheck, VersionHealt
 use arca_shared::reply::{Browsed, Removed, Reply};
 use arca_shared::{Connection, FrameError, Message};
 
+pub use backup::{BackupEvent, BackupEvents, BackupSummary, backup};
 pub use chunk_cache::ChunkCache;
 pub use keys::{Passphrase, Vault};
 pub use local::{Skip, Stamp, backed_up, not_regular, regular};

@@ -16,6 +16,10 @@ pub enum Phase {
     Unchanged {
         version: u32,
     },
+    /// A batch of files is backed up (each committed, unchanged or skipped).
+    BackedUp {
+        files: usize,
+    },
     /// An attempt failed; the next one starts soon.
     Retrying {
         attempt: u32,
@@ -34,6 +38,7 @@ impl Phase {
             self,
             Phase::Committed { .. }
                 | Phase::Unchanged { .. }
+                | Phase::BackedUp { .. }
                 | Phase::Restored { .. }
                 | Phase::Failed(_)
         )

@@ -3,7 +3,7 @@
 
 pub mod app;
 pub mod event;
-mod tasks;
+pub mod tasks;
 mod terminal;
 pub mod ui;
 

@@ -3,6 +3,7 @@
 //! catalog on screen, a worker that runs transfers one at a time, and a
 //! folder lister.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,7 +16,9 @@ use super::event::{Effect, Kind, Link, LocalEntry, Msg, View, Window};
 use arca_shared::protocol::ClusterStatus;
 use arca_shared::vault::ChunkKeys;
 
-use crate::client::{ChunkCache, ClientError, Phase, Session, Settings, TransferProgress};
+use crate::client::{
+    BackupEvent, ChunkCache, ClientError, Phase, Session, Settings, TransferProgress,
+};
 use crate::names;
 
 /// How often the poller asks the manager for the cluster, and whether the
@@ -24,10 +27,9 @@ const POLL_EVERY: Duration = Duration::from_secs(1);
 
 /// Work for the transfer worker.
 enum Job {
-    Upload {
-        id: u64,
-        path: PathBuf,
-        name: String,
+    /// Files and folders to back up, through the same engine as `arca put`.
+    Backup {
+        paths: Vec<PathBuf>,
     },
     Restore {
         id: u64,
@@ -65,13 +67,19 @@ impl Tasks {
             views,
             shutdown.clone(),
         ));
-        tokio::spawn(work(settings.clone(), rx, msgs.clone(), shutdown));
+        let next_id = Arc::new(AtomicU64::new(1));
+        let worker = Worker {
+            settings: settings.clone(),
+            msgs: msgs.clone(),
+            next_id: next_id.clone(),
+        };
+        tokio::spawn(worker.work(rx, shutdown));
         Self {
             settings,
             msgs,
             jobs,
             view,
-            next_id: Arc::new(AtomicU64::new(1)),
+            next_id,
             hashes: Arc::default(),
         }
     }
@@ -82,46 +90,15 @@ impl Tasks {
                 let root = self.settings.files.clone();
                 let (msgs, hashes) = (self.msgs.clone(), self.hashes.clone());
                 let keys = self.settings.vault.unlocked();
+                let client = self.settings.client.clone();
                 tokio::task::spawn_blocking(move || {
                     let dir_path = names::local_path(&root, &dir);
-                    let entries = list_dir(&dir_path, &hashes, keys.as_ref());
+                    let entries = list_dir(&dir_path, &client, &hashes, keys.as_ref());
                     let _ = msgs.send(Msg::Dir(dir, entries));
                 });
             }
             Effect::Upload(paths) => {
-                let files = self.settings.files.clone();
-                let (msgs, jobs, ids) =
-                    (self.msgs.clone(), self.jobs.clone(), self.next_id.clone());
-                tokio::task::spawn_blocking(move || {
-                    for root in paths {
-                        match names::files_to_back_up(&files, &root) {
-                            Ok(walked) => {
-                                if let Some(first) = walked.skipped.first() {
-                                    let more = walked.skipped.len() - 1;
-                                    let more = if more > 0 {
-                                        format!(" (and {more} more)")
-                                    } else {
-                                        String::new()
-                                    };
-                                    let _ = msgs.send(Msg::Flash(format!("skipped {first}{more}")));
-                                }
-                                for names::Found { path, name } in walked.files {
-                                    let id = ids.fetch_add(1, Ordering::Relaxed);
-                                    let kind = Kind::Upload;
-                                    let _ = msgs.send(Msg::Queued {
-                                        id,
-                                        name: name.clone(),
-                                        kind,
-                                    });
-                                    let _ = jobs.send(Job::Upload { id, path, name });
-                                }
-                            }
-                            Err(e) => {
-                                let _ = msgs.send(Msg::Flash(format!("cannot back up {e}")));
-                            }
-                        }
-                    }
-                });
+                let _ = self.jobs.send(Job::Backup { paths });
             }
             Effect::Restore { name, version } => {
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -276,83 +253,134 @@ async fn fetch(
     Ok(())
 }
 
-/// Runs jobs one at a time on a session of its own, reconnecting as needed.
-async fn work(
+/// The transfer worker: runs jobs one at a time, on a session of its own.
+struct Worker {
     settings: Settings,
-    mut jobs: mpsc::UnboundedReceiver<Job>,
     msgs: mpsc::UnboundedSender<Msg>,
-    shutdown: CancellationToken,
-) {
-    let mut session: Option<Session> = None;
-    loop {
-        let job = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            job = jobs.recv() => match job {
-                Some(job) => job,
-                None => return,
-            },
-        };
-        if session.is_none() {
-            session = Session::connect(settings.clone()).await.ok();
-        }
-        let Some(active) = session.as_mut() else {
-            fail(&msgs, job, "the manager is unreachable");
-            continue;
-        };
-        let broken = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            broken = run_job(active, job, &settings, &msgs) => broken,
-        };
-        if broken {
-            session = None;
-        }
-    }
+    next_id: Arc<AtomicU64>,
 }
 
-/// Runs one job; true if the session broke and must be replaced.
-async fn run_job(
-    session: &mut Session,
-    job: Job,
-    settings: &Settings,
-    msgs: &mpsc::UnboundedSender<Msg>,
-) -> bool {
-    let result = match job {
-        Job::Upload { id, path, name } => {
-            with_progress(id, msgs, |p| async move {
-                session.put(&path, &name, &p).await.map(|_| ())
-            })
-            .await
-        }
-        Job::Restore { id, name, version } => {
-            let dest = names::restore_path(&settings.files, &name);
-            with_progress(id, msgs, |p| async move {
-                match dest {
-                    Ok(dest) => session.get(&name, version, &dest, true, &p).await,
-                    Err(e) => {
-                        p.send_modify(|p| p.phase = Phase::Failed(e.clone()));
-                        Err(ClientError::Local(e))
-                    }
+impl Worker {
+    /// Runs jobs as they come, reconnecting as needed.
+    async fn work(self, mut jobs: mpsc::UnboundedReceiver<Job>, shutdown: CancellationToken) {
+        let mut session: Option<Session> = None;
+        loop {
+            let job = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                job = jobs.recv() => match job {
+                    Some(job) => job,
+                    None => return,
+                },
+            };
+            if let Job::Backup { paths } = job {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    () = self.backup(paths) => {}
                 }
-                .map(|_| ())
-            })
-            .await
+                continue;
+            }
+            if session.is_none() {
+                session = Session::connect(self.settings.clone()).await.ok();
+            }
+            let Some(active) = session.as_mut() else {
+                fail(&self.msgs, job, "the manager is unreachable");
+                continue;
+            };
+            let broken = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                broken = self.run_job(active, job) => broken,
+            };
+            if broken {
+                session = None;
+            }
         }
-        Job::Delete { name, version } => match session.remove(&name, version).await {
-            Ok(versions) => {
-                let list: Vec<String> = versions.iter().map(|v| format!("v{v}")).collect();
-                let _ = msgs.send(Msg::Flash(format!("removed {name} {}", list.join(", "))));
-                Ok(())
+    }
+
+    /// Backs up through the engine `arca put` uses; each batch it sends
+    /// (one stream, one commit) is a transfer.
+    async fn backup(&self, paths: Vec<PathBuf>) {
+        let (events, mut heard) = mpsc::unbounded_channel();
+        let run = crate::client::backup(&self.settings, &paths, &events);
+        tokio::pin!(run);
+        let mut ids = HashMap::new();
+        let ended = loop {
+            tokio::select! {
+                ended = &mut run => break ended,
+                Some(event) = heard.recv() => self.tell(event, &mut ids),
             }
-            Err(e) => {
-                let _ = msgs.send(Msg::Flash(format!("cannot remove {name}: {e}")));
-                Err(e)
+        };
+        // Everything told before the end is in the channel already.
+        while let Ok(event) = heard.try_recv() {
+            self.tell(event, &mut ids);
+        }
+        if let Err(e) = ended {
+            let _ = self.msgs.send(Msg::Flash(format!("backup failed: {e}")));
+        }
+    }
+
+    /// A backup's event as the dashboard shows it.
+    fn tell(&self, event: BackupEvent, ids: &mut HashMap<u64, u64>) {
+        let msg = match event {
+            BackupEvent::Batch { batch, names, .. } => {
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                ids.insert(batch, id);
+                let name = match names.as_slice() {
+                    [one] => one.clone(),
+                    [first, rest @ ..] => format!("{first} +{} more", rest.len()),
+                    [] => return,
+                };
+                Msg::Queued {
+                    id,
+                    name,
+                    kind: Kind::Upload,
+                }
             }
-        },
-    };
-    matches!(
-        result,
-        Err(ClientError::Protocol(_) | ClientError::Unreachable { .. })
-    )
+            BackupEvent::Progress { batch, progress } => match ids.get(&batch) {
+                Some(&id) => Msg::Progress { id, progress },
+                None => return,
+            },
+            BackupEvent::Skipped(skipped) => Msg::Flash(format!("skipped {skipped}")),
+            BackupEvent::Planned { .. } | BackupEvent::Done { .. } => return,
+        };
+        let _ = self.msgs.send(msg);
+    }
+
+    /// Runs one job; true if the session broke and must be replaced.
+    async fn run_job(&self, session: &mut Session, job: Job) -> bool {
+        let msgs = &self.msgs;
+        let result = match job {
+            Job::Backup { .. } => Ok(()),
+            Job::Restore { id, name, version } => {
+                let dest = names::restore_path(&self.settings.files, &name);
+                with_progress(id, msgs, |p| async move {
+                    match dest {
+                        Ok(dest) => session.get(&name, version, &dest, true, &p).await,
+                        Err(e) => {
+                            p.send_modify(|p| p.phase = Phase::Failed(e.clone()));
+                            Err(ClientError::Local(e))
+                        }
+                    }
+                    .map(|_| ())
+                })
+                .await
+            }
+            Job::Delete { name, version } => match session.remove(&name, version).await {
+                Ok(versions) => {
+                    let list: Vec<String> = versions.iter().map(|v| format!("v{v}")).collect();
+                    let _ = msgs.send(Msg::Flash(format!("removed {name} {}", list.join(", "))));
+                    Ok(())
+                }
+                Err(e) => {
+                    let _ = msgs.send(Msg::Flash(format!("cannot remove {name}: {e}")));
+                    Err(e)
+                }
+            },
+        };
+        matches!(
+            result,
+            Err(ClientError::Protocol(_) | ClientError::Unreachable { .. })
+        )
+    }
 }
 
 /// Runs a transfer, forwarding every progress change to the UI loop.
@@ -391,18 +419,22 @@ fn fail(msgs: &mpsc::UnboundedSender<Msg>, job: Job, reason: &str) {
         let _ = msgs.send(Msg::Progress { id, progress });
     };
     match job {
-        Job::Upload { id, .. } | Job::Restore { id, .. } => failed(id),
+        Job::Restore { id, .. } => failed(id),
         Job::Delete { name, .. } => {
             let _ = msgs.send(Msg::Flash(format!("{name}: {reason}")));
+        }
+        Job::Backup { .. } => {
+            let _ = msgs.send(Msg::Flash(format!("backup: {reason}")));
         }
     }
 }
 
 /// Lists a folder: folders first, then files, by name; with the key open,
-/// files get their content digest, reusing earlier chunk ids while they are
-/// unchanged.
+/// files get their content digest, reusing the chunk ids backups saved
+/// (the dashboard's and `arca put`'s) while the files are unchanged.
 fn list_dir(
     dir: &Path,
+    client: &str,
     cache: &Mutex<Option<ChunkCache>>,
     keys: Option<&ChunkKeys>,
 ) -> Vec<LocalEntry> {
@@ -422,7 +454,7 @@ fn list_dir(
             let hash = keys.filter(|_| meta.is_file()).and_then(|keys| {
                 let mut cache = cache.lock().ok()?;
                 cache
-                    .get_or_insert_with(ChunkCache::default)
+                    .get_or_insert_with(|| ChunkCache::load(client, keys))
                     .content(&e.path(), keys)
                     .ok()
                     .map(|(_, hash)| hash)

@@ -55,6 +55,7 @@ fn lines_of(t: &Transfer) -> Vec<Line<'static>> {
         Phase::Replicating => ("replicating".to_owned(), Color::Cyan),
         Phase::Committed { version } => (format!("committed v{version}"), Color::Green),
         Phase::Unchanged { version } => (format!("unchanged v{version}"), Color::Green),
+        Phase::BackedUp { files } => (format!("{files} backed up"), Color::Green),
         Phase::Retrying { attempt, .. } => (format!("retry {}", attempt + 1), Color::Yellow),
         Phase::Restoring => ("restoring".to_owned(), Color::Cyan),
         Phase::Restored { version } => (format!("restored v{version}"), Color::Green),
