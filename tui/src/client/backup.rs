@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use arca_shared::meta::FileMeta;
 use arca_shared::sync::LockAnyway;
 use arca_shared::vault::ChunkKeys;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::{
     ChunkCache, ClientError, LocalFile, Phase, Session, Settings, Skip, Stamp, TransferProgress,
@@ -21,15 +21,22 @@ use super::{
 };
 use crate::names::{self, Skipped};
 
-/// Files smaller than this share batches.
-const SMALL_FILE: u64 = 1 << 20;
+/// Files smaller than this share batches: a commit each (a sync on every
+/// replica) would cost a folder of medium files more than its bytes.
+const SHARED_BELOW: u64 = 4 << 20;
+/// Files smaller than this are read once, their bytes kept to send; bigger
+/// ones are read again as they are sealed (from the page cache, mostly).
+const KEPT_BELOW: u64 = 256 << 10;
 /// A batch's limits: files, bytes, and name bytes (its request must stay
 /// well under the control frame cap).
 const BATCH_FILES: usize = 512;
-const BATCH_BYTES: u64 = 16 << 20;
+const BATCH_BYTES: u64 = 6 << 20;
 const BATCH_NAME_BYTES: usize = 32 * 1024;
-/// Batches in flight at once.
+/// Batches in flight at once; of them, at most this many with files whose
+/// bytes are not kept: each seals and streams groups of several MiB, and
+/// more at once would cost memory, not time.
 const PARALLEL: usize = 4;
+const PARALLEL_READ_AGAIN: usize = 2;
 
 /// What a backup tells as it goes.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,14 +126,19 @@ pub async fn backup(
     skipped.into_iter().for_each(skip);
     let queue = Mutex::new(batches(pending).into_iter().zip(0u64..));
     let cache = Arc::new(Mutex::new(ChunkCache::load(&settings.client, &keys)));
+    let read_again = Semaphore::new(PARALLEL_READ_AGAIN);
     let workers = sessions.into_iter().map(|mut session| {
-        let (queue, skip, tell, summary, cache, keys) =
-            (&queue, &skip, &tell, &summary, &cache, &keys);
+        let (queue, skip, tell, summary, cache, keys, read_again) =
+            (&queue, &skip, &tell, &summary, &cache, &keys, &read_again);
         async move {
             loop {
                 let next = queue.lock_anyway().next();
                 let Some((pending, batch)) = next else {
                     return Ok(());
+                };
+                let _turn = match pending.iter().any(|p| p.size >= KEPT_BELOW) {
+                    true => Some(read_again.acquire().await),
+                    false => None,
                 };
                 // Hashing happens here, batch by batch, so it overlaps the
                 // other batches' transfers; small files are read only once.
@@ -284,7 +296,7 @@ async fn read_batch(
                 });
                 continue;
             }
-            match LocalFile::read(&p.path, &p.name, SMALL_FILE, &keys) {
+            match LocalFile::read(&p.path, &p.name, KEPT_BELOW, &keys) {
                 Ok(file) => {
                     lock().remember(&file.path, file.stamp, file.chunks.clone());
                     files.push(file);
@@ -308,7 +320,7 @@ fn batches(files: Vec<Pending>) -> Vec<Vec<Pending>> {
     let mut open: Vec<Pending> = Vec::new();
     let (mut bytes, mut name_bytes) = (0u64, 0usize);
     for file in files {
-        if file.size >= SMALL_FILE {
+        if file.size >= SHARED_BELOW {
             out.push(vec![file]);
             continue;
         }
