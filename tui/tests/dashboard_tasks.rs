@@ -53,7 +53,7 @@ async fn the_dashboard_uploads_in_batches_and_restores_through_the_engine() {
         t.write(&name, &content);
         contents.insert(name, content);
     }
-    let big: Vec<u8> = (0..3 << 20)
+    let big: Vec<u8> = (0..5 << 20)
         .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     t.write("docs/big.bin", &big);

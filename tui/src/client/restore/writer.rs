@@ -1,8 +1,9 @@
 //! The restore's writer, on a thread of its own while the next chunks come:
 //! each file is written into a temp file beside its destination and, once
-//! whole, waits for the next durability point. There, a batch of files is
-//! made durable with one `syncfs` (one `fsync` for a lone file) and only
-//! then renamed into place: a file is never visible half written, and ten
+//! whole, waits for the next durability point. There a committer, on a
+//! thread of its own while the next files are written, makes the batch
+//! durable with one `syncfs` (one `fsync` for a lone file) and only then
+//! renames it into place: a file is never visible half written, and ten
 //! thousand small files cost a few syncs, not ten thousand.
 
 use std::collections::{HashMap, HashSet};
@@ -10,6 +11,8 @@ use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc as std_mpsc;
 
 use arca_shared::meta::FileMeta;
 use arca_shared::vault::Opened;
@@ -74,31 +77,37 @@ struct Partial {
     written: u64,
 }
 
+/// Whole files, ready for their durability point.
+type Whole = Vec<(usize, Partial)>;
+
 struct Writer {
-    targets: Vec<Target>,
-    events: RestoreEvents,
-    outcomes: Outcomes,
+    settler: Settler,
     writing: HashMap<usize, Partial>,
-    whole: Vec<(usize, Partial)>,
+    whole: Whole,
     whole_bytes: u64,
     /// Folders made so far, not to ask again for each file.
     made: HashSet<PathBuf>,
-    /// A folder of each file system written to, to sync the renames at the end.
-    renamed_on: HashMap<u64, PathBuf>,
+    commits: std_mpsc::SyncSender<Whole>,
+    committer: std::thread::JoinHandle<Outcomes>,
 }
 
 impl Writer {
     fn new(targets: Vec<Target>, events: RestoreEvents) -> Self {
-        let outcomes = targets.iter().map(|_| None).collect();
+        let settler = Settler::new(Arc::new(targets), events);
+        // One batch committing while the next is written.
+        let (commits, batches) = std_mpsc::sync_channel(1);
+        let committer = Committer {
+            settler: settler.again(),
+            renamed_on: HashMap::new(),
+        };
         Self {
-            targets,
-            events,
-            outcomes,
+            settler,
             writing: HashMap::new(),
             whole: Vec::new(),
             whole_bytes: 0,
             made: HashSet::new(),
-            renamed_on: HashMap::new(),
+            commits,
+            committer: std::thread::spawn(move || committer.run(batches)),
         }
     }
 
@@ -106,20 +115,20 @@ impl Writer {
         match piece {
             Piece::Settled { file, outcome } => {
                 self.writing.remove(&file);
-                self.settle(file, outcome);
+                self.settler.settle(file, outcome);
             }
             Piece::Bytes { file, bytes } => {
-                if self.outcomes[file].is_some() {
+                if self.settler.outcomes[file].is_some() {
                     return;
                 }
                 if let Err(e) = self.write(file, &bytes) {
                     self.writing.remove(&file);
-                    self.settle(file, Err(e));
+                    self.settler.settle(file, Err(e));
                 }
             }
         }
         if self.whole.len() >= BATCH_FILES || self.whole_bytes >= BATCH_BYTES {
-            self.commit();
+            self.hand_over();
         }
     }
 
@@ -129,7 +138,7 @@ impl Writer {
             None => self.begin(file)?,
         };
         let mut partial = partial;
-        let target = &self.targets[file];
+        let target = &self.settler.targets[file];
         let cannot = |e| ClientError::local(format!("cannot write {}", target.dest.display()), e);
         if bytes.len() >= HOLE_MIN && bytes.iter().all(|b| *b == 0) {
             partial
@@ -153,7 +162,7 @@ impl Writer {
 
     /// A temp file beside the destination, in a folder made if need be.
     fn begin(&mut self, file: usize) -> Result<Partial, ClientError> {
-        let dest = &self.targets[file].dest;
+        let dest = &self.settler.targets[file].dest;
         let dir = match dest.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
             _ => PathBuf::from("."),
@@ -174,47 +183,56 @@ impl Writer {
         })
     }
 
-    /// Makes the whole files durable and renames them into place.
-    fn commit(&mut self) {
+    /// Hands the whole files to the committer.
+    fn hand_over(&mut self) {
         let whole = std::mem::take(&mut self.whole);
         self.whole_bytes = 0;
         if whole.is_empty() {
             return;
         }
-        let mut ready = Vec::with_capacity(whole.len());
-        for (file, partial) in whole {
-            let target = &self.targets[file];
-            match target
-                .meta
-                .as_ref()
-                .map(|m| meta::apply_to(&partial.file, &target.dest, m))
-            {
-                Some(Err(e)) => self.settle(file, Err(ClientError::Local(e.to_string()))),
-                _ => ready.push((file, partial)),
+        if let Err(std_mpsc::SendError(whole)) = self.commits.send(whole) {
+            for (file, _) in whole {
+                let stopped = ClientError::Local("the restore's committer stopped".into());
+                self.settler.settle(file, Err(stopped));
             }
         }
-        if let Err(e) = sync(&ready) {
-            for (file, _) in ready {
-                let e = ClientError::local("cannot flush the restored files", &e);
-                self.settle(file, Err(e));
+    }
+
+    /// Commits what is whole; each file's outcome, from either thread.
+    fn finish(mut self) -> Outcomes {
+        self.hand_over();
+        drop(self.commits);
+        let committed = self.committer.join().unwrap_or_default();
+        let mut outcomes = self.settler.outcomes;
+        for (mine, theirs) in outcomes.iter_mut().zip(committed) {
+            if mine.is_none() {
+                *mine = theirs;
             }
-            return;
         }
-        for (file, partial) in ready {
-            let target = &self.targets[file];
-            let dev = partial.file.metadata().map(|m| m.dev()).unwrap_or(0);
-            let moved = partial
-                .path
-                .persist(&target.dest)
-                .map_err(|e| ClientError::local(target.dest.display(), e.error));
-            if moved.is_ok()
-                && let Some(dir) = target.dest.parent()
-            {
-                self.renamed_on.entry(dev).or_insert_with(|| dir.to_owned());
-            }
-            let (version, size) = (target.version, target.size);
-            self.settle(file, moved.map(|()| Restored::Written { version, size }));
+        outcomes
+    }
+}
+
+/// Tells each file's outcome, and keeps it.
+struct Settler {
+    targets: Arc<Vec<Target>>,
+    events: RestoreEvents,
+    outcomes: Outcomes,
+}
+
+impl Settler {
+    fn new(targets: Arc<Vec<Target>>, events: RestoreEvents) -> Self {
+        let outcomes = targets.iter().map(|_| None).collect();
+        Self {
+            targets,
+            events,
+            outcomes,
         }
+    }
+
+    /// One for another thread, with outcomes of its own.
+    fn again(&self) -> Self {
+        Self::new(self.targets.clone(), self.events.clone())
     }
 
     fn settle(&mut self, file: usize, outcome: Result<Restored, ClientError>) {
@@ -226,16 +244,67 @@ impl Writer {
         });
         self.outcomes[file] = Some(outcome);
     }
+}
 
-    /// Commits what is whole, and makes the renames durable too.
-    fn finish(mut self) -> Outcomes {
-        self.commit();
+/// Makes batches of whole files durable and renames them into place.
+struct Committer {
+    settler: Settler,
+    /// A folder of each file system renamed into, to sync the renames at the end.
+    renamed_on: HashMap<u64, PathBuf>,
+}
+
+impl Committer {
+    fn run(mut self, batches: std_mpsc::Receiver<Whole>) -> Outcomes {
+        for whole in batches {
+            self.commit(whole);
+        }
         for dir in self.renamed_on.values() {
             if let Err(e) = File::open(dir).and_then(|d| syncfs(&d)) {
                 tracing::warn!("cannot flush the renames in {}: {e}", dir.display());
             }
         }
-        self.outcomes
+        self.settler.outcomes
+    }
+
+    fn commit(&mut self, whole: Whole) {
+        let targets = self.settler.targets.clone();
+        let mut ready = Vec::with_capacity(whole.len());
+        for (file, partial) in whole {
+            let target = &targets[file];
+            match target
+                .meta
+                .as_ref()
+                .map(|m| meta::apply_to(&partial.file, &target.dest, m))
+            {
+                Some(Err(e)) => self
+                    .settler
+                    .settle(file, Err(ClientError::Local(e.to_string()))),
+                _ => ready.push((file, partial)),
+            }
+        }
+        if let Err(e) = sync(&ready) {
+            for (file, _) in ready {
+                let e = ClientError::local("cannot flush the restored files", &e);
+                self.settler.settle(file, Err(e));
+            }
+            return;
+        }
+        for (file, partial) in ready {
+            let target = &targets[file];
+            let dev = partial.file.metadata().map(|m| m.dev()).unwrap_or(0);
+            let moved = partial
+                .path
+                .persist(&target.dest)
+                .map_err(|e| ClientError::local(target.dest.display(), e.error));
+            if moved.is_ok()
+                && let Some(dir) = target.dest.parent()
+            {
+                self.renamed_on.entry(dev).or_insert_with(|| dir.to_owned());
+            }
+            let (version, size) = (target.version, target.size);
+            self.settler
+                .settle(file, moved.map(|()| Restored::Written { version, size }));
+        }
     }
 }
 
