@@ -186,7 +186,8 @@ fn the_bench_runs_every_case_against_real_daemons() {
             "small files backup",
             "unchanged re-backup",
             "small files restore",
-            "1 MiB files backup"
+            "1 MiB files backup",
+            "dashboard upload"
         ]
     );
     for case in cases {

@@ -14,7 +14,9 @@ use arca_shared::BlobHash;
 use arca_shared::keys::ClusterKey;
 use serde_json::json;
 
-use crate::client::{ClientError, Passphrase, Session, Settings, Vault};
+use crate::client::{ChunkCache, ClientError, Passphrase, Phase, Session, Settings, Vault};
+use crate::dashboard::event::{Effect, Msg};
+use crate::dashboard::tasks::Tasks;
 use crate::out;
 
 pub struct Options {
@@ -111,12 +113,13 @@ pub async fn run(options: Options) -> BenchResult<()> {
     ));
     match options.scale {
         Some(entries) => scale::run(&bench, entries, &options).await,
-        None => throughput(&bench, &options),
+        None => throughput(&bench, &options).await,
     }
 }
 
-/// The big file's backup and restore, an edit in it, and many small files.
-fn throughput(bench: &Bench, options: &Options) -> BenchResult<()> {
+/// The big file's backup and restore, an edit in it, many small files,
+/// medium files, and the dashboard's uploads.
+async fn throughput(bench: &Bench, options: &Options) -> BenchResult<()> {
     let mut cases = Vec::new();
     let big = bench.dir.join("big.bin");
     let big_bytes = options.big_mib << 20;
@@ -236,6 +239,7 @@ fn throughput(bench: &Bench, options: &Options) -> BenchResult<()> {
     cases.push(again);
     cases.push(restored);
     cases.push(medium_files(bench, options, &mut client_rss)?);
+    cases.push(dashboard_upload(bench, options).await?);
     report(options, &cases, &growth, client_rss, &daemon_rss);
     Ok(())
 }
@@ -282,6 +286,68 @@ fn medium_files(bench: &Bench, options: &Options, client_rss: &mut u64) -> Bench
     }
     let _ = std::fs::remove_dir_all(&tree);
     Ok(case)
+}
+
+/// A folder of small files uploaded from the dashboard (its tasks, headless,
+/// driven as the app drives them), against `arca put` of the same folder.
+async fn dashboard_upload(bench: &Bench, options: &Options) -> BenchResult<Case> {
+    let files = options.small_files.min(DASHBOARD_FILES);
+    let tree = bench.dir.join("dash");
+    let mut case = Case::new("dashboard upload", "files/s", files as f64, "arca put");
+    for run in 0..options.runs {
+        out::error(format_args!(
+            "{files} files from the dashboard, run {}/{}",
+            run + 1,
+            options.runs
+        ));
+        write_tree(&tree, files, 4096, run as u64 + 200)?;
+        let (secs, _) = bench.arca_as(
+            &format!("put-{run}"),
+            &["put", path_str(&tree)?],
+            &bench.dir,
+        )?;
+        case.floor.push(secs);
+        let client = format!("dashboard-{run}-{}", std::process::id());
+        settle();
+        case.arca
+            .push(upload_from_dashboard(bench.settings(&client)?, &tree, files).await?);
+        ChunkCache::forget(&client);
+    }
+    let _ = std::fs::remove_dir_all(&tree);
+    Ok(case)
+}
+
+/// Seconds from the upload key to the last of `files` backed up.
+async fn upload_from_dashboard(settings: Settings, tree: &Path, files: usize) -> BenchResult<f64> {
+    let (msgs, mut inbox) = tokio::sync::mpsc::unbounded_channel();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let _stop = shutdown.clone().drop_guard();
+    let start = Instant::now();
+    let tasks = Tasks::start(settings, msgs, shutdown);
+    tasks.run(Effect::Upload(vec![tree.to_owned()]));
+    let mut backed_up = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    while backed_up < files {
+        let msg = tokio::time::timeout_at(deadline, inbox.recv()).await;
+        let Ok(Some(msg)) = msg else {
+            return Err(ClientError::Local(
+                "the dashboard's upload did not end".into(),
+            ));
+        };
+        if let Msg::Progress { progress, .. } = msg {
+            backed_up += match progress.phase {
+                Phase::BackedUp { files } => files,
+                Phase::Committed { .. } | Phase::Unchanged { .. } => 1,
+                Phase::Failed(why) => {
+                    return Err(ClientError::Local(format!(
+                        "a dashboard upload failed: {why}"
+                    )));
+                }
+                _ => 0,
+            };
+        }
+    }
+    Ok(start.elapsed().as_secs_f64())
 }
 
 /// Fails unless every file under `a` is under `b` with the same bytes.
@@ -629,6 +695,9 @@ fn write_tree(root: &Path, count: usize, size: usize, seed: u64) -> BenchResult<
     }
     Ok(())
 }
+
+/// Files the dashboard uploads, at most.
+const DASHBOARD_FILES: usize = 2000;
 
 /// The bench's throwaway restic repository needs some password.
 const RESTIC_PASSWORD: &str = "arca-bench";

@@ -34,7 +34,7 @@ impl ChunkCache {
     /// `~/.cache/arca`) for ids made with `keys`; empty if there is none
     /// yet, it cannot be read, or it was made with another key.
     pub fn load(client: &str, keys: &ChunkKeys) -> Self {
-        let file = cache_dir().join(format!("chunks-{client}.msgpack"));
+        let file = cache_file(client);
         let namespace = Some(keys.id(b"arca chunk cache"));
         let mut cache: Self = std::fs::read(&file)
             .ok()
@@ -44,6 +44,11 @@ impl ChunkCache {
         cache.namespace = namespace;
         cache.file = Some(file);
         cache
+    }
+
+    /// Removes the cache kept for `client`, if any.
+    pub fn forget(client: &str) {
+        let _ = std::fs::remove_file(cache_file(client));
     }
 
     /// The size and content digest of `path`, reading it only if it changed.
@@ -109,6 +114,10 @@ impl ChunkCache {
 }
 
 /// `$XDG_CACHE_HOME/arca`, else `~/.cache/arca`.
+fn cache_file(client: &str) -> PathBuf {
+    cache_dir().join(format!("chunks-{client}.msgpack"))
+}
+
 fn cache_dir() -> PathBuf {
     dirs::cache_dir()
         .unwrap_or_else(std::env::temp_dir)
