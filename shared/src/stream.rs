@@ -128,6 +128,47 @@ pub async fn send_file(
     Ok(())
 }
 
+/// A new file written on the calling thread, around the page cache, its
+/// aligned blocks of zeros left holes: [`FileSink::sparse`] for a caller
+/// that is a writing thread already.
+pub struct SparseFile {
+    writer: DirectWriter,
+    block: AlignedBuf,
+    filled: usize,
+}
+
+impl SparseFile {
+    pub fn new(file: File) -> io::Result<Self> {
+        Ok(Self {
+            writer: DirectWriter::sparse(file)?,
+            block: AlignedBuf::new(0),
+            filled: 0,
+        })
+    }
+
+    pub fn write(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            let n = (BLOCK - self.filled).min(bytes.len());
+            self.block.block_mut()[self.filled..self.filled + n].copy_from_slice(&bytes[..n]);
+            self.filled += n;
+            bytes = &bytes[n..];
+            if self.filled == BLOCK {
+                self.writer.write(&self.block, BLOCK)?;
+                self.filled = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what is left and hands the file back (not yet synced).
+    pub fn finish(mut self) -> io::Result<File> {
+        if self.filled > 0 {
+            self.writer.write(&self.block, self.filled)?;
+        }
+        self.writer.into_file()
+    }
+}
+
 /// A blocking thread writing a file, from where it stands, around the page
 /// cache while the caller receives the next chunks. Bytes are gathered into
 /// aligned blocks here and written from them there: one copy.

@@ -32,7 +32,7 @@ use writer::{Piece, Target};
 /// Stored bytes fetched per window: enough to keep every holder streaming,
 /// little enough that a window queued, one written and one fetched stay
 /// well inside the client's memory budget.
-const WINDOW_BYTES: u64 = 8 << 20;
+const WINDOW_BYTES: u64 = 4 << 20;
 
 /// A version to restore, and where.
 pub struct Wanted {

@@ -8,13 +8,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 
+use arca_shared::limits::CHUNK_SIZE;
 use arca_shared::meta::FileMeta;
+use arca_shared::stream::SparseFile;
 use arca_shared::vault::Opened;
 use tokio::sync::mpsc;
 
@@ -25,8 +27,9 @@ use crate::client::meta;
 /// Whole files waiting for their durability point, at most.
 const BATCH_FILES: usize = 1024;
 const BATCH_BYTES: u64 = 256 << 20;
-/// Runs of zeros at least this long stay holes, as in a sparse file.
-const HOLE_MIN: usize = 4096;
+/// Files bigger than this are written around the page cache, and keep
+/// their holes.
+const BIG: u64 = CHUNK_SIZE as u64;
 
 /// A file the restore writes or settles.
 pub(super) struct Target {
@@ -72,13 +75,26 @@ pub(super) fn start(
 
 /// A file being written.
 struct Partial {
-    file: File,
+    sink: Sink,
     path: tempfile::TempPath,
     written: u64,
 }
 
+/// Where a file's bytes go: a big one around the page cache, its runs of
+/// zeros left holes; a small one (a block or less) through it.
+enum Sink {
+    Small(File),
+    Big(SparseFile),
+}
+
+/// A file written whole, not yet durable.
+struct Written {
+    file: File,
+    path: tempfile::TempPath,
+}
+
 /// Whole files, ready for their durability point.
-type Whole = Vec<(usize, Partial)>;
+type Whole = Vec<(usize, Written)>;
 
 struct Writer {
     settler: Settler,
@@ -140,29 +156,34 @@ impl Writer {
         let mut partial = partial;
         let target = &self.settler.targets[file];
         let cannot = |e| ClientError::local(format!("cannot write {}", target.dest.display()), e);
-        if bytes.len() >= HOLE_MIN && bytes.iter().all(|b| *b == 0) {
-            partial
-                .file
-                .seek(SeekFrom::Current(bytes.len() as i64))
-                .map_err(cannot)?;
-        } else {
-            partial.file.write_all(bytes).map_err(cannot)?;
+        match &mut partial.sink {
+            Sink::Small(file) => file.write_all(bytes),
+            Sink::Big(file) => file.write(bytes),
         }
+        .map_err(cannot)?;
         partial.written += bytes.len() as u64;
         if partial.written < target.size {
             self.writing.insert(file, partial);
             return Ok(());
         }
-        // A hole at the end is only a cursor past it: give the file its length.
-        partial.file.set_len(target.size).map_err(cannot)?;
+        let written = match partial.sink {
+            Sink::Small(file) => file,
+            Sink::Big(file) => file.finish().map_err(cannot)?,
+        };
         self.whole_bytes += target.size;
-        self.whole.push((file, partial));
+        self.whole.push((
+            file,
+            Written {
+                file: written,
+                path: partial.path,
+            },
+        ));
         Ok(())
     }
 
     /// A temp file beside the destination, in a folder made if need be.
-    fn begin(&mut self, file: usize) -> Result<Partial, ClientError> {
-        let dest = &self.settler.targets[file].dest;
+    fn begin(&mut self, file_index: usize) -> Result<Partial, ClientError> {
+        let dest = &self.settler.targets[file_index].dest;
         let dir = match dest.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
             _ => PathBuf::from("."),
@@ -176,8 +197,14 @@ impl Writer {
             .tempfile_in(&dir)
             .map_err(|e| ClientError::local(format!("cannot write in {}", dir.display()), e))?
             .into_parts();
+        let sink = match self.settler.targets[file_index].size > BIG {
+            true => Sink::Big(SparseFile::new(file).map_err(|e| {
+                ClientError::local(format!("cannot write in {}", dir.display()), e)
+            })?),
+            false => Sink::Small(file),
+        };
         Ok(Partial {
-            file,
+            sink,
             path,
             written: 0,
         })
@@ -310,7 +337,7 @@ impl Committer {
 
 /// Makes files durable: a lone one with its own `fsync`, more with one
 /// `syncfs` for each file system they are on.
-fn sync(files: &[(usize, Partial)]) -> std::io::Result<()> {
+fn sync(files: &[(usize, Written)]) -> std::io::Result<()> {
     if let [(_, lone)] = files {
         return lone.file.sync_all();
     }
