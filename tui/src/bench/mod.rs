@@ -763,40 +763,32 @@ fn restic_repo(dir: &Path) -> Option<PathBuf> {
     ok.then_some(repo)
 }
 
+/// `restic backup` of `tree`; returns seconds.
 fn time_restic(repo: &Path, tree: &Path) -> BenchResult<f64> {
-    settle();
-    let start = Instant::now();
-    let status = Command::new("restic")
-        .args(["backup", "--quiet", "--repo"])
-        .arg(repo)
-        .env("RESTIC_PASSWORD", RESTIC_PASSWORD)
-        .arg(tree)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map_err(io("restic"))?;
-    if !status.success() {
-        return Err(ClientError::Local("restic backup failed".into()));
-    }
-    Ok(start.elapsed().as_secs_f64())
+    time_restic_doing("backup", repo, &[tree.as_os_str()])
 }
 
 /// `restic restore` of the newest snapshot into `target`; returns seconds.
 fn time_restic_restore(repo: &Path, target: &Path) -> BenchResult<f64> {
+    let args = ["latest".as_ref(), "--target".as_ref(), target.as_os_str()];
+    time_restic_doing("restore", repo, &args)
+}
+
+/// Times `restic WHAT --quiet --repo REPO ARGS`, settled first.
+fn time_restic_doing(what: &str, repo: &Path, args: &[&std::ffi::OsStr]) -> BenchResult<f64> {
     settle();
     let start = Instant::now();
     let status = Command::new("restic")
-        .args(["restore", "latest", "--quiet", "--repo"])
+        .args([what, "--quiet", "--repo"])
         .arg(repo)
-        .arg("--target")
-        .arg(target)
+        .args(args)
         .env("RESTIC_PASSWORD", RESTIC_PASSWORD)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .map_err(io("restic"))?;
     if !status.success() {
-        return Err(ClientError::Local("restic restore failed".into()));
+        return Err(ClientError::Local(format!("restic {what} failed")));
     }
     Ok(start.elapsed().as_secs_f64())
 }

@@ -7,7 +7,6 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use arca_shared::name;
 use tokio::sync::mpsc;
 
 use crate::client::{ClientError, RestoreEvent, Restored, Session, Settings, Wanted};
@@ -53,31 +52,17 @@ pub async fn run(
 }
 
 /// The newest version of every file under the folder name `prefix`, each
-/// to its place under `root`, and how many were refused. The manager's list
-/// is checked, not trusted: a name it gives outside the folder is refused
-/// with a line of its own, and the others still come.
+/// to its place under `root`, and how many were refused (each told with a
+/// `failed` line).
 async fn under(
     session: &mut Session,
     prefix: &str,
     root: &std::path::Path,
 ) -> Result<(Vec<Wanted>, usize), ClientError> {
-    name::validate_prefix(prefix)
-        .map_err(|e| ClientError::Local(format!("bad name {prefix:?}: {e}")))?;
-    let entries = session.list(Some(prefix)).await?;
-    if entries.is_empty() {
-        return Err(ClientError::Refused(format!("no backups under {prefix}")));
-    }
+    let (entries, mut refused) = super::listed_under(session, prefix).await?;
     let mut wanted = Vec::with_capacity(entries.len());
-    let mut refused = 0;
     for entry in entries {
-        let dest = match entry.name.starts_with(prefix) {
-            true => names::restore_path(root, &entry.name),
-            false => Err(format!(
-                "the manager listed {:?}, which is not under {prefix}",
-                entry.name
-            )),
-        };
-        match dest {
+        match names::restore_path(root, &entry.name) {
             Ok(dest) => wanted.push(Wanted { entry, dest }),
             Err(e) => {
                 refused += 1;

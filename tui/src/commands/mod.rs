@@ -108,30 +108,15 @@ pub fn settings(
 
 /// Runs `each` on the newest version of every file backed up under the
 /// folder name `prefix` (ending in '/'), going on past a file that fails;
-/// the exit code says whether any did. The manager's list is checked, not
-/// trusted: a name it gives outside the folder is refused.
+/// the exit code says whether any did.
 async fn each_under(
     session: &mut Session,
     prefix: &str,
     mut each: impl AsyncFnMut(&mut Session, &FileEntry) -> Result<(), ClientError>,
 ) -> Result<ExitCode, ClientError> {
-    name::validate_prefix(prefix)
-        .map_err(|e| ClientError::Local(format!("bad name {prefix:?}: {e}")))?;
-    let entries = session.list(Some(prefix)).await?;
-    if entries.is_empty() {
-        return Err(ClientError::Refused(format!("no backups under {prefix}")));
-    }
-    let mut failed = 0;
+    let (entries, mut failed) = listed_under(session, prefix).await?;
     for entry in &entries {
-        let done = if entry.name.starts_with(prefix) {
-            each(session, entry).await
-        } else {
-            Err(ClientError::Refused(format!(
-                "the manager listed {:?}, which is not under {prefix}",
-                entry.name
-            )))
-        };
-        if let Err(e) = done {
+        if let Err(e) = each(session, entry).await {
             failed += 1;
             out::error(format_args!(
                 "failed     {}: {e}",
@@ -144,4 +129,31 @@ async fn each_under(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The newest version of every file backed up under the folder name
+/// `prefix` (ending in '/'), and how many the manager listed that were
+/// refused. Its list is checked, not trusted: a name outside the folder is
+/// refused with a `failed` line of its own, and the others still come.
+async fn listed_under(
+    session: &mut Session,
+    prefix: &str,
+) -> Result<(Vec<FileEntry>, usize), ClientError> {
+    name::validate_prefix(prefix)
+        .map_err(|e| ClientError::Local(format!("bad name {prefix:?}: {e}")))?;
+    let entries = session.list(Some(prefix)).await?;
+    if entries.is_empty() {
+        return Err(ClientError::Refused(format!("no backups under {prefix}")));
+    }
+    let (under, outside): (Vec<_>, Vec<_>) = entries
+        .into_iter()
+        .partition(|e| e.name.starts_with(prefix));
+    for entry in &outside {
+        out::error(format_args!(
+            "failed     {}: the manager listed {:?}, which is not under {prefix}",
+            entry.name.escape_debug(),
+            entry.name
+        ));
+    }
+    Ok((under, outside.len()))
 }

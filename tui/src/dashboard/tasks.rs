@@ -272,13 +272,6 @@ impl Worker {
                     None => return,
                 },
             };
-            if let Job::Backup { paths } = job {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    () = self.backup(paths) => {}
-                }
-                continue;
-            }
             if session.is_none() {
                 session = Session::connect(self.settings.clone()).await.ok();
             }
@@ -296,8 +289,8 @@ impl Worker {
         }
     }
 
-    /// Backs up through the engine `arca put` uses; each batch it sends
-    /// (one stream, one commit) is a transfer.
+    /// Backs up through the engine `arca put` uses (on sessions of its
+    /// own); each batch it sends (one stream, one commit) is a transfer.
     async fn backup(&self, paths: Vec<PathBuf>) {
         let (events, mut heard) = mpsc::unbounded_channel();
         let run = crate::client::backup(&self.settings, &paths, &events);
@@ -349,7 +342,10 @@ impl Worker {
     async fn run_job(&self, session: &mut Session, job: Job) -> bool {
         let msgs = &self.msgs;
         let result = match job {
-            Job::Backup { .. } => Ok(()),
+            Job::Backup { paths } => {
+                self.backup(paths).await;
+                Ok(())
+            }
             Job::Restore { id, name, version } => {
                 let dest = names::restore_path(&self.settings.files, &name);
                 with_progress(id, msgs, |p| async move {
