@@ -18,29 +18,12 @@ use arca_shared::meta::FileKind;
 use arca_shared::protocol::FileEntry;
 use arca_shared::{BlobHash, Connection, Message};
 use arca_tui::client::{LocalFile, Skip, TransferProgress, Uploaded};
-use common::TestCluster;
 use common::real::text;
+use common::{TestCluster, arca_command};
 use tokio::sync::watch;
 
 /// Longest any one command may take here.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-/// The real `arca` as client "laptop" of `manager`, not yet started.
-fn arca(t: &TestCluster, manager: &str, args: &[&str]) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_arca"));
-    command
-        .args(args)
-        .env("ARCA_MANAGER", manager)
-        .env("ARCA_SECRET_FILE", t.secret_file())
-        .env("ARCA_CLIENT", "laptop")
-        .env("ARCA_PASSWORD", "test passphrase")
-        .env("ARCA_FILES", t.files())
-        .env("XDG_CACHE_HOME", t.dir.path().join("cache"))
-        .env("RUST_BACKTRACE", "1")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    command
-}
 
 async fn run(t: &TestCluster, args: &[&str]) -> Output {
     let manager = t.cluster.manager_addr.clone();
@@ -48,7 +31,7 @@ async fn run(t: &TestCluster, args: &[&str]) -> Output {
 }
 
 async fn run_on(t: &TestCluster, manager: &str, args: &[&str]) -> Output {
-    tokio::time::timeout(PATIENCE, arca(t, manager, args).output())
+    tokio::time::timeout(PATIENCE, arca_command(t, manager, args).output())
         .await
         .unwrap_or_else(|_| panic!("arca {args:?} hung"))
         .unwrap()
@@ -189,7 +172,7 @@ async fn a_closed_output_ends_quietly_and_the_work_is_done() {
         vec!["ls", "--json"],
         vec!["get", "photos/", "-o", restored.to_str().unwrap()],
     ] {
-        let mut child = arca(&t, &manager, &args)
+        let mut child = arca_command(&t, &manager, &args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -410,7 +393,7 @@ async fn passphrases_change_without_reencrypting_and_a_missing_one_is_explained(
     let manager = t.cluster.manager_addr.clone();
     let files = t.files();
     let with = |passphrase: Option<&str>, args: &[&str]| {
-        let mut command = arca(&t, &manager, args);
+        let mut command = arca_command(&t, &manager, args);
         match passphrase {
             Some(p) => command.env("ARCA_PASSWORD", p),
             None => command.env_remove("ARCA_PASSWORD"),

@@ -14,12 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use arca_daemon::cluster::ClusterOptions;
-use arca_shared::choice::Weights;
 use arca_shared::{BlobHash, Connection, Message, handshake};
 use arca_tui::client::{RestoreEvent, Restored, Wanted};
 use common::real::text;
-use common::{TestCluster, content};
+use common::{TestCluster, content, tied_cluster};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 
@@ -28,19 +26,7 @@ const PATIENCE: Duration = Duration::from_secs(120);
 
 /// The real `arca` as client "laptop", not yet started.
 fn arca(t: &TestCluster, args: &[&str]) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_arca"));
-    command
-        .args(args)
-        .env("ARCA_MANAGER", &t.cluster.manager_addr)
-        .env("ARCA_SECRET_FILE", t.secret_file())
-        .env("ARCA_CLIENT", "laptop")
-        .env("ARCA_PASSWORD", "test passphrase")
-        .env("ARCA_FILES", t.files())
-        .env("XDG_CACHE_HOME", t.dir.path().join("cache"))
-        .env("RUST_BACKTRACE", "1")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    command
+    common::arca_command(t, &t.cluster.manager_addr, args)
 }
 
 async fn run(t: &TestCluster, args: &[&str]) -> Output {
@@ -490,21 +476,6 @@ async fn a_holder_killed_mid_folder_restore_is_replaced_by_the_other() {
     assert_eq!(done, files.len(), "a Done event per file");
     assert_tree(&target, &expected);
     t.cluster.shutdown().await;
-}
-
-/// Holders tie on latency, so the manager's choice among them depends only
-/// on what they hold: a probe sees the grants the restore will get.
-async fn tied_cluster() -> TestCluster {
-    TestCluster::start(ClusterOptions {
-        servers: 3,
-        capacities: vec![Some(1 << 30); 3],
-        weights: Weights {
-            latency: 0.0,
-            load: 1.0,
-        },
-        ..ClusterOptions::default()
-    })
-    .await
 }
 
 /// The holder (by server index) the manager grants for each of `hashes`,

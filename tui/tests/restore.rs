@@ -6,11 +6,9 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use arca_daemon::cluster::ClusterOptions;
-use arca_shared::choice::Weights;
 use arca_shared::{BlobHash, Connection, Message, handshake};
 use arca_tui::client::{ClientError, Restored, Session, TransferProgress, Uploaded};
-use common::{TestCluster, content, eventually, put, stored};
+use common::{TestCluster, content, eventually, put, stored, tied_cluster};
 use tokio::sync::watch;
 
 async fn get(
@@ -71,21 +69,6 @@ async fn round_trips_are_byte_identical_for_every_kind_of_file_and_name() {
         Restored::AlreadyThere { version: 1 }
     );
     t.cluster.shutdown().await;
-}
-
-/// Holders tie on load and latency does not count, so the lower server id
-/// serves restores: the test knows which copy the client reads first.
-async fn tied_cluster() -> TestCluster {
-    TestCluster::start(ClusterOptions {
-        servers: 3,
-        capacities: vec![Some(1 << 30); 3],
-        weights: Weights {
-            latency: 0.0,
-            load: 1.0,
-        },
-        ..ClusterOptions::default()
-    })
-    .await
 }
 
 /// The index of the holder of `hash` with the lowest server id.

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use arca_daemon::cluster::{ClusterOptions, LocalCluster};
 use arca_daemon::storage::{OnDisk, on_disk};
 use arca_shared::BlobHash;
+use arca_shared::choice::Weights;
 use arca_tui::client::{Passphrase, Session, Settings, TransferProgress, Uploaded, Vault};
 use tempfile::TempDir;
 use tokio::sync::watch;
@@ -194,4 +195,38 @@ pub async fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The `arca` binary as this test's client of `manager`: its secret,
+/// passphrase, files folder and a cache of its own.
+pub fn arca_command(t: &TestCluster, manager: &str, args: &[&str]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_arca"));
+    command
+        .args(args)
+        .env("ARCA_MANAGER", manager)
+        .env("ARCA_SECRET_FILE", t.secret_file())
+        .env("ARCA_CLIENT", "laptop")
+        .env("ARCA_PASSWORD", "test passphrase")
+        .env("ARCA_FILES", t.files())
+        .env("XDG_CACHE_HOME", t.dir.path().join("cache"))
+        .env("RUST_BACKTRACE", "1")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+/// Three servers that tie on load, latency not counting: the manager's
+/// choice among holders depends only on what they hold and their ids, so a
+/// test knows which copy a restore reads first.
+pub async fn tied_cluster() -> TestCluster {
+    TestCluster::start(ClusterOptions {
+        servers: 3,
+        capacities: vec![Some(1 << 30); 3],
+        weights: Weights {
+            latency: 0.0,
+            load: 1.0,
+        },
+        ..ClusterOptions::default()
+    })
+    .await
 }
