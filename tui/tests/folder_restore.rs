@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use arca_shared::{BlobHash, Connection, Message, handshake};
+use arca_shared::BlobHash;
 use arca_tui::client::{RestoreEvent, Restored, Wanted};
 use common::real::text;
-use common::{TestCluster, content, tied_cluster};
+use common::{TestCluster, content, granted, tied_cluster};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 
@@ -476,38 +476,6 @@ async fn a_holder_killed_mid_folder_restore_is_replaced_by_the_other() {
     assert_eq!(done, files.len(), "a Done event per file");
     assert_tree(&target, &expected);
     t.cluster.shutdown().await;
-}
-
-/// The holder (by server index) the manager grants for each of `hashes`,
-/// asked as a restore asks: every distinct hash, sorted, at once.
-async fn granted(t: &TestCluster, hashes: &[BlobHash]) -> BTreeMap<BlobHash, usize> {
-    let mut manager = Connection::connect(&t.cluster.manager_addr).await.unwrap();
-    handshake::initiate(&mut manager, &t.cluster.key)
-        .await
-        .unwrap();
-    let grants = match manager
-        .call(&Message::FetchGrants {
-            client: "laptop".into(),
-            hashes: hashes.to_vec(),
-            exclude: vec![],
-        })
-        .await
-        .unwrap()
-    {
-        Message::Grants { grants } => grants,
-        other => panic!("expected grants, got {other:?}"),
-    };
-    assert_eq!(grants.len(), hashes.len());
-    hashes
-        .iter()
-        .zip(grants)
-        .map(|(hash, grant)| {
-            let server = (0..t.cluster.server_count())
-                .find(|i| t.cluster.server_addr(*i) == grant.holder)
-                .unwrap();
-            (*hash, server)
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,15 +4,15 @@
 
 pub mod real;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use arca_daemon::cluster::{ClusterOptions, LocalCluster};
 use arca_daemon::storage::{OnDisk, on_disk};
-use arca_shared::BlobHash;
 use arca_shared::choice::Weights;
+use arca_shared::{BlobHash, Connection, Message, handshake};
 use arca_tui::client::{Passphrase, Session, Settings, TransferProgress, Uploaded, Vault};
 use tempfile::TempDir;
 use tokio::sync::watch;
@@ -216,8 +216,8 @@ pub fn arca_command(t: &TestCluster, manager: &str, args: &[&str]) -> tokio::pro
 }
 
 /// Three servers that tie on load, latency not counting: the manager's
-/// choice among holders depends only on what they hold and their ids, so a
-/// test knows which copy a restore reads first.
+/// grants depend only on what the holders hold and their ids, so a test can
+/// ask for them first (see [`granted`]) and know which copy a restore reads.
 pub async fn tied_cluster() -> TestCluster {
     TestCluster::start(ClusterOptions {
         servers: 3,
@@ -229,4 +229,36 @@ pub async fn tied_cluster() -> TestCluster {
         ..ClusterOptions::default()
     })
     .await
+}
+
+/// The holder (by server index) the manager grants for each of `hashes`,
+/// asked as a restore asks: every distinct hash, sorted, at once.
+pub async fn granted(t: &TestCluster, hashes: &[BlobHash]) -> BTreeMap<BlobHash, usize> {
+    let mut manager = Connection::connect(&t.cluster.manager_addr).await.unwrap();
+    handshake::initiate(&mut manager, &t.cluster.key)
+        .await
+        .unwrap();
+    let grants = match manager
+        .call(&Message::FetchGrants {
+            client: "laptop".into(),
+            hashes: hashes.to_vec(),
+            exclude: vec![],
+        })
+        .await
+        .unwrap()
+    {
+        Message::Grants { grants } => grants,
+        other => panic!("expected grants, got {other:?}"),
+    };
+    assert_eq!(grants.len(), hashes.len());
+    hashes
+        .iter()
+        .zip(grants)
+        .map(|(hash, grant)| {
+            let server = (0..t.cluster.server_count())
+                .find(|i| t.cluster.server_addr(*i) == grant.holder)
+                .unwrap();
+            (*hash, server)
+        })
+        .collect()
 }
