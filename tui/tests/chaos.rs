@@ -17,7 +17,7 @@ const FILES_EACH: usize = 100;
 
 fn file_size(i: usize) -> usize {
     match i {
-        i if i % 10 == 0 => 48 << 20,
+        i if i % 10 == 0 => 64 << 20,
         i if i % 5 == 0 => 300_000,
         i => 1_000 + i * 97,
     }
