@@ -241,7 +241,57 @@ impl FrameReader {
         decode(frame)
     }
 
+    /// Reads a frame that may carry a data chunk, appending the chunk's
+    /// bytes to `out` straight from the socket (no zeroing, no second copy)
+    /// and answering `None`; any other frame is decoded and returned.
+    pub async fn recv_chunk_into(
+        &mut self,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<Message>, FrameError> {
+        let timeout = self.timeout;
+        tokio::time::timeout(timeout, self.read_chunk_into(out))
+            .await
+            .map_err(|_| FrameError::Timeout(timeout))?
+    }
+
+    async fn read_chunk_into(&mut self, out: &mut Vec<u8>) -> Result<Option<Message>, FrameError> {
+        let len = self.read_len(DATA_FRAME_MAX).await?;
+        let envelope = CHUNK_ENVELOPE.as_slice();
+        self.buf.clear();
+        self.append(len.min(envelope.len() + 1)).await?;
+        let width = match self.buf.strip_prefix(envelope) {
+            Some([0xc4]) => 1,
+            Some([0xc5]) => 2,
+            Some([0xc6]) => 4,
+            _ => 0,
+        };
+        if width > 0 && len >= self.buf.len() + width {
+            self.append(width).await?;
+            let data_len = self.buf[envelope.len() + 1..]
+                .iter()
+                .fold(0usize, |n, &b| (n << 8) | usize::from(b));
+            if self.buf.len() + data_len != len {
+                return Err(FrameError::Io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "a chunk's length disagrees with its frame's",
+                )));
+            }
+            append_exact(&mut self.inner, out, data_len).await?;
+            return Ok(None);
+        }
+        self.append(len - self.buf.len()).await?;
+        decode(&self.buf).map(Some)
+    }
+
     async fn read_frame(&mut self, max: usize) -> Result<&[u8], FrameError> {
+        let len = self.read_len(max).await?;
+        self.buf.clear();
+        self.append(len).await?;
+        Ok(&self.buf)
+    }
+
+    /// A frame's length, checked against `max`.
+    async fn read_len(&mut self, max: usize) -> Result<usize, FrameError> {
         let len = match self.inner.read_u32().await {
             Ok(len) => len as usize,
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
@@ -250,13 +300,31 @@ impl FrameReader {
             Err(e) => return Err(e.into()),
         };
         check_len(len, max)?;
-        self.buf.resize(len, 0);
-        match self.inner.read_exact(&mut self.buf).await {
-            Ok(_) => Ok(&self.buf),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(FrameError::Closed),
-            Err(e) => Err(e.into()),
+        Ok(len)
+    }
+
+    /// Reads `n` more bytes of the frame into its buffer.
+    async fn append(&mut self, n: usize) -> Result<(), FrameError> {
+        append_exact(&mut self.inner, &mut self.buf, n).await
+    }
+}
+
+/// Appends exactly `n` bytes from `reader` to `out`, read into its spare
+/// room: a megabyte frame is not zeroed before it is overwritten.
+async fn append_exact(
+    reader: &mut BufReader<OwnedReadHalf>,
+    out: &mut Vec<u8>,
+    n: usize,
+) -> Result<(), FrameError> {
+    out.reserve(n);
+    let end = out.len() + n;
+    while out.len() < end {
+        let left = (end - out.len()) as u64;
+        if (&mut *reader).take(left).read_buf(out).await? == 0 {
+            return Err(FrameError::Closed);
         }
     }
+    Ok(())
 }
 
 impl FrameWriter {

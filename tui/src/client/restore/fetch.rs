@@ -1,7 +1,8 @@
 //! Fetching a window of chunks: the manager grants each a holder (spread
 //! over every live one), each holder streams its share on one request over
-//! a connection kept for the next window, and each chunk's stored hash and
-//! seal are checked before its plaintext is handed on. A chunk whose holder
+//! a connection kept for the next window, and each chunk's seal (a plain
+//! one's stored hash) is checked before its plaintext is handed on. The
+//! next window's grants are asked while one streams. A chunk whose holder
 //! fails is fetched from another; a copy that fails its hash is reported.
 
 use std::collections::HashMap;
@@ -50,6 +51,18 @@ impl Failure {
 /// A window's chunks, by stored hash: the plaintext, or why it cannot be had.
 pub(super) type Fetched = HashMap<BlobHash, Result<Opened, ClientError>>;
 
+/// A window's chunks by the holder granted each, and those refused.
+pub(super) struct Granted {
+    by_holder: HashMap<String, Vec<(Part, Grant)>>,
+    refused: Fetched,
+}
+
+/// A window being fetched.
+pub(super) struct Running {
+    tasks: Vec<tokio::task::JoinHandle<Vec<Outcome>>>,
+    fetched: Fetched,
+}
+
 /// Fetches chunks for one restore, keeping a connection to each holder for
 /// the next window (a handshake per chunk would cost more than its bytes)
 /// and the servers found failing, which later windows avoid.
@@ -70,17 +83,18 @@ impl Fetcher {
         }
     }
 
-    /// Every distinct chunk of `parts` (at most [`FETCH_MAX`]); the error is
-    /// the link to the manager's, which ends the restore.
-    pub(super) async fn window(
-        &mut self,
+    /// A holder for every distinct chunk of `parts` (at most
+    /// [`FETCH_MAX`]), asked while the previous window is still fetched; the
+    /// error is the link to the manager's, which ends the restore.
+    pub(super) async fn grant(
+        &self,
         session: &mut Session,
         parts: &[Part],
-    ) -> Result<Fetched, ClientError> {
+    ) -> Result<Granted, ClientError> {
         let mut distinct: Vec<Part> = Vec::with_capacity(parts.len());
         let mut seen = std::collections::HashSet::new();
         distinct.extend(parts.iter().filter(|p| seen.insert(p.hash)).copied());
-        let mut fetched = Fetched::with_capacity(distinct.len());
+        let mut refused = Fetched::new();
         let grants = match session.grants(&distinct, &self.down).await {
             Ok(grants) => grants,
             // One chunk that cannot be had must not fail the others: ask
@@ -91,7 +105,7 @@ impl Fetcher {
                     match session.grants(std::slice::from_ref(part), &self.down).await {
                         Ok(one) => grants.extend(one),
                         Err(ClientError::Refused(why)) => {
-                            fetched.insert(part.hash, Err(ClientError::Refused(why)));
+                            refused.insert(part.hash, Err(ClientError::Refused(why)));
                         }
                         Err(e) => return Err(e),
                     }
@@ -102,7 +116,7 @@ impl Fetcher {
         };
         let mut by_holder: HashMap<String, Vec<(Part, Grant)>> = HashMap::new();
         for part in &distinct {
-            if fetched.contains_key(&part.hash) {
+            if refused.contains_key(&part.hash) {
                 continue;
             }
             match grants.get(&part.hash) {
@@ -112,13 +126,18 @@ impl Fetcher {
                     .push((*part, grant.clone())),
                 None => {
                     let none = "the manager granted no holder for a chunk";
-                    fetched.insert(part.hash, Err(ClientError::Refused(none.into())));
+                    refused.insert(part.hash, Err(ClientError::Refused(none.into())));
                 }
             }
         }
-        // Tasks of their own, so holders stream and seals open on every core.
+        Ok(Granted { by_holder, refused })
+    }
+
+    /// Starts fetching a granted window, each holder's share in tasks of its
+    /// own, so holders stream and seals open on every core.
+    pub(super) fn start(&self, granted: Granted) -> Running {
         let mut tasks = Vec::new();
-        for (holder, items) in by_holder {
+        for (holder, items) in granted.by_holder {
             let share = items.len().div_ceil(PER_HOLDER);
             for some in items.chunks(share.max(1)) {
                 let this = self.share();
@@ -126,6 +145,20 @@ impl Fetcher {
                 tasks.push(tokio::spawn(async move { this.batch(&holder, some).await }));
             }
         }
+        Running {
+            tasks,
+            fetched: granted.refused,
+        }
+    }
+
+    /// The window's chunks once its tasks end, those whose holder failed
+    /// fetched from others; the error ends the restore.
+    pub(super) async fn finish(
+        &mut self,
+        session: &mut Session,
+        running: Running,
+    ) -> Result<Fetched, ClientError> {
+        let Running { tasks, mut fetched } = running;
         let mut retry = Vec::new();
         for task in tasks {
             let results = task
@@ -314,23 +347,21 @@ async fn receive_all(
     out
 }
 
-/// One stored chunk's bytes from its holder.
+/// One stored chunk's bytes from its holder, read straight into its buffer.
 async fn receive(conn: &mut Connection, part: &Part) -> Result<Vec<u8>, FrameError> {
     let Accepted = conn.reader.expect().await?;
     let mut stored = Vec::with_capacity(part.size as usize);
     loop {
-        let frame = conn.recv_data().await?;
-        let Some(data) = frame.chunk() else {
-            return match frame.message()? {
-                Message::End if stored.len() as u64 == part.size => Ok(stored),
-                Message::End => Err(out_of_step("the stream ended early")),
-                other => Err(FrameError::unexpected(&other, "Chunk")),
-            };
-        };
-        if stored.len() + data.len() > part.size as usize {
+        let frame = conn.reader.recv_chunk_into(&mut stored).await?;
+        if stored.len() as u64 > part.size {
             return Err(out_of_step("more bytes than the chunk has"));
         }
-        stored.extend_from_slice(data);
+        match frame {
+            None => {}
+            Some(Message::End) if stored.len() as u64 == part.size => return Ok(stored),
+            Some(Message::End) => return Err(out_of_step("the stream ended early")),
+            Some(other) => return Err(FrameError::unexpected(&other, "Chunk")),
+        }
     }
 }
 
@@ -340,24 +371,28 @@ fn out_of_step(what: &str) -> FrameError {
     FrameError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, what))
 }
 
-/// A fetched chunk's plaintext, once its stored hash and its seal check out.
+/// A fetched chunk's plaintext, once it checks out: a sealed one by its
+/// seal (which no damage survives, so its stored hash need not be taken
+/// too), a plain one by its stored hash.
 fn open(part: &Part, stored: Vec<u8>, keys: Option<&ChunkKeys>) -> Result<Opened, Failure> {
-    if BlobHash::of(&stored) != part.hash {
-        return Err(Failure::Holder {
-            reason: "a copy failed its hash check".into(),
+    let plain = match (part.sealed, keys) {
+        (false, _) if BlobHash::of(&stored) == part.hash => Opened::from(stored),
+        (false, _) => {
+            return Err(Failure::Holder {
+                reason: "a copy failed its hash check".into(),
+                corrupt: true,
+                link: false,
+            });
+        }
+        // Damaged on disk or on the way; should every copy fail so, the
+        // holders' own checks tell a damaged chunk from one that is not
+        // this client's.
+        (true, Some(keys)) => keys.open(&part.id, stored).map_err(|_| Failure::Holder {
+            reason: "a copy does not open with this client's key: it is damaged, \
+                     or not the chunk the catalog says"
+                .into(),
             corrupt: true,
             link: false,
-        });
-    }
-    let plain = match (part.sealed, keys) {
-        (false, _) => Opened::from(stored),
-        (true, Some(keys)) => keys.open(&part.id, stored).map_err(|_| {
-            // Intact as stored, yet not this client's chunk: every copy is the same.
-            Failure::Fatal(ClientError::Refused(
-                "a chunk is intact on its server but does not open with this client's key: \
-                 it is not the chunk the catalog says"
-                    .into(),
-            ))
         })?,
         (true, None) => {
             return Err(Failure::Fatal(ClientError::Local(

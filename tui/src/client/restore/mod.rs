@@ -199,11 +199,14 @@ impl Session {
         let mut failed = HashSet::new();
         let mut fetched_bytes = 0;
         let mut start = 0;
-        while start < jobs.len() {
-            let window = &jobs[start..window_end(&jobs, start)];
-            start += window.len();
-            let parts: Vec<Part> = window.iter().map(|(_, p)| *p).collect();
-            let mut fetched = fetcher.window(self, &parts).await?;
+        let mut next = self.grant_window(&fetcher, &jobs, start).await?;
+        while let Some((end, parts, granted)) = next {
+            // The next window's holders are asked while this one streams.
+            let running = fetcher.start(granted);
+            next = self.grant_window(&fetcher, &jobs, end).await?;
+            let mut fetched = fetcher.finish(self, running).await?;
+            let window = &jobs[start..end];
+            start = end;
             let mut uses: HashMap<BlobHash, usize> = HashMap::new();
             for part in &parts {
                 *uses.entry(part.hash).or_default() += 1;
@@ -241,6 +244,23 @@ impl Session {
             let _ = events.send(RestoreEvent::Fetched(fetched_bytes));
         }
         Ok(())
+    }
+
+    /// The window of `jobs` that starts at `start` (its end, its chunks),
+    /// granted; `None` past the last.
+    async fn grant_window(
+        &mut self,
+        fetcher: &Fetcher,
+        jobs: &[(usize, Part)],
+        start: usize,
+    ) -> Result<Option<(usize, Vec<Part>, fetch::Granted)>, ClientError> {
+        if start == jobs.len() {
+            return Ok(None);
+        }
+        let end = window_end(jobs, start);
+        let parts: Vec<Part> = jobs[start..end].iter().map(|(_, p)| *p).collect();
+        let granted = fetcher.grant(self, &parts).await?;
+        Ok(Some((end, parts, granted)))
     }
 
     /// Restores `name` (newest, or `version`) to `dest`, reporting on
