@@ -575,7 +575,7 @@ async fn a_chunk_with_every_copy_corrupt_fails_only_its_files() {
         stderr
             .lines()
             .filter(|l| l.starts_with("failed"))
-            .all(|l| l.contains("failed its hash check")),
+            .all(|l| l.contains("it is damaged")),
         "{}",
         both(&out)
     );
