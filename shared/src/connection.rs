@@ -7,6 +7,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes::Buf;
+use rmp::Marker;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -259,17 +260,22 @@ impl FrameReader {
         let envelope = CHUNK_ENVELOPE.as_slice();
         self.buf.clear();
         self.append(len.min(envelope.len() + 1)).await?;
+        // The bin marker says how many bytes its length takes.
         let width = match self.buf.strip_prefix(envelope) {
-            Some([0xc4]) => 1,
-            Some([0xc5]) => 2,
-            Some([0xc6]) => 4,
+            Some(&[marker]) => match Marker::from_u8(marker) {
+                Marker::Bin8 => 1,
+                Marker::Bin16 => 2,
+                Marker::Bin32 => 4,
+                _ => 0,
+            },
             _ => 0,
         };
         if width > 0 && len >= self.buf.len() + width {
             self.append(width).await?;
-            let data_len = self.buf[envelope.len() + 1..]
-                .iter()
-                .fold(0usize, |n, &b| (n << 8) | usize::from(b));
+            let data_len =
+                rmp::decode::read_bin_len(&mut &self.buf[envelope.len()..]).map_err(|e| {
+                    FrameError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+                })? as usize;
             if self.buf.len() + data_len != len {
                 return Err(FrameError::Io(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,

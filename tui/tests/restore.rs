@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use arca_shared::{BlobHash, Connection, Message, handshake};
+use arca_shared::{BlobHash, Message};
 use arca_tui::client::{ClientError, Restored, Session, TransferProgress, Uploaded};
 use common::{TestCluster, content, eventually, granted, put, stored, tied_cluster};
 use tokio::sync::watch;
@@ -133,22 +133,11 @@ async fn a_report_against_a_good_copy_costs_nothing() {
     let accused = reader_of(&t, &mut session, "fine.bin", &hash).await;
     let good = t.blob(accused, &hash).read().unwrap();
 
-    let mut manager = Connection::connect(&t.cluster.manager_addr).await.unwrap();
-    handshake::initiate(&mut manager, &t.cluster.key)
+    let mut manager = common::manager(&t).await;
+    let ticket = common::fetch_grants(&mut manager, &[hash])
         .await
-        .unwrap();
-    let ticket = match manager
-        .call(&Message::FetchGrants {
-            client: "laptop".into(),
-            hashes: vec![hash],
-            exclude: vec![],
-        })
-        .await
-        .unwrap()
-    {
-        Message::Grants { mut grants } => grants.remove(0).ticket,
-        other => panic!("expected a ticket, got {other:?}"),
-    };
+        .remove(0)
+        .ticket;
     let answer = manager.call(&Message::ReportCorrupt { ticket }).await;
     assert!(matches!(answer, Ok(Message::Ok)), "{answer:?}");
 

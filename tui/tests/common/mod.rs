@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use arca_daemon::cluster::{ClusterOptions, LocalCluster};
 use arca_daemon::storage::{OnDisk, on_disk};
 use arca_shared::choice::Weights;
+use arca_shared::protocol::Grant;
 use arca_shared::{BlobHash, Connection, Message, handshake};
 use arca_tui::client::{Passphrase, Session, Settings, TransferProgress, Uploaded, Vault};
 use tempfile::TempDir;
@@ -231,14 +232,18 @@ pub async fn tied_cluster() -> TestCluster {
     .await
 }
 
-/// The holder (by server index) the manager grants for each of `hashes`,
-/// asked as a restore asks: every distinct hash, sorted, at once.
-pub async fn granted(t: &TestCluster, hashes: &[BlobHash]) -> BTreeMap<BlobHash, usize> {
+/// A connection to the manager, past the handshake.
+pub async fn manager(t: &TestCluster) -> Connection {
     let mut manager = Connection::connect(&t.cluster.manager_addr).await.unwrap();
     handshake::initiate(&mut manager, &t.cluster.key)
         .await
         .unwrap();
-    let grants = match manager
+    manager
+}
+
+/// The grants the manager answers for `hashes`, as client "laptop".
+pub async fn fetch_grants(manager: &mut Connection, hashes: &[BlobHash]) -> Vec<Grant> {
+    match manager
         .call(&Message::FetchGrants {
             client: "laptop".into(),
             hashes: hashes.to_vec(),
@@ -249,7 +254,13 @@ pub async fn granted(t: &TestCluster, hashes: &[BlobHash]) -> BTreeMap<BlobHash,
     {
         Message::Grants { grants } => grants,
         other => panic!("expected grants, got {other:?}"),
-    };
+    }
+}
+
+/// The holder (by server index) the manager grants for each of `hashes`,
+/// asked as a restore asks: every distinct hash, sorted, at once.
+pub async fn granted(t: &TestCluster, hashes: &[BlobHash]) -> BTreeMap<BlobHash, usize> {
+    let grants = fetch_grants(&mut manager(t).await, hashes).await;
     assert_eq!(grants.len(), hashes.len());
     hashes
         .iter()

@@ -200,7 +200,7 @@ impl Session {
         let mut fetched_bytes = 0;
         let mut start = 0;
         let mut next = self.grant_window(&fetcher, &jobs, start).await?;
-        while let Some((end, parts, granted)) = next {
+        while let Some((end, granted)) = next {
             // The next window's holders are asked while this one streams.
             let running = fetcher.start(granted);
             next = self.grant_window(&fetcher, &jobs, end).await?;
@@ -208,7 +208,7 @@ impl Session {
             let window = &jobs[start..end];
             start = end;
             let mut uses: HashMap<BlobHash, usize> = HashMap::new();
-            for part in &parts {
+            for (_, part) in window {
                 *uses.entry(part.hash).or_default() += 1;
             }
             let mut out = Vec::with_capacity(window.len());
@@ -246,21 +246,21 @@ impl Session {
         Ok(())
     }
 
-    /// The window of `jobs` that starts at `start` (its end, its chunks),
-    /// granted; `None` past the last.
+    /// The window of `jobs` that starts at `start` (its end), granted;
+    /// `None` past the last.
     async fn grant_window(
         &mut self,
         fetcher: &Fetcher,
         jobs: &[(usize, Part)],
         start: usize,
-    ) -> Result<Option<(usize, Vec<Part>, fetch::Granted)>, ClientError> {
+    ) -> Result<Option<(usize, fetch::Granted)>, ClientError> {
         if start == jobs.len() {
             return Ok(None);
         }
         let end = window_end(jobs, start);
         let parts: Vec<Part> = jobs[start..end].iter().map(|(_, p)| *p).collect();
         let granted = fetcher.grant(self, &parts).await?;
-        Ok(Some((end, parts, granted)))
+        Ok(Some((end, granted)))
     }
 
     /// Restores `name` (newest, or `version`) to `dest`, reporting on
