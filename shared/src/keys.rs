@@ -142,6 +142,12 @@ fn mac_with(key: &[u8; 32], parts: &[&[u8]]) -> Mac {
 
 /// Writes a fresh random secret to `path` (mode 0600), refusing to overwrite one.
 pub fn write_new_secret(path: &Path) -> Result<(), SecretError> {
+    write_secret(path, &random_bytes())
+}
+
+/// Writes `secret` to `path` as `daemon init-secret` does (mode 0600),
+/// refusing to overwrite a file there.
+pub fn write_secret(path: &Path, secret: &[u8; 32]) -> Result<(), SecretError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let io = |source| SecretError::Io {
@@ -151,7 +157,7 @@ pub fn write_new_secret(path: &Path) -> Result<(), SecretError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
-    let hex = blake3::Hash::from(random_bytes()).to_hex();
+    let hex = blake3::Hash::from(*secret).to_hex();
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -1,10 +1,11 @@
 //! `arca demo`: a manager and four servers on loopback, a files folder
 //! seeded with samples, and the dashboard on top; quitting removes it all.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use arca_daemon::cluster::{self, ClusterOptions, LocalCluster};
+use arca_shared::keys;
 
 use crate::client::{ClientError, Passphrase, Settings, Vault};
 use crate::dashboard::{self, event::Effect};
@@ -30,6 +31,29 @@ const SAMPLES: &[(&str, &[u8])] = &[
     ),
 ];
 
+/// The demo's backups live as long as it does: any passphrase will do.
+const PASSPHRASE: &str = "arca demo";
+
+/// Writes the cluster's secret, and a file of the variables that point the
+/// CLI at this demo, to source in another shell; returns that file's path.
+fn write_cli_env(dir: &Path, cluster: &LocalCluster, files: &Path) -> Result<PathBuf, ClientError> {
+    let secret = dir.join("secret");
+    keys::write_secret(&secret, &cluster.secret)
+        .map_err(|e| ClientError::Local(format!("cannot write the demo's secret: {e}")))?;
+    let quoted = |path: &Path| format!("'{}'", path.display().to_string().replace('\'', r"'\''"));
+    let env = dir.join("env");
+    let text = format!(
+        "export ARCA_MANAGER={}\nexport ARCA_SECRET_FILE={}\nexport ARCA_CLIENT=demo\n\
+         export ARCA_PASSWORD='{PASSPHRASE}'\nexport ARCA_FILES={}\n",
+        cluster.manager_addr,
+        quoted(&secret),
+        quoted(files),
+    );
+    std::fs::write(&env, text)
+        .map_err(|e| ClientError::local("cannot write the demo's CLI settings", e))?;
+    Ok(env)
+}
+
 /// A large generated file, so uploads take long enough to watch.
 const MOVIE: (&str, u64) = ("media/holiday.mov", 48 << 20);
 
@@ -50,18 +74,19 @@ pub async fn run() -> Result<(), ClientError> {
         .map_err(|e| local("cannot start the demo cluster", e))?;
     let files = dir.path().join("files");
     seed(&files).map_err(|e| local("cannot write the sample files", e))?;
+    let cli = write_cli_env(dir.path(), &cluster, &files)?;
     let settings = Settings {
         manager: cluster.manager_addr.clone(),
         client: "demo".into(),
         key: cluster.key.clone(),
         files: files.clone(),
-        // The demo's backups live as long as it does: any passphrase will do.
-        vault: Vault::new(Passphrase::given("arca demo")?),
+        vault: Vault::new(Passphrase::given(PASSPHRASE)?),
     };
     // Something to watch at once, a transfer each; the rest is left for
     // the user to back up.
     let first = ["notes.txt", "docs"].map(|name| Effect::Upload(vec![files.join(name)]));
-    let result = dashboard::run(settings, first.to_vec()).await;
+    let note = format!("The CLI on this demo: . {} && arca ls", cli.display());
+    let result = dashboard::run(settings, first.to_vec(), Some(note)).await;
     cluster.shutdown().await;
     result.map_err(|e| local("terminal error", e))
 }

@@ -1,5 +1,5 @@
 //! The dashboard without a terminal: drawing is a pure function of state
-//! (insta snapshots at 120x40 and 40x12), and keys and messages change
+//! (insta snapshots at 80x24, 120x40, 200x50 and 40x12), and keys and messages change
 //! state as a user expects.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use arca_shared::BlobHash;
 use arca_shared::protocol::{ClusterStatus, FileEntry, ServerStatus};
 use arca_tui::client::{Phase, TransferProgress};
-use arca_tui::dashboard::app::{App, FileState, Mode, Tab};
+use arca_tui::dashboard::app::{App, FileState, Mode, OnYes, Tab};
 use arca_tui::dashboard::event::{Effect, Kind, Link, LocalEntry, Msg, Secret, View, Window};
 use arca_tui::dashboard::ui;
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
@@ -221,10 +221,11 @@ fn render(app: &App, width: u16, height: u16) -> String {
     terminal.backend().to_string()
 }
 
-/// Each screen at the default terminal size and at a roomy one.
-fn snapshot_both(name: &str, app: &App) {
-    insta::assert_snapshot!(format!("{name}_120x40"), render(app, 120, 40));
+/// Each screen at the default terminal size, a roomy one and a wide one.
+fn snapshot_sizes(name: &str, app: &App) {
     insta::assert_snapshot!(format!("{name}_80x24"), render(app, 80, 24));
+    insta::assert_snapshot!(format!("{name}_120x40"), render(app, 120, 40));
+    insta::assert_snapshot!(format!("{name}_200x50"), render(app, 200, 50));
 }
 
 #[test]
@@ -234,7 +235,7 @@ fn too_small_screen() {
 
 #[test]
 fn files_screen() {
-    snapshot_both("files", &busy_app());
+    snapshot_sizes("files", &busy_app());
 }
 
 #[test]
@@ -257,7 +258,7 @@ fn backups_screen_with_versions() {
         ),
         Instant::now(),
     );
-    snapshot_both("backups", &app);
+    snapshot_sizes("backups", &app);
 }
 
 #[test]
@@ -265,7 +266,7 @@ fn help_screen() {
     let mut app = busy_app();
     app.on_key(key(KeyCode::Char('?')));
     assert_eq!(app.mode, Mode::Help);
-    snapshot_both("help", &app);
+    snapshot_sizes("help", &app);
     app.on_key(key(KeyCode::Char('x')));
     assert_eq!(app.mode, Mode::Normal);
 }
@@ -275,7 +276,7 @@ fn confirm_screen() {
     let mut app = busy_app();
     app.on_key(key(KeyCode::Tab));
     app.on_key(key(KeyCode::Char('d')));
-    snapshot_both("confirm_delete", &app);
+    snapshot_sizes("confirm_delete", &app);
 }
 
 #[test]
@@ -285,7 +286,7 @@ fn filter_screen() {
         app.on_key(key(KeyCode::Char(c)));
     }
     assert_eq!(app.mode, Mode::Filter);
-    snapshot_both("filter", &app);
+    snapshot_sizes("filter", &app);
 }
 
 #[test]
@@ -299,7 +300,7 @@ fn disconnected_screen() {
         Msg::Link(Link::Down("cannot reach the manager".into())),
         Instant::now(),
     );
-    snapshot_both("disconnected", &app);
+    snapshot_sizes("disconnected", &app);
 }
 
 #[test]
@@ -369,13 +370,50 @@ fn restore_and_delete_ask_first() {
         }]
     );
     app.on_key(key(KeyCode::Char('d')));
+    assert!(
+        app.on_key(key(KeyCode::Enter)).is_empty(),
+        "an Enter by reflex deletes nothing"
+    );
+    assert!(matches!(app.mode, Mode::Confirm { .. }));
     assert_eq!(
-        app.on_key(key(KeyCode::Enter)),
+        app.on_key(key(KeyCode::Char('y'))),
         [Effect::Delete {
             name: "budget.ods".into(),
             version: None
         }]
     );
+}
+
+#[test]
+fn a_paste_is_text_never_keys() {
+    let mut app = busy_app();
+    app.on_event(&Event::Paste("zz\nq".into()));
+    assert!(!app.quit, "a paste outside a text field does nothing");
+    assert_eq!(app.mode, Mode::Normal);
+    app.on_key(key(KeyCode::Char('/')));
+    app.on_event(&Event::Paste("zz\nq".into()));
+    assert!(!app.quit);
+    assert_eq!(app.mode, Mode::Filter);
+    assert_eq!(app.browser.filter, "zzq");
+    app.on_key(key(KeyCode::Esc));
+    app.on_key(key(KeyCode::Char('p')));
+    app.on_event(&Event::Paste("hunter22\r".into()));
+    assert!(matches!(&app.mode, Mode::Passphrase { typed, .. } if typed.0 == "hunter22"));
+}
+
+#[test]
+fn quitting_with_transfers_running_asks_first() {
+    let mut app = busy_app();
+    app.on_key(key(KeyCode::Char('q')));
+    assert!(!app.quit);
+    assert!(
+        matches!(&app.mode, Mode::Confirm { on_yes: OnYes::Quit, prompt } if prompt.contains("2 transfers"))
+    );
+    app.on_key(key(KeyCode::Char('n')));
+    assert!(!app.quit);
+    app.on_key(key(KeyCode::Char('q')));
+    app.on_key(key(KeyCode::Char('y')));
+    assert!(app.quit);
 }
 
 #[test]
@@ -397,9 +435,9 @@ fn filter_narrows_and_escape_clears() {
 
 #[test]
 fn quit_on_q_and_ctrl_c() {
-    let mut app = busy_app();
+    let mut app = App::new("m".into(), "c".into(), PathBuf::from("/f"));
     app.on_key(key(KeyCode::Char('q')));
-    assert!(app.quit);
+    assert!(app.quit, "nothing running: q quits at once");
     let mut app = busy_app();
     app.on_event(&Event::Key(KeyEvent::new(
         KeyCode::Char('c'),
@@ -471,8 +509,11 @@ fn a_finished_transfer_refreshes_the_folder_and_failures_are_shown() {
 fn the_link_state_follows_the_poller() {
     let mut app = App::new("m".into(), "c".into(), PathBuf::from("/f"));
     assert_eq!(app.link, Link::Connecting);
-    app.on_msg(Msg::Link(Link::Down("gone".into())), Instant::now());
-    assert!(render(&app, 120, 40).contains("disconnected"));
+    let why = "the peer does not know this cluster's secret";
+    app.on_msg(Msg::Link(Link::Down(why.into())), Instant::now());
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("no link"), "{screen}");
+    assert!(screen.contains("the peer does not know this"), "{screen}");
     app.on_msg(
         Msg::Cluster(ClusterStatus {
             replicas: 2,
@@ -594,7 +635,7 @@ fn versions_open_inside_the_window_and_fold_when_it_moves_away() {
     app.on_key(key(KeyCode::Down));
     app.on_key(key(KeyCode::Char('d')));
     assert!(matches!(
-        app.on_key(key(KeyCode::Enter))[..],
+        app.on_key(key(KeyCode::Char('y')))[..],
         [Effect::Delete {
             version: Some(3),
             ..
@@ -667,6 +708,135 @@ fn the_cursor_stays_on_its_version_when_names_arrive_before_it() {
     assert!(matches!(app.on_key(key(KeyCode::Char('r')))[..], []));
     assert!(matches!(
         &app.mode,
-        Mode::Confirm { effect: Effect::Restore { name, version: Some(2) }, .. } if name == "f0000001"
+        Mode::Confirm { on_yes: OnYes::Run(Effect::Restore { name, version: Some(2) }), .. }
+            if name == "f0000001"
     ));
+}
+
+/// A transfer in each state that moves no bytes, and one retried.
+fn states_app() -> App {
+    let mut app = App::new("m".into(), "laptop".into(), PathBuf::from("/f"));
+    let t = Instant::now();
+    let states = [
+        ("waiting.txt", Phase::Queued, 0),
+        ("big-one.iso", Phase::Hashing, 0),
+        ("same.txt", Phase::Unchanged { version: 1 }, 0),
+        ("copy-of-known.bin", Phase::Committed { version: 4 }, 0),
+        (
+            "flaky.mov",
+            Phase::Retrying {
+                attempt: 1,
+                reason: "server 3 stopped answering mid-way".into(),
+            },
+            0,
+        ),
+    ];
+    for (id, (name, phase, sent)) in states.into_iter().enumerate() {
+        let id = id as u64;
+        app.on_msg(
+            Msg::Queued {
+                id,
+                name: name.into(),
+                kind: Kind::Upload,
+            },
+            t,
+        );
+        let progress = TransferProgress {
+            phase,
+            total: 1000,
+            sent,
+            replicas: vec![],
+        };
+        app.on_msg(Msg::Progress { id, progress }, t);
+    }
+    app
+}
+
+#[test]
+fn states_that_move_no_bytes_show_no_bars() {
+    let app = states_app();
+    let screen = render(&app, 80, 24);
+    insta::assert_snapshot!("transfer_states_80x24", screen);
+    assert!(!screen.contains("sent"), "{screen}");
+    assert!(screen.contains("retry 2: server 3 stopped answering"));
+    assert!(screen.contains("already stored"));
+}
+
+#[test]
+fn a_chosen_transfer_tells_everything_in_a_popup() {
+    let mut app = states_app();
+    app.on_key(key(KeyCode::Char('t')));
+    assert!(app.in_transfers);
+    assert_eq!(app.transfer_cursor, 4, "the newest is chosen first");
+    app.on_key(key(KeyCode::Enter));
+    assert_eq!(app.mode, Mode::Details(4));
+    let screen = render(&app, 80, 24);
+    insta::assert_snapshot!("transfer_details_80x24", screen);
+    assert!(screen.contains("attempt 1 failed: server 3 stopped answering mid-way"));
+    app.on_key(key(KeyCode::Char('x')));
+    assert_eq!(app.mode, Mode::Normal);
+    app.on_key(key(KeyCode::Up));
+    assert_eq!(app.transfer_cursor, 3);
+    app.on_key(key(KeyCode::Esc));
+    assert!(!app.in_transfers);
+}
+
+#[test]
+fn speed_counts_from_the_attempt_not_the_first_one() {
+    let mut app = App::new("m".into(), "c".into(), PathBuf::from("/f"));
+    let t = Instant::now();
+    let at = |secs: u64| t + Duration::from_secs(secs);
+    app.on_msg(
+        Msg::Queued {
+            id: 1,
+            name: "x".into(),
+            kind: Kind::Upload,
+        },
+        t,
+    );
+    let progress = |phase: Phase, sent: u64| Msg::Progress {
+        id: 1,
+        progress: TransferProgress {
+            phase,
+            total: 2_000_000_000,
+            sent,
+            replicas: vec![],
+        },
+    };
+    app.on_msg(progress(Phase::Uploading, 1_000), at(0));
+    app.on_msg(progress(Phase::Uploading, 10_000_000), at(100));
+    let retrying = Phase::Retrying {
+        attempt: 1,
+        reason: "the manager went away".into(),
+    };
+    app.on_msg(progress(retrying.clone(), 0), at(100));
+    assert_eq!(app.transfers[0].bytes_per_sec, 0.0);
+    app.on_msg(progress(Phase::Uploading, 1_000), at(101));
+    app.on_msg(progress(Phase::Uploading, 1_000_001_000), at(103));
+    let speed = app.transfers[0].bytes_per_sec;
+    assert!((speed - 500_000_000.0).abs() < 1.0, "{speed}");
+    // What is left counts until both copies confirm it.
+    assert_eq!(app.transfers[0].eta_secs(), Some(4));
+    assert_eq!(app.transfers[0].retries, ["the manager went away"]);
+}
+
+#[test]
+fn a_lost_link_marks_the_servers_shown_as_old() {
+    let mut app = busy_app();
+    app.on_msg(
+        Msg::Link(Link::Down("connection refused".into())),
+        Instant::now(),
+    );
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("from before"), "{screen}");
+    assert!(screen.contains("connection refused"), "{screen}");
+}
+
+#[test]
+fn the_readme_lists_every_key_and_mark_the_help_shows() {
+    let readme = include_str!("../../README.md");
+    for (key, what) in ui::KEYS.iter().chain(ui::LEGEND) {
+        let row = format!("| `{key}` | {what} |");
+        assert!(readme.contains(&row), "README.md lacks the row {row}");
+    }
 }

@@ -4,7 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::{Command, Output};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// One demo at a time: each test counts the demo processes.
+static ONE_DEMO: Mutex<()> = Mutex::new(());
 
 /// A private tmux server, killed when the test ends.
 struct Tmux {
@@ -21,8 +25,25 @@ impl Tmux {
             .expect("tmux is needed for this test: apt-get install tmux")
     }
 
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "demo"]).stdout)
+    /// A window running `command` in a terminal of this size.
+    fn start(&self, window: &str, width: u16, height: u16, command: &str) {
+        let (width, height) = (width.to_string(), height.to_string());
+        let started = self.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            window,
+            "-x",
+            &width,
+            "-y",
+            &height,
+            command,
+        ]);
+        assert!(started.status.success(), "{started:?}");
+    }
+
+    fn screen_of(&self, window: &str) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", window]).stdout)
             .into_owned()
     }
 
@@ -33,11 +54,21 @@ impl Tmux {
         }
     }
 
+    /// What a tmux format says of the demo's pane.
+    fn pane_format(&self, format: &str) -> String {
+        let out = self.run(&["display-message", "-p", "-t", "demo", format]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     /// Waits until the screen satisfies `ready`, and returns it.
     fn wait_for(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        self.wait_for_in("demo", what, ready)
+    }
+
+    fn wait_for_in(&self, window: &str, what: &str, ready: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let screen = self.screen();
+            let screen = self.screen_of(window);
             if ready(&screen) {
                 return screen;
             }
@@ -56,21 +87,28 @@ impl Drop for Tmux {
     }
 }
 
-fn demo_processes() -> usize {
+/// The pids of running `arca demo` processes.
+fn demo_pids() -> Vec<String> {
     let binary = env!("CARGO_BIN_EXE_arca");
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(Result::ok)
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .filter(|cmdline| {
+        .filter_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
             let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            args.first() == Some(&binary.as_bytes()) && args.get(1) == Some(&b"demo".as_slice())
+            (args.first() == Some(&binary.as_bytes()) && args.get(1) == Some(&b"demo".as_slice()))
+                .then(|| e.file_name().to_string_lossy().into_owned())
         })
-        .count()
+        .collect()
+}
+
+fn demo_processes() -> usize {
+    demo_pids().len()
 }
 
 #[test]
 fn demo_uploads_a_file_chosen_with_keys_and_cleans_up_on_quit() {
+    let _one = ONE_DEMO.lock().unwrap_or_else(|e| e.into_inner());
     let tmux = Tmux {
         socket: format!("arca-test-{}", std::process::id()),
     };
@@ -78,22 +116,11 @@ fn demo_uploads_a_file_chosen_with_keys_and_cleans_up_on_quit() {
         "{} demo; echo ARCA-EXITED $?; sleep 600",
         env!("CARGO_BIN_EXE_arca")
     );
-    let started = tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "demo",
-        "-x",
-        "120",
-        "-y",
-        "40",
-        &command,
-    ]);
-    assert!(started.status.success(), "{started:?}");
+    tmux.start("demo", 120, 40, &command);
 
     // The demo backs up two samples by itself; wait for the cluster and them.
     let screen = tmux.wait_for("four live servers and the first uploads", |s| {
-        s.contains("4 of 4 alive") && s.matches("committed v1").count() >= 2
+        s.contains("4/4 alive") && s.matches("committed v1").count() >= 2
     });
     let files_dir = screen
         .lines()
@@ -116,10 +143,10 @@ fn demo_uploads_a_file_chosen_with_keys_and_cleans_up_on_quit() {
             line.contains("data/archive.bin")
                 && line.contains("committed v1")
                 && line.contains("sent ██████████ 100%")
-                && line.contains("replica 1 ██████████ 100%")
+                && line.contains("copy 1 ██████████ 100%")
                 && lines
                     .get(i + 1)
-                    .is_some_and(|next| next.contains("replica 2 ██████████ 100%"))
+                    .is_some_and(|next| next.contains("copy 2 ██████████ 100%"))
         })
     });
     assert!(
@@ -133,5 +160,119 @@ fn demo_uploads_a_file_chosen_with_keys_and_cleans_up_on_quit() {
     assert!(
         !std::path::Path::new(&files_dir).exists(),
         "the demo left {files_dir} behind"
+    );
+}
+
+/// At 80x24 the servers show their load and score and the samples their
+/// names; a paste into the filter is text (it neither quits nor deletes);
+/// the demo's CLI settings reach its cluster, and a wrong secret is shown
+/// as such; SIGTERM restores the terminal and removes the demo's folder.
+#[test]
+fn demo_at_80x24_takes_pastes_as_text_and_cleans_up_on_sigterm() {
+    let _one = ONE_DEMO.lock().unwrap_or_else(|e| e.into_inner());
+    let tmux = Tmux {
+        socket: format!("arca-test-small-{}", std::process::id()),
+    };
+    // The demo's folder is the only one in a temp folder of this test's own.
+    let tmp = tempfile::tempdir().unwrap();
+    let command = format!(
+        "TMPDIR={} {} demo; echo ARCA-EXITED $?; sleep 600",
+        tmp.path().display(),
+        env!("CARGO_BIN_EXE_arca")
+    );
+    tmux.start("demo", 80, 24, &command);
+    let screen = tmux.wait_for("four live servers and the first uploads", |s| {
+        s.contains("4/4 alive") && s.matches("committed v1").count() >= 2
+    });
+    for server in ["s1", "s2", "s3", "s4"] {
+        let row = screen
+            .lines()
+            .find(|line| line.contains(&format!(" {server}  ●")))
+            .unwrap_or_else(|| panic!("no row for {server}:\n{screen}"));
+        assert!(row.contains('%'), "{server} shows no load: {row}");
+        assert!(
+            row.split_whitespace()
+                .any(|w| w.parse::<f64>().is_ok_and(|v| (0.0..=1.0).contains(&v))),
+            "{server} shows no score: {row}"
+        );
+    }
+    assert!(screen.contains("notes.txt"), "{screen}");
+
+    let demo_dir = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(demo_dir.join("files").is_dir());
+    tmux.keys(&["/"]);
+    tmux.run(&["set-buffer", "-b", "paste", "zz\nq"]);
+    tmux.run(&["paste-buffer", "-p", "-b", "paste", "-t", "demo"]);
+    tmux.wait_for("the pasted filter", |s| s.contains("/zzq"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(demo_processes(), 1, "a paste quit the demo");
+    assert!(
+        demo_dir.join("files").is_dir(),
+        "a paste removed the demo folder"
+    );
+    tmux.keys(&["Escape"]);
+
+    // The CLI, pointed at the demo by the file it wrote, lists its backups.
+    let env = demo_dir.join("env");
+    let ls = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            ". '{}' && '{}' ls",
+            env.display(),
+            env!("CARGO_BIN_EXE_arca")
+        ))
+        .env("XDG_CACHE_HOME", tmp.path().join("cache"))
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&ls.stdout);
+    assert!(
+        ls.status.success() && listed.contains("notes.txt"),
+        "{ls:?}"
+    );
+
+    // A dashboard with the wrong secret says so, in so many words.
+    let wrong = tmp.path().join("wrong-secret");
+    std::fs::write(&wrong, "ab".repeat(32)).unwrap();
+    let command = format!(
+        ". '{}' && ARCA_SECRET_FILE='{}' XDG_CACHE_HOME='{}' '{}'",
+        env.display(),
+        wrong.display(),
+        tmp.path().join("cache").display(),
+        env!("CARGO_BIN_EXE_arca")
+    );
+    tmux.start("wrong", 80, 24, &command);
+    tmux.wait_for_in("wrong", "the reason of the refusal", |s| {
+        s.contains("no link") && s.contains("secret")
+    });
+
+    let pid = demo_pids().pop().expect("the demo runs");
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    tmux.wait_for("the demo to exit", |s| s.contains("ARCA-EXITED"));
+    assert_eq!(
+        tmux.pane_format("#{alternate_on}"),
+        "0",
+        "still in the alternate screen"
+    );
+    assert_eq!(
+        tmux.pane_format("#{mouse_any_flag}"),
+        "0",
+        "mouse capture still on"
+    );
+    assert_eq!(demo_processes(), 0);
+    assert!(
+        !demo_dir.exists(),
+        "SIGTERM left {} behind",
+        demo_dir.display()
     );
 }

@@ -77,7 +77,7 @@ async fn dashboard(mut settings: Settings) -> Result<ExitCode, ClientError> {
     if matches!(settings.vault.passphrase, Passphrase::Prompt) {
         settings.vault = Vault::new(Passphrase::Typed);
     }
-    crate::dashboard::run(settings, Vec::new())
+    crate::dashboard::run(settings, Vec::new(), None)
         .await
         .map_err(|e| ClientError::local("terminal error", e))?;
     Ok(ExitCode::SUCCESS)

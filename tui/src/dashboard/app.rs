@@ -23,17 +23,26 @@ pub enum Mode {
     Normal,
     /// Typing a filter for the file list.
     Filter,
-    /// Asking before a restore or a delete.
+    /// Asking before a restore, a delete, or quitting with work running.
     Confirm {
         prompt: String,
-        effect: Effect,
+        on_yes: OnYes,
     },
     Help,
+    /// The whole story of one transfer.
+    Details(u64),
     /// Typing this client's passphrase; why the last one was refused.
     Passphrase {
         typed: Secret,
         refused: Option<String>,
     },
+}
+
+/// What a confirmation does once the user says yes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnYes {
+    Run(Effect),
+    Quit,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -42,9 +51,12 @@ pub struct Transfer {
     pub name: String,
     pub kind: Kind,
     pub progress: TransferProgress,
-    /// When the first byte moved, and the speed since then.
-    pub started: Option<Instant>,
+    /// When this attempt's first bytes were seen and how many had moved
+    /// then, and the attempt's speed since.
+    pub started: Option<(Instant, u64)>,
     pub bytes_per_sec: f64,
+    /// Why each failed attempt failed, oldest first.
+    pub retries: Vec<String>,
 }
 
 impl Transfer {
@@ -164,9 +176,15 @@ pub struct App {
     /// What the poller was last asked to fetch.
     view: View,
     pub transfers: Vec<Transfer>,
+    /// Whether the keys move through the Transfers pane, and which transfer
+    /// is chosen there.
+    pub in_transfers: bool,
+    pub transfer_cursor: usize,
     pub tab: Tab,
     pub mode: Mode,
     pub flash: Option<String>,
+    /// A line for the help, about where this dashboard runs.
+    pub help_note: Option<String>,
     pub quit: bool,
 }
 
@@ -186,9 +204,12 @@ impl App {
             backed_up: HashMap::new(),
             view: View::default(),
             transfers: Vec::new(),
+            in_transfers: false,
+            transfer_cursor: 0,
             tab: Tab::Files,
             mode: Mode::Normal,
             flash: None,
+            help_note: None,
             quit: false,
         }
     }
@@ -375,6 +396,7 @@ impl App {
                 progress: TransferProgress::default(),
                 started: None,
                 bytes_per_sec: 0.0,
+                retries: Vec::new(),
             }),
             Msg::Progress { id, progress } => return self.on_progress(id, progress, now),
             Msg::Flash(text) => self.flash = Some(text),
@@ -387,11 +409,18 @@ impl App {
             return Vec::new();
         };
         let finished = progress.phase.is_done() && !transfer.progress.phase.is_done();
-        if progress.sent > 0 {
-            let started = *transfer.started.get_or_insert(now);
+        if let Phase::Retrying { attempt, reason } = &progress.phase
+            && transfer.retries.len() < *attempt as usize
+        {
+            // A new attempt: its speed counts from its own start.
+            transfer.retries.push(reason.clone());
+            transfer.started = None;
+            transfer.bytes_per_sec = 0.0;
+        } else if progress.sent > 0 {
+            let (started, before) = *transfer.started.get_or_insert((now, progress.sent));
             let secs = now.duration_since(started).as_secs_f64();
             if secs > 0.05 {
-                transfer.bytes_per_sec = progress.sent as f64 / secs;
+                transfer.bytes_per_sec = progress.sent.saturating_sub(before) as f64 / secs;
             }
         }
         transfer.progress = progress;
@@ -409,6 +438,10 @@ impl App {
     pub fn on_event(&mut self, event: &Event) -> Vec<Effect> {
         match event {
             Event::Key(key) if key.kind != KeyEventKind::Release => self.on_key(*key),
+            Event::Paste(text) => {
+                self.on_paste(text);
+                Vec::new()
+            }
             Event::Mouse(mouse) => {
                 match mouse.kind {
                     MouseEventKind::ScrollDown => self.move_cursor(3),
@@ -427,7 +460,7 @@ impl App {
             return Vec::new();
         }
         match std::mem::replace(&mut self.mode, Mode::Normal) {
-            Mode::Help => Vec::new(),
+            Mode::Help | Mode::Details(_) => Vec::new(),
             Mode::Passphrase { mut typed, refused } => match key.code {
                 KeyCode::Enter if !typed.0.is_empty() => vec![Effect::Unlock(typed)],
                 KeyCode::Esc => Vec::new(),
@@ -446,11 +479,18 @@ impl App {
                     Vec::new()
                 }
             },
-            Mode::Confirm { prompt, effect } => match key.code {
-                KeyCode::Char('y') | KeyCode::Enter => vec![effect],
-                KeyCode::Char('n') | KeyCode::Esc => Vec::new(),
+            // Only `y` says yes: an Enter typed by reflex must not delete.
+            Mode::Confirm { prompt, on_yes } => match key.code {
+                KeyCode::Char('y' | 'Y') => match on_yes {
+                    OnYes::Run(effect) => vec![effect],
+                    OnYes::Quit => {
+                        self.quit = true;
+                        Vec::new()
+                    }
+                },
+                KeyCode::Char('n' | 'N') | KeyCode::Esc => Vec::new(),
                 _ => {
-                    self.mode = Mode::Confirm { prompt, effect };
+                    self.mode = Mode::Confirm { prompt, on_yes };
                     Vec::new()
                 }
             },
@@ -475,10 +515,46 @@ impl App {
         }
     }
 
+    /// Pasted text is text: it goes into what is being typed, and is never
+    /// taken as keys (a pasted `q` must not quit).
+    fn on_paste(&mut self, text: &str) {
+        let text = text.chars().filter(|c| !c.is_control());
+        match &mut self.mode {
+            Mode::Filter => {
+                self.browser.filter.extend(text);
+                self.browser.cursor = 0;
+            }
+            Mode::Passphrase { typed, .. } => typed.0.extend(text),
+            _ => {}
+        }
+    }
+
+    /// Quits, asking first while transfers are running.
+    fn ask_quit(&mut self) {
+        let running = self
+            .transfers
+            .iter()
+            .filter(|t| !t.progress.phase.is_done())
+            .count();
+        if running == 0 {
+            self.quit = true;
+            return;
+        }
+        let transfers = if running == 1 {
+            "transfer is"
+        } else {
+            "transfers are"
+        };
+        self.mode = Mode::Confirm {
+            prompt: format!("{running} {transfers} still running. Quit and stop them?"),
+            on_yes: OnYes::Quit,
+        };
+    }
+
     fn on_normal_key(&mut self, code: KeyCode) -> Vec<Effect> {
         self.flash = None;
         match code {
-            KeyCode::Char('q') => self.quit = true,
+            KeyCode::Char('q') => self.ask_quit(),
             KeyCode::Char('?') => self.mode = Mode::Help,
             KeyCode::Char('p') => self.ask_passphrase(None),
             KeyCode::Tab | KeyCode::BackTab => {
@@ -493,7 +569,16 @@ impl App {
             KeyCode::PageDown => self.move_cursor(10),
             KeyCode::Home | KeyCode::Char('g') => self.move_cursor(i64::MIN / 2),
             KeyCode::End | KeyCode::Char('G') => self.move_cursor(i64::MAX / 2),
-            KeyCode::Char('c') => self.transfers.retain(|t| !t.progress.phase.is_done()),
+            KeyCode::Char('c') => {
+                self.transfers.retain(|t| !t.progress.phase.is_done());
+                self.transfer_cursor = clamp(self.transfer_cursor, self.transfers.len());
+                self.in_transfers &= !self.transfers.is_empty();
+            }
+            KeyCode::Char('t') => {
+                self.in_transfers = !self.in_transfers && !self.transfers.is_empty();
+                self.transfer_cursor = self.transfers.len().saturating_sub(1);
+            }
+            _ if self.in_transfers => self.on_transfers_key(code),
             _ => {
                 return match self.tab {
                     Tab::Files => self.on_files_key(code),
@@ -548,6 +633,18 @@ impl App {
         Vec::new()
     }
 
+    fn on_transfers_key(&mut self, code: KeyCode) {
+        match code {
+            KeyCode::Enter => {
+                if let Some(t) = self.transfers.get(self.transfer_cursor) {
+                    self.mode = Mode::Details(t.id);
+                }
+            }
+            KeyCode::Esc => self.in_transfers = false,
+            _ => {}
+        }
+    }
+
     fn open_dir(&mut self, dir: String) -> Vec<Effect> {
         self.browser.dir = dir.clone();
         self.browser.entries.clear();
@@ -592,10 +689,15 @@ impl App {
         let name = entry.name.clone();
         let which = version.map_or("newest version".to_owned(), |v| format!("version {v}"));
         match code {
-            KeyCode::Enter => {
+            KeyCode::Enter
+            | KeyCode::Right
+            | KeyCode::Char('l')
+            | KeyCode::Left
+            | KeyCode::Char('h') => {
                 let open = self.expanded.as_ref().is_some_and(|e| e.name == name);
                 self.collapse();
-                if !open {
+                let wants_open = !matches!(code, KeyCode::Left | KeyCode::Char('h'));
+                if !open && wants_open {
                     self.expanded = Some(Expanded {
                         index: self.backups_cursor,
                         name,
@@ -608,7 +710,7 @@ impl App {
                     prompt: format!(
                         "Restore {name} ({which}) into the files folder, replacing the local copy?"
                     ),
-                    effect: Effect::Restore { name, version },
+                    on_yes: OnYes::Run(Effect::Restore { name, version }),
                 };
             }
             KeyCode::Char('d') => {
@@ -617,7 +719,7 @@ impl App {
                     prompt: format!(
                         "Delete {what} of {name} from the backups? This cannot be undone."
                     ),
-                    effect: Effect::Delete { name, version },
+                    on_yes: OnYes::Run(Effect::Delete { name, version }),
                 };
             }
             _ => {}
@@ -628,6 +730,11 @@ impl App {
     fn move_cursor(&mut self, by: i64) {
         let moved =
             |cursor: u64, len: u64| cursor.saturating_add_signed(by).min(len.saturating_sub(1));
+        if self.in_transfers {
+            let len = self.transfers.len() as u64;
+            self.transfer_cursor = moved(self.transfer_cursor as u64, len) as usize;
+            return;
+        }
         match self.tab {
             Tab::Files => {
                 let len = self.browser.visible().len() as u64;

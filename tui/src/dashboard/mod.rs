@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use ratatui::DefaultTerminal;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -22,10 +23,15 @@ use tasks::Tasks;
 /// How often the folder view is refreshed from disk.
 const REFRESH_EVERY: Duration = Duration::from_secs(2);
 
-/// Runs the dashboard until the user quits; `initial` effects run at start.
-pub async fn run(settings: Settings, initial: Vec<Effect>) -> std::io::Result<()> {
+/// Runs the dashboard until the user quits; `initial` effects run at start,
+/// and the help shows `note`.
+pub async fn run(
+    settings: Settings,
+    initial: Vec<Effect>,
+    note: Option<String>,
+) -> std::io::Result<()> {
     let mut terminal = terminal::init()?;
-    let result = event_loop(&mut terminal, settings, initial).await;
+    let result = event_loop(&mut terminal, settings, initial, note).await;
     terminal::restore();
     result
 }
@@ -34,6 +40,7 @@ async fn event_loop(
     terminal: &mut DefaultTerminal,
     settings: Settings,
     initial: Vec<Effect>,
+    note: Option<String>,
 ) -> std::io::Result<()> {
     let shutdown = CancellationToken::new();
     let _stop_tasks = shutdown.clone().drop_guard();
@@ -43,6 +50,7 @@ async fn event_loop(
         settings.client.clone(),
         settings.files.clone(),
     );
+    app.help_note = note;
     if matches!(settings.vault.passphrase, Passphrase::Typed) {
         app.ask_passphrase(None);
     }
@@ -51,6 +59,7 @@ async fn event_loop(
         tasks.run(effect);
     }
     let mut events = crossterm::event::EventStream::new();
+    let mut stop = Stop::listen()?;
     let mut refresh = tokio::time::interval(REFRESH_EVERY);
     while !app.quit {
         terminal.draw(|frame| ui::draw(frame, &app))?;
@@ -69,6 +78,9 @@ async fn event_loop(
                 effects
             }
             _ = refresh.tick() => vec![Effect::ListDir(app.browser.dir.clone())],
+            // Asked to stop from outside: leave as `q` does, without asking,
+            // so the terminal is restored and the caller cleans up.
+            () = stop.received() => break,
         };
         // What is on screen may have moved: the poller fetches it.
         for effect in effects.into_iter().chain(app.view_effect()) {
@@ -76,4 +88,32 @@ async fn event_loop(
         }
     }
     Ok(())
+}
+
+/// The signals that end the dashboard: `kill` (SIGTERM), a closed terminal
+/// (SIGHUP) and an interrupt sent from outside (SIGINT; in the dashboard
+/// ctrl-c is a key).
+struct Stop {
+    signals: [Signal; 3],
+}
+
+impl Stop {
+    fn listen() -> std::io::Result<Self> {
+        Ok(Self {
+            signals: [
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::hangup())?,
+                signal(SignalKind::interrupt())?,
+            ],
+        })
+    }
+
+    async fn received(&mut self) {
+        let [term, hup, int] = &mut self.signals;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = hup.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
 }

@@ -2,7 +2,9 @@
 
 use std::io::stdout;
 
-use crossterm::event::{DisableMouseCapture, EnableMouseCapture};
+use crossterm::event::{
+    DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture,
+};
 use ratatui::DefaultTerminal;
 
 pub fn init() -> std::io::Result<DefaultTerminal> {
@@ -12,11 +14,11 @@ pub fn init() -> std::io::Result<DefaultTerminal> {
         previous(info);
     }));
     let terminal = ratatui::try_init()?;
-    crossterm::execute!(stdout(), EnableMouseCapture)?;
+    crossterm::execute!(stdout(), EnableMouseCapture, EnableBracketedPaste)?;
     Ok(terminal)
 }
 
 pub fn restore() {
-    let _ = crossterm::execute!(stdout(), DisableMouseCapture);
+    let _ = crossterm::execute!(stdout(), DisableBracketedPaste, DisableMouseCapture);
     ratatui::restore();
 }

@@ -7,14 +7,14 @@ use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::Line;
 use ratatui::widgets::{List, ListItem, ListState};
 
+use super::columns::{ALWAYS, Cell, fit};
 use super::pane;
 use crate::dashboard::app::{App, BackupRow};
 use crate::format;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let wanted = app.cluster.as_ref().map_or(2, |c| c.replicas);
-    // Everything but the name has a fixed width; the name takes the rest.
-    let name_width = (area.width as usize).saturating_sub(2 + 37).max(8);
+    let width = (area.width as usize).saturating_sub(2);
     let rows = app.backup_rows();
     let items: Vec<ListItem> = rows
         .iter()
@@ -30,13 +30,23 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             } else {
                 Color::Red
             };
-            ListItem::new(Line::from(vec![
-                format!(" {label:<name_width$.name_width$} ").into(),
-                format!("v{:<3} ", entry.version).fg(Color::DarkGray),
-                format!("{:>9}  ", format::bytes(entry.size)).into(),
-                format!("{}/{}", entry.replicas, wanted).fg(health),
-                format!("  {}", &format::time(entry.created_ms)[5..]).fg(Color::DarkGray),
-            ]))
+            ListItem::new(fit(
+                vec![
+                    Cell::fixed(ALWAYS, " "),
+                    Cell::name(10, label, Style::new()),
+                    Cell::fixed(2, format!(" v{:<3}", entry.version).fg(Color::DarkGray)),
+                    Cell::fixed(3, format!(" {:>9}", format::bytes(entry.size))),
+                    Cell::fixed(
+                        ALWAYS,
+                        format!("  {}/{}", entry.replicas, wanted).fg(health),
+                    ),
+                    Cell::fixed(
+                        1,
+                        format!("  {}", &format::time(entry.created_ms)[5..]).fg(Color::DarkGray),
+                    ),
+                ],
+                width,
+            ))
         })
         .collect();
     let title = Line::from(vec![

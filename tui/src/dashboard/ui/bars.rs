@@ -12,6 +12,15 @@ pub fn gauge(ratio: f64, width: usize) -> String {
     format!("▕{}▏", bar(ratio, width))
 }
 
+/// Where a latency sits on a fixed scale, 0.05 ms to 50 ms, evenly in its
+/// logarithm: a tenth of a millisecond between two fast servers is a sliver,
+/// not the whole bar.
+pub fn latency_ratio(ms: f64) -> f64 {
+    const LOW: f64 = 0.05;
+    const HIGH: f64 = 50.0;
+    (ms.max(LOW) / LOW).ln() / (HIGH / LOW).ln()
+}
+
 /// `done` of `total` as a whole percentage, never over 100.
 pub fn percent(done: u64, total: u64) -> u64 {
     (done.min(total) * 100).checked_div(total).unwrap_or(100)
@@ -49,6 +58,14 @@ mod tests {
         assert_eq!(percent(150, 100), 100);
         assert_eq!(percent(0, 0), 100);
         assert_eq!(percent(1, 3), 33);
+    }
+
+    #[test]
+    fn latency_is_on_a_fixed_scale() {
+        assert_eq!(latency_ratio(0.0), 0.0);
+        assert!((latency_ratio(50.0) - 1.0).abs() < 1e-9);
+        let near = latency_ratio(0.4) - latency_ratio(0.3);
+        assert!(near > 0.0 && near < 0.05, "{near}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{List, ListItem, ListState};
 
+use super::columns::{ALWAYS, Cell, elide_middle, fit};
 use super::pane;
 use crate::dashboard::app::{App, FileState, Mode};
 use crate::format;
@@ -17,15 +18,18 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     } else {
         format!("{}/{}", app.files_root.display(), browser.dir)
     };
-    let mut title = vec![" Files ".bold(), format!("{folder} ").into()];
+    // What is chosen and typed comes before the folder, which gives way.
+    let mut title = vec![" Files ".bold()];
     if !browser.selected.is_empty() {
         title.push(format!("[{} selected] ", browser.selected.len()).fg(Color::Yellow));
     }
     if app.mode == Mode::Filter || !browser.filter.is_empty() {
         title.push(format!("/{} ", browser.filter).fg(Color::Cyan));
     }
-    // Everything but the name has a fixed width; the name takes the rest.
-    let name_width = (area.width as usize).saturating_sub(2 + 38).max(8);
+    let used: usize = title.iter().map(Span::width).sum();
+    let room = (area.width as usize).saturating_sub(used + 4);
+    title.push(format!("{} ", elide_middle(&folder, room)).into());
+    let width = (area.width as usize).saturating_sub(2);
     let visible = browser.visible();
     let items: Vec<ListItem> = visible
         .iter()
@@ -33,10 +37,15 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             let selected = browser.selected.contains(&browser.path_of(entry));
             let mark = if selected { "▌" } else { " " };
             let line = if entry.is_dir {
-                Line::from(vec![
-                    mark.into(),
-                    format!("▸ {}/", entry.name).fg(Color::Blue).bold(),
-                ])
+                let folder = Style::new().fg(Color::Blue).bold();
+                fit(
+                    vec![
+                        Cell::fixed(ALWAYS, mark),
+                        Cell::fixed(ALWAYS, Span::styled("▸ ", folder)),
+                        Cell::name(4, format!("{}/", entry.name), folder),
+                    ],
+                    width,
+                )
             } else {
                 let (icon, state, color) = match app.file_state(entry) {
                     FileState::BackedUp => ("✓", "backed up", Color::Green),
@@ -44,14 +53,22 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
                     FileState::New => ("✚", "new", Color::Cyan),
                     FileState::Unknown => ("…", "checking", Color::DarkGray),
                 };
-                Line::from(vec![
-                    mark.into(),
-                    Span::styled(format!("{icon} "), Style::new().fg(color)),
-                    format!("{:<name_width$.name_width$} ", entry.name).into(),
-                    format!("{:>9}  ", format::bytes(entry.size)).into(),
-                    format!("{}  ", &format::time(entry.modified_ms)[5..]).fg(Color::DarkGray),
-                    Span::styled(state, Style::new().fg(color)),
-                ])
+                let color = Style::new().fg(color);
+                fit(
+                    vec![
+                        Cell::fixed(ALWAYS, mark),
+                        Cell::fixed(ALWAYS, Span::styled(format!("{icon} "), color)),
+                        Cell::name(10, entry.name.clone(), Style::new()),
+                        Cell::fixed(3, format!(" {:>9}", format::bytes(entry.size))),
+                        Cell::fixed(
+                            1,
+                            format!("  {}", &format::time(entry.modified_ms)[5..])
+                                .fg(Color::DarkGray),
+                        ),
+                        Cell::fixed(2, Span::styled(format!("  {state:<9}"), color)),
+                    ],
+                    width,
+                )
             };
             let style = if selected {
                 Style::new().add_modifier(Modifier::BOLD)

@@ -2,6 +2,7 @@
 
 mod backups;
 mod bars;
+mod columns;
 mod files;
 mod popup;
 mod servers;
@@ -15,6 +16,8 @@ use ratatui::widgets::{Block, BorderType, Paragraph, Wrap};
 
 use super::app::{App, Mode, Tab};
 use super::event::Link;
+
+pub use popup::{KEYS, LEGEND};
 
 /// Below this size the dashboard shows a message instead of squeezing.
 pub const MIN_WIDTH: u16 = 60;
@@ -52,7 +55,12 @@ pub fn draw(frame: &mut Frame, app: &App) {
         frame.render_widget(Paragraph::new(text.as_str()).fg(Color::Yellow), flash);
     }
     match &app.mode {
-        Mode::Help => popup::help(frame, area),
+        Mode::Help => popup::help(frame, area, app.help_note.as_deref()),
+        Mode::Details(id) => {
+            if let Some(t) = app.transfers.iter().find(|t| t.id == *id) {
+                popup::details(frame, area, t);
+            }
+        }
         Mode::Confirm { prompt, .. } => popup::confirm(frame, area, prompt),
         Mode::Passphrase { typed, refused } => popup::passphrase(
             frame,
@@ -69,7 +77,8 @@ fn header(app: &App) -> Line<'static> {
     let (dot, state, color) = match &app.link {
         Link::Connecting => ("◌", "connecting".to_owned(), Color::Yellow),
         Link::Connected => ("●", "connected".to_owned(), Color::Green),
-        Link::Down(_) => ("✕", "disconnected, reconnecting".to_owned(), Color::Red),
+        // Why, in full, is in the Servers pane.
+        Link::Down(_) => ("✕", "no link, retrying".to_owned(), Color::Red),
     };
     Line::from(vec![
         " Arca ".bold(),
@@ -83,8 +92,11 @@ fn hints(app: &App) -> Line<'static> {
     let text = match (&app.mode, app.tab) {
         (Mode::Filter, _) => " type to filter · enter keep · esc clear ",
         (Mode::Confirm { .. }, _) => " y confirm · n cancel ",
-        (Mode::Help, _) => " any key closes help ",
+        (Mode::Help | Mode::Details(_), _) => " any key closes this ",
         (Mode::Passphrase { .. }, _) => " enter open the key · esc later (p) ",
+        (Mode::Normal, _) if app.in_transfers => {
+            " ↑↓ choose · enter details · t back · c clear done · ? help · q quit "
+        }
         (Mode::Normal, Tab::Files) => {
             " space select · u upload · enter open · ⌫ up · / filter · tab backups · q quit "
         }

@@ -7,13 +7,21 @@ use ratatui::style::{Color, Stylize};
 use ratatui::text::Line;
 use ratatui::widgets::{Block, BorderType, Clear, Paragraph, Wrap};
 
+use super::transfers::phase_of;
+use crate::dashboard::app::Transfer;
+use crate::dashboard::event::Kind;
+use crate::format;
+
 /// Every key the dashboard knows, for the help overlay and the README.
 pub const KEYS: &[(&str, &str)] = &[
     ("↑ ↓ j k", "move"),
     ("PgUp PgDn g G", "move by a page, to the top or the end"),
     ("tab", "switch between Files and Backups"),
-    ("enter → l", "Files: open a folder · Backups: show versions"),
-    ("⌫ ← h", "Files: go up a folder"),
+    (
+        "enter → l",
+        "Files: open a folder · Backups: show or fold versions",
+    ),
+    ("⌫ ← h", "Files: go up a folder · Backups: fold versions"),
     ("space", "Files: select or unselect"),
     ("a", "Files: select everything shown"),
     ("esc", "Files: clear the selection"),
@@ -25,29 +33,51 @@ pub const KEYS: &[(&str, &str)] = &[
     ("r", "Backups: restore (asks first)"),
     ("d", "Backups: delete (asks first)"),
     ("c", "clear finished transfers"),
+    ("t", "move through the transfers (enter: all about one)"),
     ("mouse wheel", "scroll"),
     ("p", "type this client's passphrase"),
     ("?", "this help"),
     ("q ctrl-c", "quit"),
 ];
 
-pub fn help(frame: &mut Frame, area: Rect) {
-    let lines: Vec<Line> = KEYS
-        .iter()
-        .map(|(key, what)| {
-            Line::from(vec![
-                format!(" {key:<15}").bold().fg(Color::Cyan),
-                (*what).into(),
-            ])
-        })
-        .collect();
+/// What the marks on screen mean, for the help overlay.
+pub const LEGEND: &[(&str, &str)] = &[
+    (
+        "✓ ~ ✚ …",
+        "backed up · changed since · never backed up · checking",
+    ),
+    ("1/2", "live copies of a backup, of those wanted"),
+    ("score", "placement rank, lower is better: latency and load"),
+];
+
+pub fn help(frame: &mut Frame, area: Rect, note: Option<&str>) {
+    let row = |(key, what): &(&str, &'static str)| -> Line<'static> {
+        Line::from(vec![
+            format!(" {key:<15}").bold().fg(Color::Cyan),
+            (*what).into(),
+        ])
+    };
+    let mut lines: Vec<Line> = KEYS.iter().map(row).collect();
+    lines.push(Line::from(""));
+    lines.extend(LEGEND.iter().map(row));
+    if let Some(note) = note {
+        lines.push(Line::from(""));
+        lines.push(Line::from(format!(" {note}")).fg(Color::Yellow));
+    }
     let width = lines.iter().map(Line::width).max().unwrap_or(0) as u16 + 4;
-    let popup = centered(area, width, lines.len() as u16 + 2);
+    // Taller than the screen: the end of the keys is what gets cut.
+    let height = lines.len() as u16 + 2;
+    let popup = centered(area, width, height);
     frame.render_widget(Clear, popup);
     let block = Block::bordered()
         .border_type(BorderType::Rounded)
         .title(" Keys ");
-    frame.render_widget(Paragraph::new(lines).block(block), popup);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block),
+        popup,
+    );
 }
 
 pub fn confirm(frame: &mut Frame, area: Rect, prompt: &str) {
@@ -86,6 +116,58 @@ pub fn passphrase(
     if let Some(why) = refused {
         lines.push(Line::from(why.to_owned()).fg(Color::Red));
     }
+    frame.render_widget(
+        Paragraph::new(lines).wrap(Wrap { trim: true }).block(block),
+        popup,
+    );
+}
+
+/// Everything known of one transfer: its state in full, its bytes, and why
+/// each earlier attempt failed.
+pub fn details(frame: &mut Frame, area: Rect, t: &Transfer) {
+    let (phase, color) = phase_of(t);
+    let p = &t.progress;
+    let what = match t.kind {
+        Kind::Upload => "backup",
+        Kind::Restore => "restore",
+    };
+    let moved = match t.kind {
+        Kind::Upload => "sent to the first server",
+        Kind::Restore => "received",
+    };
+    let mut lines = vec![
+        Line::from(format!("{} ({what})", t.name)).bold(),
+        Line::from(phase).fg(color),
+        Line::from(format!(
+            "{} of {} {moved}",
+            format::bytes(p.sent),
+            format::bytes(p.total)
+        )),
+    ];
+    for (i, written) in p.replicas.iter().enumerate() {
+        lines.push(Line::from(format!(
+            "copy {}: {} written",
+            i + 1,
+            format::bytes(*written)
+        )));
+    }
+    if t.bytes_per_sec > 0.0 {
+        lines.push(Line::from(format!(
+            "{}/s in this attempt",
+            format::bytes(t.bytes_per_sec as u64)
+        )));
+    }
+    for (i, why) in t.retries.iter().enumerate() {
+        lines.push(Line::from(format!("attempt {} failed: {why}", i + 1)).fg(Color::Yellow));
+    }
+    // Room for long reasons to wrap.
+    let height = (lines.len() as u16 + 6).min(area.height.saturating_sub(2));
+    let popup = centered(area, 72, height);
+    frame.render_widget(Clear, popup);
+    let block = Block::bordered()
+        .border_type(BorderType::Rounded)
+        .title(" Transfer ")
+        .title_bottom(Line::from(" any key closes ").centered());
     frame.render_widget(
         Paragraph::new(lines).wrap(Wrap { trim: true }).block(block),
         popup,

@@ -3,11 +3,13 @@
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
-use ratatui::style::{Color, Style, Stylize};
+use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use super::bars::{bar, percent};
+use super::columns::Elide::{End, Middle};
+use super::columns::{ALWAYS, Cell, cut, fit};
 use super::pane;
 use crate::client::Phase;
 use crate::dashboard::app::{App, Transfer};
@@ -18,7 +20,7 @@ const BAR: usize = 10;
 
 /// Rows the pane wants: a line per replica (at least one) per transfer, plus borders.
 pub fn height(app: &App) -> u16 {
-    let lines: usize = app.transfers.iter().map(|t| lines_of(t).len()).sum();
+    let lines: usize = app.transfers.iter().map(|t| lines_of(t, 80).len()).sum();
     (lines.max(1) + 2) as u16
 }
 
@@ -32,84 +34,131 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         " Transfers ".bold(),
         format!("{active} active ").into(),
     ]);
+    let width = (area.width as usize).saturating_sub(2);
     let mut lines: Vec<Line> = Vec::new();
-    // Newest last, and keep the newest in view.
-    for transfer in &app.transfers {
-        lines.extend(lines_of(transfer));
+    // Newest last; the chosen one (or else the newest) kept in view.
+    let mut chosen_end = 0;
+    for (i, transfer) in app.transfers.iter().enumerate() {
+        let mut rows = lines_of(transfer, width);
+        if app.in_transfers && i == app.transfer_cursor {
+            rows = rows
+                .into_iter()
+                .map(|row| row.style(Style::new().add_modifier(Modifier::REVERSED)))
+                .collect();
+        }
+        lines.extend(rows);
+        if !app.in_transfers || i == app.transfer_cursor {
+            chosen_end = lines.len();
+        }
     }
     if lines.is_empty() {
         lines.push(Line::from(" nothing yet: select files and press u").fg(Color::DarkGray));
     }
     let room = area.height.saturating_sub(2) as usize;
-    let skip = lines.len().saturating_sub(room);
+    let skip = chosen_end.saturating_sub(room);
     let lines: Vec<Line> = lines.into_iter().skip(skip).collect();
-    frame.render_widget(Paragraph::new(lines).block(pane(title, false)), area);
+    frame.render_widget(
+        Paragraph::new(lines).block(pane(title, app.in_transfers)),
+        area,
+    );
 }
 
-fn lines_of(t: &Transfer) -> Vec<Line<'static>> {
+/// What a transfer's state is called, and its colour.
+pub fn phase_of(t: &Transfer) -> (String, Color) {
     let p = &t.progress;
-    let (phase, color) = match &p.phase {
+    match &p.phase {
         Phase::Queued => ("queued".to_owned(), Color::DarkGray),
         Phase::Hashing => ("hashing".to_owned(), Color::DarkGray),
         Phase::Uploading => ("uploading".to_owned(), Color::Cyan),
         Phase::Replicating => ("replicating".to_owned(), Color::Cyan),
+        Phase::Committed { version } if p.sent == 0 => (
+            format!("v{version} committed, its content already stored"),
+            Color::Green,
+        ),
         Phase::Committed { version } => (format!("committed v{version}"), Color::Green),
-        Phase::Unchanged { version } => (format!("unchanged v{version}"), Color::Green),
-        Phase::BackedUp { files } => (format!("{files} backed up"), Color::Green),
-        Phase::Retrying { attempt, .. } => (format!("retry {}", attempt + 1), Color::Yellow),
+        Phase::Unchanged { version } => (format!("unchanged since v{version}"), Color::Green),
+        Phase::BackedUp { files } => (format!("{files} files backed up"), Color::Green),
+        Phase::Retrying { attempt, reason } => {
+            (format!("retry {}: {reason}", attempt + 1), Color::Yellow)
+        }
         Phase::Restoring => ("restoring".to_owned(), Color::Cyan),
         Phase::Restored { version } => (format!("restored v{version}"), Color::Green),
-        Phase::Failed(_) => ("failed".to_owned(), Color::Red),
-    };
-    let head = vec![
-        format!(" {:<22.22} ", t.name).into(),
-        Span::styled(format!("{phase:<15.15} "), Style::new().fg(color)),
-    ];
-    let pad = " ".repeat(39);
+        Phase::Failed(reason) => (format!("failed: {reason}"), Color::Red),
+    }
+}
+
+/// Whether bars mean something in this state: not before a byte moves, and
+/// not for a file whose bytes never had to.
+fn has_bars(t: &Transfer) -> bool {
+    match t.progress.phase {
+        Phase::Queued | Phase::Hashing | Phase::Retrying { .. } | Phase::Failed(_) => false,
+        Phase::Unchanged { .. } | Phase::BackedUp { .. } => false,
+        Phase::Committed { .. } => t.progress.sent > 0,
+        Phase::Uploading | Phase::Replicating | Phase::Restoring | Phase::Restored { .. } => true,
+    }
+}
+
+fn lines_of(t: &Transfer, width: usize) -> Vec<Line<'static>> {
+    let p = &t.progress;
+    let (phase, color) = phase_of(t);
+    let phase_style = Style::new().fg(color);
+    // Names in a column of their own, so states and bars line up.
+    let name_width = (width / 4).clamp(10, 32);
+    if !has_bars(t) {
+        // The state is all there is to say: it takes the row.
+        return vec![fit(
+            vec![
+                Cell::fixed(ALWAYS, format!(" {} ", cut(&t.name, name_width, Middle))),
+                Cell::message(12, phase, phase_style),
+            ],
+            width,
+        )];
+    }
     let rate = rate(t);
-    if let Phase::Failed(reason) = &p.phase {
-        let mut line = head;
-        line.pop();
-        line.push(Span::styled(
-            format!("failed: {reason}"),
-            Style::new().fg(Color::Red),
-        ));
-        return vec![Line::from(line)];
-    }
-    if t.kind == Kind::Restore {
-        let mut line = head;
-        line.extend(progress_bar("received", p.sent, p.total));
-        line.push(rate.into());
-        return vec![Line::from(line)];
-    }
-    let mut first = head;
-    first.extend(progress_bar("sent", p.sent, p.total));
-    if p.replicas.is_empty() {
-        first.push(rate.into());
-        return vec![Line::from(first)];
+    let head = |first: bool| {
+        let (name, phase) = match first {
+            true => (t.name.as_str(), phase.as_str()),
+            false => ("", ""),
+        };
+        vec![
+            Cell::fixed(ALWAYS, format!(" {} ", cut(name, name_width, Middle))),
+            Cell::fixed(4, Span::styled(cut(phase, 12, End), phase_style)),
+        ]
+    };
+    let label = if t.kind == Kind::Restore {
+        "received"
+    } else {
+        "sent"
+    };
+    let mut first = head(true);
+    first.extend(progress_bar(label, p.sent, p.total));
+    if t.kind == Kind::Restore || p.replicas.is_empty() {
+        first.push(Cell::fixed(2, rate));
+        return vec![fit(first, width)];
     }
     let mut lines = Vec::new();
     for (i, written) in p.replicas.iter().enumerate() {
-        let mut line = if i == 0 {
+        let mut row = if i == 0 {
             std::mem::take(&mut first)
         } else {
-            vec![pad.clone().into(), " ".repeat(BAR + 11).into()]
+            let mut row = head(false);
+            row.push(Cell::fixed(ALWAYS, " ".repeat(label.len() + BAR + 7)));
+            row
         };
-        line.push("  ".into());
-        line.extend(progress_bar(
-            &format!("replica {}", i + 1),
+        row.extend(progress_bar(
+            &format!("  copy {}", i + 1),
             *written,
             p.total,
         ));
         if i + 1 == p.replicas.len() {
-            line.push(rate.clone().into());
+            row.push(Cell::fixed(2, rate.clone()));
         }
-        lines.push(Line::from(line));
+        lines.push(fit(row, width));
     }
     lines
 }
 
-fn progress_bar(label: &str, done: u64, total: u64) -> Vec<Span<'static>> {
+fn progress_bar(label: &str, done: u64, total: u64) -> Vec<Cell> {
     let pct = percent(done, total);
     let color = if pct == 100 {
         Color::Green
@@ -117,9 +166,12 @@ fn progress_bar(label: &str, done: u64, total: u64) -> Vec<Span<'static>> {
         Color::Cyan
     };
     vec![
-        format!("{label} ").fg(Color::DarkGray),
-        bar(pct as f64 / 100.0, BAR).fg(color),
-        format!(" {pct:>3}%").into(),
+        Cell::fixed(3, format!(" {label}").fg(Color::DarkGray)),
+        Cell::fixed(
+            ALWAYS,
+            format!(" {}", bar(pct as f64 / 100.0, BAR)).fg(color),
+        ),
+        Cell::fixed(ALWAYS, format!(" {pct:>3}%")),
     ]
 }
 
