@@ -74,6 +74,7 @@ fn transfer(
             id,
             name: name.into(),
             kind,
+            job: None,
         },
         t,
     );
@@ -455,6 +456,7 @@ fn progress_never_passes_a_hundred_percent() {
             id: 1,
             name: "x".into(),
             kind: Kind::Upload,
+            job: None,
         },
         t,
     );
@@ -485,6 +487,7 @@ fn a_finished_transfer_refreshes_the_folder_and_failures_are_shown() {
             id: 1,
             name: "x".into(),
             kind: Kind::Upload,
+            job: None,
         },
         t,
     );
@@ -738,6 +741,7 @@ fn states_app() -> App {
                 id,
                 name: name.into(),
                 kind: Kind::Upload,
+                job: None,
             },
             t,
         );
@@ -791,6 +795,7 @@ fn speed_counts_from_the_attempt_not_the_first_one() {
             id: 1,
             name: "x".into(),
             kind: Kind::Upload,
+            job: None,
         },
         t,
     );
@@ -839,4 +844,113 @@ fn the_readme_lists_every_key_and_mark_the_help_shows() {
         let row = format!("| `{key}` | {what} |");
         assert!(readme.contains(&row), "README.md lacks the row {row}");
     }
+}
+
+#[test]
+fn a_job_of_many_files_is_one_row_that_expands() {
+    let mut app = App::new("m".into(), "c".into(), PathBuf::from("/f"));
+    let t = Instant::now();
+    app.on_msg(
+        Msg::Job {
+            id: 1,
+            name: "photos".into(),
+            files: 2000,
+            bytes: 4000,
+        },
+        t,
+    );
+    for (id, name) in [(2, "photos/a +999 more"), (3, "photos/b +999 more")] {
+        app.on_msg(
+            Msg::Queued {
+                id,
+                name: name.into(),
+                kind: Kind::Upload,
+                job: Some(1),
+            },
+            t,
+        );
+    }
+    let progress = |phase, sent, replicas: u64| TransferProgress {
+        phase,
+        total: 2000,
+        sent,
+        replicas: vec![replicas, replicas],
+    };
+    app.on_msg(
+        Msg::Progress {
+            id: 2,
+            progress: progress(Phase::Committed { version: 1 }, 2000, 2000),
+        },
+        t + Duration::from_secs(1),
+    );
+    app.on_msg(
+        Msg::Progress {
+            id: 3,
+            progress: progress(Phase::Replicating, 2000, 1000),
+        },
+        t + Duration::from_secs(2),
+    );
+    for _ in 0..1000 {
+        app.on_msg(
+            Msg::FileDone {
+                job: 1,
+                failed: false,
+            },
+            t,
+        );
+    }
+    assert_eq!(app.transfer_rows().len(), 1, "one row for the whole job");
+    assert_eq!(app.jobs[0].bytes_done, 3000);
+    assert_eq!(app.jobs[0].eta_secs(), Some(1));
+    let screen = render(&app, 80, 24);
+    insta::assert_snapshot!("transfer_job_80x24", screen);
+    assert!(screen.contains("1000/2000 files"), "{screen}");
+    assert!(!screen.contains("photos/a"), "{screen}");
+    assert_eq!(app.running(), 1);
+
+    app.on_key(key(KeyCode::Char('t')));
+    app.on_key(key(KeyCode::Enter));
+    assert_eq!(
+        app.transfer_rows().len(),
+        3,
+        "expanded: the job and its parts"
+    );
+    assert!(render(&app, 80, 24).contains("photos/a"));
+
+    app.on_msg(
+        Msg::JobEnded {
+            job: 1,
+            stopped: Some("the manager went away".into()),
+        },
+        t,
+    );
+    assert!(render(&app, 80, 24).contains("stopped: the manager went away"));
+    assert_eq!(app.running(), 0);
+    app.on_key(key(KeyCode::Char('c')));
+    assert!(app.transfer_rows().is_empty());
+    assert!(app.transfers.is_empty() && app.jobs.is_empty());
+}
+
+#[test]
+fn finished_transfers_are_not_kept_forever() {
+    let mut app = App::new("m".into(), "c".into(), PathBuf::from("/f"));
+    let t = Instant::now();
+    for id in 0..300 {
+        app.on_msg(
+            Msg::Queued {
+                id,
+                name: format!("f{id}"),
+                kind: Kind::Restore,
+                job: None,
+            },
+            t,
+        );
+        let progress = TransferProgress {
+            phase: Phase::Restored { version: 1 },
+            ..TransferProgress::default()
+        };
+        app.on_msg(Msg::Progress { id, progress }, t);
+    }
+    assert_eq!(app.transfers.len(), 100);
+    assert_eq!(app.transfers[0].name, "f200", "the oldest went first");
 }

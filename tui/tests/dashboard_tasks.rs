@@ -30,7 +30,7 @@ async fn until_done(inbox: &mut mpsc::UnboundedReceiver<Msg>, seen: &mut Transfe
             .expect("the transfers did not end in time")
             .expect("the tasks stopped");
         match msg {
-            Msg::Queued { id, name, kind } => {
+            Msg::Queued { id, name, kind, .. } => {
                 seen.insert(id, (kind, name, Phase::Queued));
             }
             Msg::Progress { id, progress } => {

@@ -250,6 +250,24 @@ fn demo_at_80x24_takes_pastes_as_text_and_cleans_up_on_sigterm() {
         s.contains("no link") && s.contains("secret")
     });
 
+    // 2,000 files backed up from the dashboard are one summary row.
+    let many = demo_dir.join("files").join("many");
+    std::fs::create_dir(&many).unwrap();
+    for i in 0..2000 {
+        std::fs::write(many.join(format!("f{i:04}")), format!("file {i}")).unwrap();
+    }
+    tmux.wait_for("the new folder", |s| s.contains("many/"));
+    tmux.keys(&["Home", "Down", "Down"]);
+    tmux.keys(&["u"]);
+    let screen = tmux.wait_for("2000 files backed up", |s| {
+        s.contains("2000 files backed up")
+    });
+    let rows = screen.lines().filter(|l| l.contains("many")).count();
+    assert_eq!(
+        rows, 2,
+        "the folder's row and the job's, no more:\n{screen}"
+    );
+
     let pid = demo_pids().pop().expect("the demo runs");
     assert!(
         Command::new("kill")

@@ -57,7 +57,51 @@ pub struct Transfer {
     pub bytes_per_sec: f64,
     /// Why each failed attempt failed, oldest first.
     pub retries: Vec<String>,
+    /// The job it is a part of.
+    pub job: Option<u64>,
 }
+
+/// Many files backed up at once, shown as one summary row that expands
+/// into its transfers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: u64,
+    pub name: String,
+    pub files: usize,
+    pub bytes: u64,
+    pub files_done: usize,
+    pub failed: usize,
+    /// Bytes done: those of its finished transfers, and those every copy
+    /// of the running ones confirmed.
+    pub bytes_done: u64,
+    pub started: Instant,
+    pub bytes_per_sec: f64,
+    /// Set once it ended: why it stopped early, if it did.
+    pub ended: Option<Option<String>>,
+    pub expanded: bool,
+}
+
+impl Job {
+    pub fn eta_secs(&self) -> Option<u64> {
+        let left = self.bytes.saturating_sub(self.bytes_done);
+        (self.bytes_per_sec > 0.0 && self.ended.is_none())
+            .then(|| (left as f64 / self.bytes_per_sec).ceil() as u64)
+    }
+}
+
+/// One row of the Transfers pane.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TransferRow<'a> {
+    Job(&'a Job),
+    /// A transfer; `in_job` when it is shown under its job's row.
+    Transfer {
+        transfer: &'a Transfer,
+        in_job: bool,
+    },
+}
+
+/// Finished transfers and jobs kept on screen, at most: the oldest go.
+const KEEP_DONE: usize = 100;
 
 impl Transfer {
     /// Seconds left at the current speed, once there is one.
@@ -176,6 +220,7 @@ pub struct App {
     /// What the poller was last asked to fetch.
     view: View,
     pub transfers: Vec<Transfer>,
+    pub jobs: Vec<Job>,
     /// Whether the keys move through the Transfers pane, and which transfer
     /// is chosen there.
     pub in_transfers: bool,
@@ -204,6 +249,7 @@ impl App {
             backed_up: HashMap::new(),
             view: View::default(),
             transfers: Vec::new(),
+            jobs: Vec::new(),
             in_transfers: false,
             transfer_cursor: 0,
             tab: Tab::Files,
@@ -389,7 +435,12 @@ impl App {
                 return vec![Effect::ListDir(self.browser.dir.clone())];
             }
             Msg::PassphraseRefused(why) => self.ask_passphrase(Some(why)),
-            Msg::Queued { id, name, kind } => self.transfers.push(Transfer {
+            Msg::Queued {
+                id,
+                name,
+                kind,
+                job,
+            } => self.transfers.push(Transfer {
                 id,
                 name,
                 kind,
@@ -397,7 +448,42 @@ impl App {
                 started: None,
                 bytes_per_sec: 0.0,
                 retries: Vec::new(),
+                job,
             }),
+            Msg::Job {
+                id,
+                name,
+                files,
+                bytes,
+            } => self.jobs.push(Job {
+                id,
+                name,
+                files,
+                bytes,
+                files_done: 0,
+                failed: 0,
+                bytes_done: 0,
+                started: now,
+                bytes_per_sec: 0.0,
+                ended: None,
+                expanded: false,
+            }),
+            Msg::FileDone { job, failed } => {
+                if let Some(job) = self.jobs.iter_mut().find(|j| j.id == job) {
+                    job.files_done += 1;
+                    job.failed += usize::from(failed);
+                }
+            }
+            Msg::JobEnded { job, stopped } => {
+                if let Some(job) = self.jobs.iter_mut().find(|j| j.id == job) {
+                    if let Some(why) = &stopped {
+                        self.flash = Some(format!("{} stopped: {why}", job.name));
+                    }
+                    job.ended = Some(stopped);
+                }
+                self.forget_old();
+                return vec![Effect::ListDir(self.browser.dir.clone())];
+            }
             Msg::Progress { id, progress } => return self.on_progress(id, progress, now),
             Msg::Flash(text) => self.flash = Some(text),
         }
@@ -424,14 +510,108 @@ impl App {
             }
         }
         transfer.progress = progress;
+        if let Some(job) = transfer.job {
+            self.count_job(job, now);
+        }
+        let Some(transfer) = self.transfers.iter().find(|t| t.id == id) else {
+            return Vec::new();
+        };
         if finished {
             if let Phase::Failed(reason) = &transfer.progress.phase {
                 self.flash = Some(format!("{} failed: {reason}", transfer.name));
             }
+            self.forget_old();
             // The folder view shows backup state: refresh it.
             return vec![Effect::ListDir(self.browser.dir.clone())];
         }
         Vec::new()
+    }
+
+    /// A job's bytes done and speed, from its transfers.
+    fn count_job(&mut self, id: u64, now: Instant) {
+        let done: u64 = self
+            .transfers
+            .iter()
+            .filter(|t| t.job == Some(id))
+            .map(|t| match t.progress.phase.is_done() {
+                true => t.progress.total,
+                false => t.durable(),
+            })
+            .sum();
+        if let Some(job) = self.jobs.iter_mut().find(|j| j.id == id) {
+            job.bytes_done = done.min(job.bytes);
+            let secs = now.duration_since(job.started).as_secs_f64();
+            if secs > 0.05 {
+                job.bytes_per_sec = job.bytes_done as f64 / secs;
+            }
+        }
+    }
+
+    /// Drops the oldest finished transfers and jobs beyond what is kept.
+    fn forget_old(&mut self) {
+        let done_jobs: Vec<u64> = self
+            .jobs
+            .iter()
+            .filter(|j| j.ended.is_some())
+            .map(|j| j.id)
+            .collect();
+        let gone_jobs = &done_jobs[..done_jobs.len().saturating_sub(KEEP_DONE)];
+        self.jobs.retain(|j| !gone_jobs.contains(&j.id));
+        let done = self
+            .transfers
+            .iter()
+            .filter(|t| t.job.is_none() && t.progress.phase.is_done())
+            .count();
+        let mut extra = done.saturating_sub(KEEP_DONE);
+        self.transfers.retain(|t| match t.job {
+            Some(job) => !gone_jobs.contains(&job),
+            None if extra > 0 && t.progress.phase.is_done() => {
+                extra -= 1;
+                false
+            }
+            None => true,
+        });
+        self.transfer_cursor = clamp(self.transfer_cursor, self.transfer_rows().len());
+    }
+
+    /// A job's row, and its transfers' when it is expanded.
+    fn job_rows<'a>(&'a self, job: &'a Job) -> impl Iterator<Item = TransferRow<'a>> {
+        let parts = self
+            .transfers
+            .iter()
+            .filter(move |t| job.expanded && t.job == Some(job.id))
+            .map(|transfer| TransferRow::Transfer {
+                transfer,
+                in_job: true,
+            });
+        std::iter::once(TransferRow::Job(job)).chain(parts)
+    }
+
+    /// The rows of the Transfers pane, oldest first: transfers on their
+    /// own, and each job of many files as one row, its transfers under it
+    /// when expanded.
+    pub fn transfer_rows(&self) -> Vec<TransferRow<'_>> {
+        let summed = |job: Option<u64>| {
+            job.and_then(|id| self.jobs.iter().find(|j| j.id == id))
+                .filter(|j| j.files > 1)
+        };
+        let mut rows = Vec::new();
+        let mut jobs = self.jobs.iter().filter(|j| j.files > 1).peekable();
+        for transfer in &self.transfers {
+            while let Some(job) = jobs.next_if(|j| j.id < transfer.id) {
+                rows.extend(self.job_rows(job));
+            }
+            if summed(transfer.job).is_none() {
+                rows.push(TransferRow::Transfer {
+                    transfer,
+                    in_job: false,
+                });
+            }
+        }
+        for job in jobs {
+            rows.extend(self.job_rows(job));
+        }
+        rows
     }
 
     /// A terminal event.
@@ -529,13 +709,20 @@ impl App {
         }
     }
 
-    /// Quits, asking first while transfers are running.
-    fn ask_quit(&mut self) {
-        let running = self
+    /// Jobs not ended, and transfers of no job not done.
+    pub fn running(&self) -> usize {
+        let jobs = self.jobs.iter().filter(|j| j.ended.is_none()).count();
+        let alone = self
             .transfers
             .iter()
-            .filter(|t| !t.progress.phase.is_done())
+            .filter(|t| t.job.is_none() && !t.progress.phase.is_done())
             .count();
+        jobs + alone
+    }
+
+    /// Quits, asking first while transfers are running.
+    fn ask_quit(&mut self) {
+        let running = self.running();
         if running == 0 {
             self.quit = true;
             return;
@@ -569,14 +756,11 @@ impl App {
             KeyCode::PageDown => self.move_cursor(10),
             KeyCode::Home | KeyCode::Char('g') => self.move_cursor(i64::MIN / 2),
             KeyCode::End | KeyCode::Char('G') => self.move_cursor(i64::MAX / 2),
-            KeyCode::Char('c') => {
-                self.transfers.retain(|t| !t.progress.phase.is_done());
-                self.transfer_cursor = clamp(self.transfer_cursor, self.transfers.len());
-                self.in_transfers &= !self.transfers.is_empty();
-            }
+            KeyCode::Char('c') => self.clear_done(),
             KeyCode::Char('t') => {
-                self.in_transfers = !self.in_transfers && !self.transfers.is_empty();
-                self.transfer_cursor = self.transfers.len().saturating_sub(1);
+                let rows = self.transfer_rows().len();
+                self.in_transfers = !self.in_transfers && rows > 0;
+                self.transfer_cursor = rows.saturating_sub(1);
             }
             _ if self.in_transfers => self.on_transfers_key(code),
             _ => {
@@ -633,13 +817,35 @@ impl App {
         Vec::new()
     }
 
+    /// Clears finished transfers, and finished jobs with theirs; a running
+    /// job keeps its parts.
+    fn clear_done(&mut self) {
+        self.jobs.retain(|j| j.ended.is_none());
+        let running: HashSet<u64> = self.jobs.iter().map(|j| j.id).collect();
+        self.transfers.retain(|t| match t.job {
+            Some(job) => running.contains(&job),
+            None => !t.progress.phase.is_done(),
+        });
+        let rows = self.transfer_rows().len();
+        self.transfer_cursor = clamp(self.transfer_cursor, rows);
+        self.in_transfers &= rows > 0;
+    }
+
     fn on_transfers_key(&mut self, code: KeyCode) {
+        let chosen = match self.transfer_rows().get(self.transfer_cursor) {
+            Some(TransferRow::Job(job)) => Err(job.id),
+            Some(TransferRow::Transfer { transfer, .. }) => Ok(transfer.id),
+            None => return,
+        };
         match code {
-            KeyCode::Enter => {
-                if let Some(t) = self.transfers.get(self.transfer_cursor) {
-                    self.mode = Mode::Details(t.id);
+            KeyCode::Enter => match chosen {
+                Ok(transfer) => self.mode = Mode::Details(transfer),
+                Err(job) => {
+                    if let Some(job) = self.jobs.iter_mut().find(|j| j.id == job) {
+                        job.expanded = !job.expanded;
+                    }
                 }
-            }
+            },
             KeyCode::Esc => self.in_transfers = false,
             _ => {}
         }
@@ -731,7 +937,7 @@ impl App {
         let moved =
             |cursor: u64, len: u64| cursor.saturating_add_signed(by).min(len.saturating_sub(1));
         if self.in_transfers {
-            let len = self.transfers.len() as u64;
+            let len = self.transfer_rows().len() as u64;
             self.transfer_cursor = moved(self.transfer_cursor as u64, len) as usize;
             return;
         }

@@ -99,10 +99,29 @@ pub enum Msg {
     },
     /// The entries of a folder, relative to the files folder.
     Dir(String, Vec<LocalEntry>),
+    /// A transfer starts: on its own, or as a part of a job.
     Queued {
         id: u64,
         name: String,
         kind: Kind,
+        job: Option<u64>,
+    },
+    /// A job of many files starts: this many, of these bytes in all.
+    Job {
+        id: u64,
+        name: String,
+        files: usize,
+        bytes: u64,
+    },
+    /// One of a job's files is done, backed up or not.
+    FileDone {
+        job: u64,
+        failed: bool,
+    },
+    /// A job ended; why, if it stopped before its end.
+    JobEnded {
+        job: u64,
+        stopped: Option<String>,
     },
     Progress {
         id: u64,

@@ -42,6 +42,14 @@ enum Job {
     },
 }
 
+/// A backup job as told to the UI loop: its id and name, and the transfer
+/// id of each of its batches.
+struct Told {
+    id: u64,
+    name: String,
+    batches: HashMap<u64, u64>,
+}
+
 /// Starts the dashboard's tasks; effects go in through the returned handle.
 pub struct Tasks {
     settings: Settings,
@@ -106,6 +114,7 @@ impl Tasks {
                     id,
                     name: name.clone(),
                     kind: Kind::Restore,
+                    job: None,
                 });
                 let _ = self.jobs.send(Job::Restore { id, name, version });
             }
@@ -295,28 +304,53 @@ impl Worker {
         let (events, mut heard) = mpsc::unbounded_channel();
         let run = crate::client::backup(&self.settings, &paths, &events);
         tokio::pin!(run);
-        let mut ids = HashMap::new();
+        let mut job = Told {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            name: self.job_name(&paths),
+            batches: HashMap::new(),
+        };
         let ended = loop {
             tokio::select! {
                 ended = &mut run => break ended,
-                Some(event) = heard.recv() => self.tell(event, &mut ids),
+                Some(event) = heard.recv() => self.tell(event, &mut job),
             }
         };
         // Everything told before the end is in the channel already.
         while let Ok(event) = heard.try_recv() {
-            self.tell(event, &mut ids);
+            self.tell(event, &mut job);
         }
-        if let Err(e) = ended {
-            let _ = self.msgs.send(Msg::Flash(format!("backup failed: {e}")));
+        let stopped = ended.err().map(|e| e.to_string());
+        let _ = self.msgs.send(Msg::JobEnded {
+            job: job.id,
+            stopped,
+        });
+    }
+
+    /// What a job of these paths is called: their names in the files folder.
+    fn job_name(&self, paths: &[PathBuf]) -> String {
+        let name = |path: &PathBuf| {
+            let relative = path.strip_prefix(&self.settings.files).unwrap_or(path);
+            relative.display().to_string()
+        };
+        match paths {
+            [one] => name(one),
+            [first, rest @ ..] => format!("{} +{} more", name(first), rest.len()),
+            [] => String::new(),
         }
     }
 
     /// A backup's event as the dashboard shows it.
-    fn tell(&self, event: BackupEvent, ids: &mut HashMap<u64, u64>) {
+    fn tell(&self, event: BackupEvent, job: &mut Told) {
         let msg = match event {
+            BackupEvent::Planned { files, bytes } => Msg::Job {
+                id: job.id,
+                name: job.name.clone(),
+                files,
+                bytes,
+            },
             BackupEvent::Batch { batch, names, .. } => {
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-                ids.insert(batch, id);
+                job.batches.insert(batch, id);
                 let name = match names.as_slice() {
                     [one] => one.clone(),
                     [first, rest @ ..] => format!("{first} +{} more", rest.len()),
@@ -326,14 +360,18 @@ impl Worker {
                     id,
                     name,
                     kind: Kind::Upload,
+                    job: Some(job.id),
                 }
             }
-            BackupEvent::Progress { batch, progress } => match ids.get(&batch) {
+            BackupEvent::Progress { batch, progress } => match job.batches.get(&batch) {
                 Some(&id) => Msg::Progress { id, progress },
                 None => return,
             },
             BackupEvent::Skipped(skipped) => Msg::Flash(format!("skipped {skipped}")),
-            BackupEvent::Planned { .. } | BackupEvent::Done { .. } => return,
+            BackupEvent::Done { outcome, .. } => Msg::FileDone {
+                job: job.id,
+                failed: outcome.is_err(),
+            },
         };
         let _ = self.msgs.send(msg);
     }

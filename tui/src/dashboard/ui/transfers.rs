@@ -12,34 +12,39 @@ use super::columns::Elide::{End, Middle};
 use super::columns::{ALWAYS, Cell, cut, fit};
 use super::pane;
 use crate::client::Phase;
-use crate::dashboard::app::{App, Transfer};
+use crate::dashboard::app::{App, Job, Transfer, TransferRow};
 use crate::dashboard::event::Kind;
 use crate::format;
 
 const BAR: usize = 10;
 
-/// Rows the pane wants: a line per replica (at least one) per transfer, plus borders.
+/// Rows the pane wants: a line per replica (at least one) per row, plus borders.
 pub fn height(app: &App) -> u16 {
-    let lines: usize = app.transfers.iter().map(|t| lines_of(t, 80).len()).sum();
+    let lines: usize = app
+        .transfer_rows()
+        .iter()
+        .map(|row| match row {
+            TransferRow::Job(_) => 1,
+            TransferRow::Transfer { transfer, .. } => lines_of(transfer, 80, false).len(),
+        })
+        .sum();
     (lines.max(1) + 2) as u16
 }
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
-    let active = app
-        .transfers
-        .iter()
-        .filter(|t| !t.progress.phase.is_done())
-        .count();
     let title = Line::from(vec![
         " Transfers ".bold(),
-        format!("{active} active ").into(),
+        format!("{} active ", app.running()).into(),
     ]);
     let width = (area.width as usize).saturating_sub(2);
     let mut lines: Vec<Line> = Vec::new();
     // Newest last; the chosen one (or else the newest) kept in view.
     let mut chosen_end = 0;
-    for (i, transfer) in app.transfers.iter().enumerate() {
-        let mut rows = lines_of(transfer, width);
+    for (i, row) in app.transfer_rows().into_iter().enumerate() {
+        let mut rows = match row {
+            TransferRow::Job(job) => vec![job_line(job, width)],
+            TransferRow::Transfer { transfer, in_job } => lines_of(transfer, width, in_job),
+        };
         if app.in_transfers && i == app.transfer_cursor {
             rows = rows
                 .into_iter()
@@ -61,6 +66,54 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         Paragraph::new(lines).block(pane(title, app.in_transfers)),
         area,
     );
+}
+
+/// A job's summary: files and bytes done of all, speed and ETA, or how it
+/// ended.
+fn job_line(job: &Job, width: usize) -> Line<'static> {
+    let name_width = (width / 4).clamp(10, 32);
+    let mark = if job.expanded { "▾" } else { "▸" };
+    let failed = match job.failed {
+        0 => String::new(),
+        n => format!(", {n} failed"),
+    };
+    let (state, color) = match &job.ended {
+        None => (
+            format!("{}/{} files{failed}", job.files_done, job.files),
+            Color::Cyan,
+        ),
+        Some(Some(why)) => (format!("stopped: {why}"), Color::Red),
+        Some(None) if job.failed > 0 => (
+            format!(
+                "{} of {} files backed up{failed}",
+                job.files_done - job.failed,
+                job.files
+            ),
+            Color::Yellow,
+        ),
+        Some(None) => (format!("{} files backed up", job.files), Color::Green),
+    };
+    let mut cells = vec![
+        Cell::fixed(
+            ALWAYS,
+            format!("{mark} {} ", cut(&job.name, name_width - 1, Middle)),
+        ),
+        Cell::fixed(
+            4,
+            Span::styled(format!("{state:<16}"), Style::new().fg(color)),
+        ),
+    ];
+    cells.extend(progress_bar("", job.bytes_done, job.bytes));
+    cells.push(Cell::fixed(
+        3,
+        format!(
+            "  {} of {}",
+            format::bytes(job.bytes_done),
+            format::bytes(job.bytes)
+        ),
+    ));
+    cells.push(Cell::fixed(2, speed(job.bytes_per_sec, job.eta_secs())));
+    fit(cells, width)
 }
 
 /// What a transfer's state is called, and its colour.
@@ -98,17 +151,22 @@ fn has_bars(t: &Transfer) -> bool {
     }
 }
 
-fn lines_of(t: &Transfer, width: usize) -> Vec<Line<'static>> {
+/// A transfer's lines; `in_job` indents it under its job's row.
+fn lines_of(t: &Transfer, width: usize, in_job: bool) -> Vec<Line<'static>> {
     let p = &t.progress;
     let (phase, color) = phase_of(t);
     let phase_style = Style::new().fg(color);
     // Names in a column of their own, so states and bars line up.
-    let name_width = (width / 4).clamp(10, 32);
+    let name_width = (width / 4).clamp(10, 32) - usize::from(in_job) * 2;
+    let indent = if in_job { "   " } else { " " };
     if !has_bars(t) {
         // The state is all there is to say: it takes the row.
         return vec![fit(
             vec![
-                Cell::fixed(ALWAYS, format!(" {} ", cut(&t.name, name_width, Middle))),
+                Cell::fixed(
+                    ALWAYS,
+                    format!("{indent}{} ", cut(&t.name, name_width, Middle)),
+                ),
                 Cell::message(12, phase, phase_style),
             ],
             width,
@@ -121,7 +179,10 @@ fn lines_of(t: &Transfer, width: usize) -> Vec<Line<'static>> {
             false => ("", ""),
         };
         vec![
-            Cell::fixed(ALWAYS, format!(" {} ", cut(name, name_width, Middle))),
+            Cell::fixed(
+                ALWAYS,
+                format!("{indent}{} ", cut(name, name_width, Middle)),
+            ),
             Cell::fixed(4, Span::styled(cut(phase, 12, End), phase_style)),
         ]
     };
@@ -165,22 +226,30 @@ fn progress_bar(label: &str, done: u64, total: u64) -> Vec<Cell> {
     } else {
         Color::Cyan
     };
-    vec![
-        Cell::fixed(3, format!(" {label}").fg(Color::DarkGray)),
-        Cell::fixed(
-            ALWAYS,
-            format!(" {}", bar(pct as f64 / 100.0, BAR)).fg(color),
-        ),
-        Cell::fixed(ALWAYS, format!(" {pct:>3}%")),
-    ]
+    let label =
+        (!label.is_empty()).then(|| Cell::fixed(3, format!(" {label}").fg(Color::DarkGray)));
+    label
+        .into_iter()
+        .chain([
+            Cell::fixed(
+                ALWAYS,
+                format!(" {}", bar(pct as f64 / 100.0, BAR)).fg(color),
+            ),
+            Cell::fixed(ALWAYS, format!(" {pct:>3}%")),
+        ])
+        .collect()
 }
 
 fn rate(t: &Transfer) -> String {
-    if t.bytes_per_sec <= 0.0 {
+    speed(t.bytes_per_sec, t.eta_secs())
+}
+
+fn speed(bytes_per_sec: f64, eta: Option<u64>) -> String {
+    if bytes_per_sec <= 0.0 {
         return String::new();
     }
-    let speed = format!("  {}/s", format::bytes(t.bytes_per_sec as u64));
-    match t.eta_secs() {
+    let speed = format!("  {}/s", format::bytes(bytes_per_sec as u64));
+    match eta {
         Some(eta) => format!("{speed}  ETA {eta} s"),
         None => speed,
     }
