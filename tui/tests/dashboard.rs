@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use arca_shared::BlobHash;
 use arca_shared::protocol::{ClusterStatus, FileEntry, ServerStatus};
 use arca_tui::client::{Phase, TransferProgress};
-use arca_tui::dashboard::app::{App, FileState, Mode, OnYes, Tab};
+use arca_tui::dashboard::app::{App, BackupRow, FileState, Mode, OnYes, Tab};
 use arca_tui::dashboard::event::{Effect, Kind, Link, LocalEntry, Msg, Secret, View, Window};
 use arca_tui::dashboard::ui;
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
@@ -953,4 +953,84 @@ fn finished_transfers_are_not_kept_forever() {
     }
     assert_eq!(app.transfers.len(), 100);
     assert_eq!(app.transfers[0].name, "f200", "the oldest went first");
+}
+
+#[test]
+fn going_up_a_folder_lands_on_the_folder_left_and_refreshes_keep_the_cursor_on_its_file() {
+    let mut app = busy_app();
+    app.on_key(key(KeyCode::Home));
+    app.on_key(key(KeyCode::Down));
+    app.on_key(key(KeyCode::Enter));
+    assert_eq!(app.browser.dir, "photos");
+    app.on_key(key(KeyCode::Backspace));
+    let top = vec![
+        local("docs", None),
+        local("photos", None),
+        local("notes.txt", Some(b"notes")),
+    ];
+    app.on_msg(Msg::Dir(String::new(), top.clone()), Instant::now());
+    assert_eq!(app.browser.cursor, 1, "on photos/, the folder left");
+    app.on_key(key(KeyCode::Down));
+    // A file appears before the cursor's: the cursor stays on notes.txt.
+    let mut grown = top;
+    grown.insert(2, local("a-new-file", Some(b"new")));
+    app.on_msg(Msg::Dir(String::new(), grown), Instant::now());
+    assert_eq!(app.browser.cursor, 3);
+}
+
+#[test]
+fn the_backups_cursor_follows_its_name_when_names_come_before_it() {
+    let mut app = App::new("m".into(), "c".into(), PathBuf::from("/f"));
+    app.on_key(key(KeyCode::Tab));
+    app.on_msg(window(20, 0, 256), Instant::now());
+    for _ in 0..5 {
+        app.on_key(key(KeyCode::Down));
+    }
+    let on = |app: &App| match app.backup_rows()[app.backups_selected().unwrap()] {
+        BackupRow::Name(e) => e.name.clone(),
+        BackupRow::Version(e) => format!("{} v{}", e.name, e.version),
+    };
+    assert_eq!(on(&app), "f0000005");
+    let Msg::Catalog(mut grown) = window(20, 0, 256) else {
+        unreachable!()
+    };
+    grown.entries.insert(0, entry("a-first", 1, b"x", 2));
+    grown.entries.remove(3);
+    grown.total = 20;
+    app.on_msg(Msg::Catalog(grown), Instant::now());
+    assert_eq!(on(&app), "f0000005");
+}
+
+#[test]
+fn page_keys_move_by_the_rows_on_screen_and_versions_on_the_last_row_show() {
+    let mut app = App::new("m".into(), "c".into(), PathBuf::from("/f"));
+    app.on_key(key(KeyCode::Tab));
+    app.on_msg(window(100, 0, 256), Instant::now());
+    app.page = ui::list_rows(&app, 80, 24);
+    assert!(app.page > 10, "{}", app.page);
+    app.on_key(key(KeyCode::PageDown));
+    assert_eq!(app.backups_cursor, u64::from(app.page));
+
+    // The name on the last row shown opens its versions in view.
+    app.on_key(key(KeyCode::Home));
+    for _ in 1..app.page {
+        app.on_key(key(KeyCode::Down));
+    }
+    app.on_key(key(KeyCode::Enter));
+    let name = format!("f{:07}", app.page - 1);
+    let versions = (1..=3).map(|v| entry(&name, v, b"x", 2)).collect();
+    app.on_msg(Msg::Versions(name, versions), Instant::now());
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("└ version 1"), "{screen}");
+}
+
+#[test]
+fn m_gives_the_mouse_to_the_terminal_and_back() {
+    let mut app = busy_app();
+    assert!(app.mouse);
+    app.on_key(key(KeyCode::Char('m')));
+    assert!(!app.mouse);
+    assert!(app.flash.as_deref().unwrap().contains("select text"));
+    app.on_key(key(KeyCode::Char('m')));
+    assert!(app.mouse);
 }

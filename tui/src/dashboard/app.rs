@@ -161,6 +161,9 @@ pub struct Browser {
     /// Selected paths, relative to the files folder.
     pub selected: BTreeSet<String>,
     pub filter: String,
+    /// The entry the cursor goes to once the folder is listed: the folder
+    /// just left, going up.
+    pub land_on: Option<String>,
 }
 
 impl Browser {
@@ -228,6 +231,11 @@ pub struct App {
     pub tab: Tab,
     pub mode: Mode,
     pub flash: Option<String>,
+    /// Rows a page of the list on screen holds, as last drawn.
+    pub page: u16,
+    /// Whether the mouse is captured (scrolling) or left to the terminal
+    /// (selecting text).
+    pub mouse: bool,
     /// A line for the help, about where this dashboard runs.
     pub help_note: Option<String>,
     pub quit: bool,
@@ -255,6 +263,8 @@ impl App {
             tab: Tab::Files,
             mode: Mode::Normal,
             flash: None,
+            page: 10,
+            mouse: true,
             help_note: None,
             quit: false,
         }
@@ -327,6 +337,12 @@ impl App {
         }
     }
 
+    /// The `index`-th name, if the window holds it.
+    fn name_at(&self, index: u64) -> Option<&str> {
+        let at = usize::try_from(index.checked_sub(self.backups.offset)?).ok()?;
+        self.backups.entries.get(at).map(|e| e.name.as_str())
+    }
+
     /// The name a row is on, or belongs to for a version.
     fn name_of_row(&self, row: u64) -> u64 {
         match &self.expanded {
@@ -342,12 +358,20 @@ impl App {
 
     /// Applies `change` to the Backups list, the cursor staying on the name
     /// it was on (and on the same version of the expanded one, while it
-    /// stays expanded), within the list's rows.
+    /// stays expanded), within the list's rows: names that come or go
+    /// before it move its row, not it.
     fn keeping_cursor(&mut self, change: impl FnOnce(&mut Self)) {
         let on_name = self.name_of_row(self.backups_cursor);
         let on_version = self.backups_cursor - self.row_of_name(on_name);
         let on_expanded = self.expanded.as_ref().is_some_and(|e| e.index == on_name);
+        let named = self.name_at(on_name).map(str::to_owned);
         change(self);
+        let on_name = named
+            .and_then(|name| {
+                let place = self.backups.entries.iter().position(|e| e.name == name)?;
+                Some(self.backups.offset + place as u64)
+            })
+            .unwrap_or(on_name);
         let (name, version) = match &self.expanded {
             Some(e) if on_expanded => (e.index, on_version.min(self.expanded_rows())),
             _ => (on_name, 0),
@@ -426,8 +450,16 @@ impl App {
                 self.backed_up = found.into_iter().map(|f| (f.name.clone(), f)).collect();
             }
             Msg::Dir(dir, entries) if dir == self.browser.dir => {
+                // The cursor stays on its entry while others come and go.
+                let on = (self.browser.land_on.take())
+                    .or_else(|| self.browser.current().map(|e| e.name.clone()));
                 self.browser.entries = entries;
-                self.browser.cursor = clamp(self.browser.cursor, self.browser.visible().len());
+                let visible = self.browser.visible();
+                self.browser.cursor =
+                    match on.and_then(|on| visible.iter().position(|e| e.name == on)) {
+                        Some(at) => at,
+                        None => clamp(self.browser.cursor, visible.len()),
+                    };
             }
             Msg::Dir(..) => {}
             Msg::Unlocked => {
@@ -752,11 +784,18 @@ impl App {
             }
             KeyCode::Up | KeyCode::Char('k') => self.move_cursor(-1),
             KeyCode::Down | KeyCode::Char('j') => self.move_cursor(1),
-            KeyCode::PageUp => self.move_cursor(-10),
-            KeyCode::PageDown => self.move_cursor(10),
+            KeyCode::PageUp => self.move_cursor(-i64::from(self.page.max(1))),
+            KeyCode::PageDown => self.move_cursor(i64::from(self.page.max(1))),
             KeyCode::Home | KeyCode::Char('g') => self.move_cursor(i64::MIN / 2),
             KeyCode::End | KeyCode::Char('G') => self.move_cursor(i64::MAX / 2),
             KeyCode::Char('c') => self.clear_done(),
+            KeyCode::Char('m') => {
+                self.mouse = !self.mouse;
+                self.flash = Some(match self.mouse {
+                    true => "mouse: scrolls the lists (m lets the terminal select text)".into(),
+                    false => "mouse: the terminal's, to select text (m to scroll again)".into(),
+                });
+            }
             KeyCode::Char('t') => {
                 let rows = self.transfer_rows().len();
                 self.in_transfers = !self.in_transfers && rows > 0;
@@ -784,12 +823,13 @@ impl App {
             KeyCode::Backspace | KeyCode::Left | KeyCode::Char('h')
                 if !self.browser.dir.is_empty() =>
             {
-                let parent = self
-                    .browser
-                    .dir
-                    .rsplit_once('/')
-                    .map_or(String::new(), |(parent, _)| parent.to_owned());
-                return self.open_dir(parent);
+                let (parent, left) = match self.browser.dir.rsplit_once('/') {
+                    Some((parent, left)) => (parent.to_owned(), left.to_owned()),
+                    None => (String::new(), self.browser.dir.clone()),
+                };
+                let effects = self.open_dir(parent);
+                self.browser.land_on = Some(left);
+                return effects;
             }
             KeyCode::Char(' ') => {
                 if let Some(entry) = self.browser.current() {
@@ -853,6 +893,7 @@ impl App {
 
     fn open_dir(&mut self, dir: String) -> Vec<Effect> {
         self.browser.dir = dir.clone();
+        self.browser.land_on = None;
         self.browser.entries.clear();
         self.browser.cursor = 0;
         self.browser.filter.clear();

@@ -61,7 +61,14 @@ async fn event_loop(
     let mut events = crossterm::event::EventStream::new();
     let mut stop = Stop::listen()?;
     let mut refresh = tokio::time::interval(REFRESH_EVERY);
+    let mut mouse = true;
     while !app.quit {
+        let size = terminal.size()?;
+        app.page = ui::list_rows(&app, size.width, size.height);
+        if app.mouse != mouse {
+            mouse = app.mouse;
+            terminal::capture_mouse(mouse)?;
+        }
         terminal.draw(|frame| ui::draw(frame, &app))?;
         let effects = tokio::select! {
             event = events.next() => match event {

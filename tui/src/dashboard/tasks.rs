@@ -7,12 +7,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::event::{Effect, Kind, Link, LocalEntry, Msg, View, Window};
+use arca_shared::limits::IDLE_TIMEOUT;
 use arca_shared::protocol::ClusterStatus;
 use arca_shared::vault::ChunkKeys;
 
@@ -273,6 +274,7 @@ impl Worker {
     /// Runs jobs as they come, reconnecting as needed.
     async fn work(self, mut jobs: mpsc::UnboundedReceiver<Job>, shutdown: CancellationToken) {
         let mut session: Option<Session> = None;
+        let mut last_used = Instant::now();
         loop {
             let job = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -281,6 +283,11 @@ impl Worker {
                     None => return,
                 },
             };
+            // The manager closes a link silent for IDLE_TIMEOUT: one idle
+            // near that long is replaced before use, not failed on.
+            if last_used.elapsed() > IDLE_TIMEOUT / 2 {
+                session = None;
+            }
             if session.is_none() {
                 session = Session::connect(self.settings.clone()).await.ok();
             }
@@ -295,6 +302,7 @@ impl Worker {
             if broken {
                 session = None;
             }
+            last_used = Instant::now();
         }
     }
 

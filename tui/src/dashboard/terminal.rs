@@ -18,6 +18,15 @@ pub fn init() -> std::io::Result<DefaultTerminal> {
     Ok(terminal)
 }
 
+/// Takes the mouse (wheel scrolls the lists) or leaves it to the terminal
+/// (dragging selects text).
+pub fn capture_mouse(on: bool) -> std::io::Result<()> {
+    match on {
+        true => crossterm::execute!(stdout(), EnableMouseCapture),
+        false => crossterm::execute!(stdout(), DisableMouseCapture),
+    }
+}
+
 pub fn restore() {
     let _ = crossterm::execute!(stdout(), DisableBracketedPaste, DisableMouseCapture);
     ratatui::restore();

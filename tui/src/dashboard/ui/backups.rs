@@ -56,6 +56,28 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let list = List::new(items)
         .block(pane(title, true))
         .highlight_style(Style::new().add_modifier(Modifier::REVERSED));
-    let mut state = ListState::default().with_selected(app.backups_selected());
+    let mut state = ListState::default()
+        .with_selected(app.backups_selected())
+        .with_offset(versions_in_view(app, &rows, area.height.saturating_sub(2)));
     frame.render_stateful_widget(list, area, &mut state);
+}
+
+/// The first row shown so that the versions of the name just expanded are
+/// in view with it, even when it was on the last row; the cursor's row
+/// stays in view.
+fn versions_in_view(app: &App, rows: &[BackupRow], height: u16) -> usize {
+    let (Some(selected), Some(expanded)) = (app.backups_selected(), &app.expanded) else {
+        return 0;
+    };
+    let Some(name_row) = rows
+        .iter()
+        .position(|row| matches!(row, BackupRow::Name(e) if e.name == expanded.name))
+    else {
+        return 0;
+    };
+    let last = name_row + expanded.versions.len();
+    (last + 1)
+        .saturating_sub(usize::from(height))
+        .min(selected)
+        .min(name_row)
 }

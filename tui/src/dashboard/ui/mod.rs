@@ -9,7 +9,7 @@ mod servers;
 mod transfers;
 
 use ratatui::Frame;
-use ratatui::layout::{Alignment, Constraint, Layout, Rect};
+use ratatui::layout::{Alignment, Constraint, Layout, Margin, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Paragraph, Wrap};
@@ -33,18 +33,13 @@ pub fn draw(frame: &mut Frame, app: &App) {
         .title(header(app))
         .title(Line::from(" ? help ").right_aligned())
         .title_bottom(hints(app));
-    let inner = outer.inner(area);
     frame.render_widget(outer, area);
-
-    let transfer_height = transfers::height(app).clamp(3, inner.height / 3);
-    let [top, bottom, flash] = Layout::vertical([
-        Constraint::Min(5),
-        Constraint::Length(transfer_height),
-        Constraint::Length(1),
-    ])
-    .areas(inner);
-    let [left, right] =
-        Layout::horizontal([Constraint::Percentage(48), Constraint::Percentage(52)]).areas(top);
+    let Areas {
+        left,
+        right,
+        bottom,
+        flash,
+    } = areas(app, area);
     match app.tab {
         Tab::Files => files::draw(frame, left, app),
         Tab::Backups => backups::draw(frame, left, app),
@@ -71,6 +66,42 @@ pub fn draw(frame: &mut Frame, app: &App) {
         ),
         Mode::Normal | Mode::Filter => {}
     }
+}
+
+/// Where each pane goes.
+struct Areas {
+    left: Rect,
+    right: Rect,
+    bottom: Rect,
+    flash: Rect,
+}
+
+fn areas(app: &App, area: Rect) -> Areas {
+    let inner = area.inner(Margin::new(1, 1));
+    let transfer_height = transfers::height(app).clamp(3, inner.height / 3);
+    let [top, bottom, flash] = Layout::vertical([
+        Constraint::Min(5),
+        Constraint::Length(transfer_height),
+        Constraint::Length(1),
+    ])
+    .areas(inner);
+    let [left, right] =
+        Layout::horizontal([Constraint::Percentage(48), Constraint::Percentage(52)]).areas(top);
+    Areas {
+        left,
+        right,
+        bottom,
+        flash,
+    }
+}
+
+/// Rows of the Files or Backups list on a screen of this size: a page,
+/// for PgUp and PgDn.
+pub fn list_rows(app: &App, width: u16, height: u16) -> u16 {
+    areas(app, Rect::new(0, 0, width, height))
+        .left
+        .height
+        .saturating_sub(2)
 }
 
 fn header(app: &App) -> Line<'static> {

@@ -34,9 +34,11 @@ pub const KEYS: &[(&str, &str)] = &[
     ("d", "Backups: delete (asks first)"),
     ("c", "clear finished transfers"),
     ("t", "move through the transfers (enter: all about one)"),
-    ("mouse wheel", "scroll"),
+    (
+        "wheel · m",
+        "scroll · give the mouse to the terminal to select text",
+    ),
     ("p", "type this client's passphrase"),
-    ("?", "this help"),
     ("q ctrl-c", "quit"),
 ];
 
@@ -61,7 +63,6 @@ pub fn help(frame: &mut Frame, area: Rect, note: Option<&str>) {
     lines.push(Line::from(""));
     lines.extend(LEGEND.iter().map(row));
     if let Some(note) = note {
-        lines.push(Line::from(""));
         lines.push(Line::from(format!(" {note}")).fg(Color::Yellow));
     }
     let width = lines.iter().map(Line::width).max().unwrap_or(0) as u16 + 4;
