@@ -85,7 +85,7 @@ pub async fn run() -> Result<(), ClientError> {
     // Something to watch at once, a transfer each; the rest is left for
     // the user to back up.
     let first = ["notes.txt", "docs"].map(|name| Effect::Upload(vec![files.join(name)]));
-    let note = format!("The CLI on this demo: . {} && arca ls", cli.display());
+    let note = format!("CLI: . {} && arca ls", cli.display());
     let result = dashboard::run(settings, first.to_vec(), Some(note)).await;
     cluster.shutdown().await;
     result.map_err(|e| local("terminal error", e))

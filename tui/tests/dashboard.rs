@@ -915,7 +915,8 @@ fn a_job_of_many_files_is_one_row_that_expands() {
         3,
         "expanded: the job and its parts"
     );
-    assert!(render(&app, 80, 24).contains("photos/a"));
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("9 more"), "{screen}");
 
     app.on_msg(
         Msg::JobEnded {
@@ -1033,4 +1034,32 @@ fn m_gives_the_mouse_to_the_terminal_and_back() {
     assert!(app.flash.as_deref().unwrap().contains("select text"));
     app.on_key(key(KeyCode::Char('m')));
     assert!(app.mouse);
+}
+
+#[test]
+fn any_screen_size_draws_without_a_panic() {
+    let app = busy_app();
+    for (width, height) in [
+        (1, 1),
+        (20, 6),
+        (80, 10),
+        (59, 15),
+        (60, 15),
+        (60, 16),
+        (300, 100),
+    ] {
+        let screen = render(&app, width, height);
+        assert!(!screen.is_empty());
+        ui::list_rows(&app, width, height);
+    }
+    assert!(render(&app, 80, 10).contains("too small"));
+}
+
+#[test]
+fn a_filter_that_matches_nothing_says_so() {
+    let mut app = busy_app();
+    for c in "/zzz".chars() {
+        app.on_key(key(KeyCode::Char(c)));
+    }
+    assert!(render(&app, 80, 24).contains("nothing here matches /zzz"));
 }

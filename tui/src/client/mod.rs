@@ -50,6 +50,13 @@ pub enum ClientError {
         "cannot reach the manager at {addr}: {source}; is `daemon --role manager` running there?"
     )]
     Unreachable { addr: String, source: FrameError },
+    /// The manager answered, but not to this secret: retrying cannot help.
+    #[error(
+        "the manager at {addr} refused this client: {reason}. This client's secret file \
+         (--secret-file or ARCA_SECRET_FILE, else ~/.config/arca/secret) is not the one \
+         this cluster was made with: copy the cluster's secret file there"
+    )]
+    WrongSecret { addr: String, reason: String },
     #[error("{0}")]
     Refused(String),
     /// The manager failed at its own work: nothing about the request or the
@@ -79,11 +86,12 @@ pub struct Session {
 
 impl Session {
     pub async fn connect(settings: Settings) -> Result<Self, ClientError> {
+        let addr = settings.manager.clone();
         let conn = handshake::connect(&settings.manager, &settings.key)
             .await
-            .map_err(|source| ClientError::Unreachable {
-                addr: settings.manager.clone(),
-                source,
+            .map_err(|source| match source {
+                FrameError::Auth(reason) => ClientError::WrongSecret { addr, reason },
+                source => ClientError::Unreachable { addr, source },
             })?;
         Ok(Self { settings, conn })
     }

@@ -759,13 +759,12 @@ impl App {
             self.quit = true;
             return;
         }
-        let transfers = if running == 1 {
-            "transfer is"
-        } else {
-            "transfers are"
+        let (transfers, them) = match running {
+            1 => ("transfer is", "it"),
+            _ => ("transfers are", "them"),
         };
         self.mode = Mode::Confirm {
-            prompt: format!("{running} {transfers} still running. Quit and stop them?"),
+            prompt: format!("{running} {transfers} still running. Quit and stop {them}?"),
             on_yes: OnYes::Quit,
         };
     }

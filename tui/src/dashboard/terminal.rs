@@ -29,5 +29,8 @@ pub fn capture_mouse(on: bool) -> std::io::Result<()> {
 
 pub fn restore() {
     let _ = crossterm::execute!(stdout(), DisableBracketedPaste, DisableMouseCapture);
-    ratatui::restore();
+    // Not `ratatui::restore`: it prints its failure, and printing to a
+    // terminal that is gone (its window closed) panics before the caller
+    // cleans up.
+    let _ = ratatui::try_restore();
 }

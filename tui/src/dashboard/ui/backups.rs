@@ -51,7 +51,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .collect();
     let title = Line::from(vec![
         " Backups ".bold(),
-        format!("{} files ", app.backups.total).into(),
+        match app.backups.total {
+            1 => "1 file ".into(),
+            n => format!("{n} files ").into(),
+        },
     ]);
     let list = List::new(items)
         .block(pane(title, true))

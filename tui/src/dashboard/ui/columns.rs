@@ -128,6 +128,39 @@ pub fn elide_end(text: &str, width: usize) -> String {
     }
 }
 
+/// `text` in lines of at most `width` columns, broken at spaces (a word
+/// longer than a line is broken where it must be), each line after
+/// `indent`, so wrapped text stays clear of the pane's border.
+pub fn wrap(text: &str, width: usize, indent: &str) -> Vec<String> {
+    let room = width.saturating_sub(indent.width()).max(1);
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let mut word = word;
+        loop {
+            let gap = usize::from(!line.is_empty());
+            if line.width() + gap + word.width() <= room {
+                if gap == 1 {
+                    line.push(' ');
+                }
+                line.push_str(word);
+                break;
+            }
+            if !line.is_empty() {
+                lines.push(std::mem::take(&mut line));
+                continue;
+            }
+            let head = take_width(word.chars(), room);
+            word = &word[head.len()..];
+            lines.push(head);
+        }
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines.into_iter().map(|l| format!("{indent}{l}")).collect()
+}
+
 /// The first characters of `chars` that fit in `width` columns.
 fn take_width(chars: impl Iterator<Item = char>, width: usize) -> String {
     let mut used = 0;
@@ -169,6 +202,26 @@ mod tests {
         assert_eq!(elide_end("not enough live servers", 10), "not enoug…");
         assert_eq!(cut("a.txt", 7, Elide::End), "a.txt  ");
         assert!(elide_middle("日本語のファイル.txt", 9).width() <= 9);
+    }
+
+    #[test]
+    fn wrapped_lines_are_indented_and_fit() {
+        let lines = wrap(
+            "cannot reach the manager at 127.0.0.1:9000: refused",
+            20,
+            " ",
+        );
+        assert_eq!(
+            lines,
+            [
+                " cannot reach the",
+                " manager at",
+                " 127.0.0.1:9000:",
+                " refused"
+            ]
+        );
+        assert_eq!(wrap("abcdefgh", 5, " "), [" abcd", " efgh"]);
+        assert_eq!(wrap("", 5, " "), [" "]);
     }
 
     #[test]

@@ -79,6 +79,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         })
         .collect();
     let empty = items.is_empty();
+    let items = match (empty, browser.filter.is_empty()) {
+        (true, false) => vec![ListItem::new(
+            Line::from(format!(" nothing here matches /{}", browser.filter)).fg(Color::DarkGray),
+        )],
+        _ => items,
+    };
     let list = List::new(items)
         .block(pane(Line::from(title), true))
         .highlight_style(Style::new().add_modifier(Modifier::REVERSED));

@@ -47,7 +47,8 @@ pub fn draw(frame: &mut Frame, app: &App) {
     servers::draw(frame, right, app);
     transfers::draw(frame, bottom, app);
     if let Some(text) = &app.flash {
-        frame.render_widget(Paragraph::new(text.as_str()).fg(Color::Yellow), flash);
+        let text = columns::elide_end(text, usize::from(flash.width));
+        frame.render_widget(Paragraph::new(text).fg(Color::Yellow), flash);
     }
     match &app.mode {
         Mode::Help => popup::help(frame, area, app.help_note.as_deref()),
@@ -78,7 +79,8 @@ struct Areas {
 
 fn areas(app: &App, area: Rect) -> Areas {
     let inner = area.inner(Margin::new(1, 1));
-    let transfer_height = transfers::height(app).clamp(3, inner.height / 3);
+    // Not clamp: on a tiny screen a third of it is less than three rows.
+    let transfer_height = transfers::height(app).min(inner.height / 3).max(3);
     let [top, bottom, flash] = Layout::vertical([
         Constraint::Min(5),
         Constraint::Length(transfer_height),

@@ -5,7 +5,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::style::{Color, Stylize};
 use ratatui::text::Line;
-use ratatui::widgets::{Block, BorderType, Clear, Paragraph, Wrap};
+use ratatui::widgets::{Block, BorderType, Clear, Padding, Paragraph, Wrap};
 
 use super::transfers::phase_of;
 use crate::dashboard::app::Transfer;
@@ -60,7 +60,11 @@ pub fn help(frame: &mut Frame, area: Rect, note: Option<&str>) {
         ])
     };
     let mut lines: Vec<Line> = KEYS.iter().map(row).collect();
-    lines.push(Line::from(""));
+    // A blank line before the legend, where the screen has room for it.
+    let room = usize::from(area.height.saturating_sub(2));
+    if KEYS.len() + LEGEND.len() + usize::from(note.is_some()) < room {
+        lines.push(Line::from(""));
+    }
     lines.extend(LEGEND.iter().map(row));
     if let Some(note) = note {
         lines.push(Line::from(format!(" {note}")).fg(Color::Yellow));
@@ -168,7 +172,8 @@ pub fn details(frame: &mut Frame, area: Rect, t: &Transfer) {
     let block = Block::bordered()
         .border_type(BorderType::Rounded)
         .title(" Transfer ")
-        .title_bottom(Line::from(" any key closes ").centered());
+        .title_bottom(Line::from(" any key closes ").centered())
+        .padding(Padding::horizontal(1));
     frame.render_widget(
         Paragraph::new(lines).wrap(Wrap { trim: true }).block(block),
         popup,

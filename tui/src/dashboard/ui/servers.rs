@@ -5,31 +5,32 @@ use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Style, Stylize};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Paragraph, Wrap};
+use ratatui::widgets::Paragraph;
 
 use arca_shared::protocol::{ClusterStatus, ServerStatus};
 
 use super::bars::{gauge, latency_ratio, sparkline};
-use super::columns::{ALWAYS, Cell, fit};
+use super::columns::{ALWAYS, Cell, fit, wrap};
 use super::pane;
 use crate::dashboard::app::App;
 use crate::dashboard::event::Link;
 use crate::format;
 
 /// What the health line says when no content is short of copies.
-const ALL_COPIES: &str = " every content has all its copies";
+const ALL_COPIES: &str = "every content has all its copies";
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let block = pane(Line::from(" Servers "), false);
     let width = (area.width as usize).saturating_sub(2);
     let mut lines = Vec::new();
+    let red = |text: String| Line::from(text).fg(Color::Red);
     if let Link::Down(why) = &app.link {
         let what = match app.cluster {
-            Some(_) => "no word from the manager: what is shown is from before it",
-            None => "cannot reach the manager",
+            Some(_) => "no word from the manager, retrying: what is shown is from before",
+            None => "no link to the manager, retrying:",
         };
-        lines.push(Line::from(format!(" {what}; retrying")).fg(Color::Red));
-        lines.push(Line::from(format!(" {why}")).fg(Color::Red));
+        lines.extend(wrap(what, width, " ").into_iter().map(red));
+        lines.extend(wrap(why, width, "   ").into_iter().map(red));
     }
     match &app.cluster {
         None if lines.is_empty() => {
@@ -38,45 +39,47 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         None => {}
         Some(status) => lines.extend(status_lines(status, width)),
     }
-    let paragraph = Paragraph::new(lines).wrap(Wrap { trim: false });
-    frame.render_widget(paragraph.block(block), area);
+    frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
 fn status_lines(status: &ClusterStatus, width: usize) -> Vec<Line<'static>> {
     let alive = status.servers.iter().filter(|s| s.alive).count();
-    let health = if status.stale_catalog {
-        Span::styled(
-            " the manager's catalog is stale: backups are refused (see its log)",
-            Style::new().fg(Color::Red),
+    let (health, color) = if status.stale_catalog {
+        (
+            "the manager's catalog is stale: backups are refused (see its log)".to_owned(),
+            Color::Red,
         )
     } else if status.under_replicated > 0 {
-        Span::styled(
+        (
             format!(
-                " {} short of copies, {} being copied",
+                "{} short of copies, {} being copied",
                 status.under_replicated, status.healing
             ),
-            Style::new().fg(Color::Yellow),
+            Color::Yellow,
         )
     } else if status.moving > 0 {
-        Span::styled(
+        (
             format!("{ALL_COPIES} · {} moving to even the load", status.moving),
-            Style::new().fg(Color::Cyan),
+            Color::Cyan,
         )
     } else {
-        Span::styled(ALL_COPIES, Style::new().fg(Color::Green))
+        (ALL_COPIES.to_owned(), Color::Green)
     };
-    let mut lines = vec![
-        Line::from(
-            format!(
-                " {alive}/{} alive · {} copies · {} stored",
-                status.servers.len(),
-                status.replicas,
-                format::bytes(status.servers.iter().map(|s| s.stored_bytes).sum()),
-            )
-            .fg(Color::DarkGray),
-        ),
-        Line::from(health),
-    ];
+    let summary = format!(
+        "{alive}/{} alive · {} copies · {} stored",
+        status.servers.len(),
+        status.replicas,
+        format::bytes(status.servers.iter().map(|s| s.stored_bytes).sum()),
+    );
+    let mut lines: Vec<Line> = wrap(&summary, width, " ")
+        .into_iter()
+        .map(|l| Line::from(l).fg(Color::DarkGray))
+        .collect();
+    lines.extend(
+        wrap(&health, width, " ")
+            .into_iter()
+            .map(|l| Line::from(l).fg(color)),
+    );
     // A zone column only where servers have zones.
     let zoned = status.servers.iter().any(|s| s.zone.is_some());
     let header = status.servers.iter().find(|s| s.alive).map(|s| {
@@ -101,12 +104,17 @@ fn status_lines(status: &ClusterStatus, width: usize) -> Vec<Line<'static>> {
         let silent = if s.silent_ms == u64::MAX {
             "not seen since the manager started".to_owned()
         } else {
-            format!("dead {} s", s.silent_ms / 1000)
+            format!("silent for {} s", s.silent_ms / 1000)
         };
-        lines.push(Line::from(vec![
-            id(s, zoned),
-            Span::styled(format!("✕ {silent}"), Style::new().fg(Color::Red)),
-        ]));
+        let dead = Style::new().fg(Color::Red);
+        lines.push(fit(
+            vec![
+                Cell::fixed(ALWAYS, id(s, zoned)),
+                Cell::fixed(ALWAYS, Span::styled("✕ ", dead)),
+                Cell::message(4, silent, dead),
+            ],
+            width,
+        ));
     }
     lines
 }

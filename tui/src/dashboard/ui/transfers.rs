@@ -71,7 +71,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
 /// A job's summary: files and bytes done of all, speed and ETA, or how it
 /// ended.
 fn job_line(job: &Job, width: usize) -> Line<'static> {
-    let name_width = (width / 4).clamp(10, 32);
+    let name_width = (width * 2 / 9).clamp(10, 32);
     let mark = if job.expanded { "▾" } else { "▸" };
     let failed = match job.failed {
         0 => String::new(),
@@ -157,7 +157,7 @@ fn lines_of(t: &Transfer, width: usize, in_job: bool) -> Vec<Line<'static>> {
     let (phase, color) = phase_of(t);
     let phase_style = Style::new().fg(color);
     // Names in a column of their own, so states and bars line up.
-    let name_width = (width / 4).clamp(10, 32) - usize::from(in_job) * 2;
+    let name_width = (width * 2 / 9).clamp(10, 32) - usize::from(in_job) * 2;
     let indent = if in_job { "   " } else { " " };
     if !has_bars(t) {
         // The state is all there is to say: it takes the row.
@@ -206,11 +206,7 @@ fn lines_of(t: &Transfer, width: usize, in_job: bool) -> Vec<Line<'static>> {
             row.push(Cell::fixed(ALWAYS, " ".repeat(label.len() + BAR + 7)));
             row
         };
-        row.extend(progress_bar(
-            &format!("  copy {}", i + 1),
-            *written,
-            p.total,
-        ));
+        row.extend(progress_bar(&format!(" copy {}", i + 1), *written, p.total));
         if i + 1 == p.replicas.len() {
             row.push(Cell::fixed(2, rate.clone()));
         }
