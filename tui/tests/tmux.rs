@@ -294,3 +294,31 @@ fn demo_at_80x24_takes_pastes_as_text_and_cleans_up_on_sigterm() {
         demo_dir.display()
     );
 }
+
+/// A closed terminal window (the pane killed, SIGHUP and a terminal that
+/// is gone) still ends the demo cleanly: no process and no folder left.
+#[test]
+fn closing_the_window_removes_the_demo_folder() {
+    let _one = ONE_DEMO.lock().unwrap_or_else(|e| e.into_inner());
+    let tmux = Tmux {
+        socket: format!("arca-test-close-{}", std::process::id()),
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let command = format!(
+        "TMPDIR={} {} demo",
+        tmp.path().display(),
+        env!("CARGO_BIN_EXE_arca")
+    );
+    tmux.start("demo", 80, 24, &command);
+    tmux.wait_for("four live servers", |s| s.contains("4/4 alive"));
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+    tmux.run(&["kill-pane", "-t", "demo"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while demo_processes() > 0 || std::fs::read_dir(tmp.path()).unwrap().count() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the closed demo left a process or its folder behind"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

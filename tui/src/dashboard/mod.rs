@@ -32,7 +32,14 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let mut terminal = terminal::init()?;
     let result = event_loop(&mut terminal, settings, initial, note).await;
+    let shown = terminal.show_cursor();
     terminal::restore();
+    if shown.is_err() {
+        // The terminal is gone (its window closed): dropping would print
+        // that the cursor cannot be shown, and printing there panics before
+        // the caller cleans up.
+        std::mem::forget(terminal);
+    }
     result
 }
 
