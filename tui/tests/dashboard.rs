@@ -1063,3 +1063,43 @@ fn a_filter_that_matches_nothing_says_so() {
     }
     assert!(render(&app, 80, 24).contains("nothing here matches /zzz"));
 }
+
+#[test]
+fn a_transfer_whose_bytes_stop_says_it_stalled() {
+    let mut app = App::new("m".into(), "c".into(), PathBuf::from("/f"));
+    let t = Instant::now();
+    app.on_msg(
+        Msg::Queued {
+            id: 1,
+            name: "big.bin".into(),
+            kind: Kind::Upload,
+            job: None,
+        },
+        t,
+    );
+    let uploading = TransferProgress {
+        phase: Phase::Uploading,
+        total: 100,
+        sent: 55,
+        replicas: vec![50, 50],
+    };
+    app.on_msg(
+        Msg::Progress {
+            id: 1,
+            progress: uploading.clone(),
+        },
+        t,
+    );
+    app.on_msg(
+        Msg::Progress {
+            id: 1,
+            progress: uploading,
+        },
+        t + Duration::from_secs(3),
+    );
+    assert!(!render(&app, 80, 24).contains("stalled"));
+    // Any message moves the clock: here the poller's.
+    app.on_msg(Msg::Link(Link::Connected), t + Duration::from_secs(12));
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("stalled 12 s"), "{screen}");
+}

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arca_shared::protocol::{ClusterStatus, FileEntry};
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEventKind};
@@ -59,7 +59,12 @@ pub struct Transfer {
     pub retries: Vec<String>,
     /// The job it is a part of.
     pub job: Option<u64>,
+    /// When its bytes last moved (or it started).
+    pub moved_at: Instant,
 }
+
+/// Without a byte moving this long, a running transfer says so.
+const STALLED_AFTER: Duration = Duration::from_secs(5);
 
 /// Many files backed up at once, shown as one summary row that expands
 /// into its transfers.
@@ -104,6 +109,17 @@ pub enum TransferRow<'a> {
 const KEEP_DONE: usize = 100;
 
 impl Transfer {
+    /// Seconds since its bytes last moved, once that is long enough to
+    /// tell, while they should be moving (not while queued or hashing).
+    pub fn stalled_secs(&self, now: Instant) -> Option<u64> {
+        let moving = matches!(
+            self.progress.phase,
+            Phase::Uploading | Phase::Replicating | Phase::Restoring
+        );
+        let still = now.saturating_duration_since(self.moved_at);
+        (moving && still >= STALLED_AFTER).then_some(still.as_secs())
+    }
+
     /// Seconds left at the current speed, once there is one.
     pub fn eta_secs(&self) -> Option<u64> {
         let left = self.progress.total.saturating_sub(self.durable());
@@ -231,6 +247,8 @@ pub struct App {
     pub tab: Tab,
     pub mode: Mode,
     pub flash: Option<String>,
+    /// The time as of the last message: how long things have been still.
+    pub now: Instant,
     /// Rows a page of the list on screen holds, as last drawn.
     pub page: u16,
     /// Whether the mouse is captured (scrolling) or left to the terminal
@@ -263,6 +281,7 @@ impl App {
             tab: Tab::Files,
             mode: Mode::Normal,
             flash: None,
+            now: Instant::now(),
             page: 10,
             mouse: true,
             help_note: None,
@@ -437,6 +456,7 @@ impl App {
 
     /// A message from a task.
     pub fn on_msg(&mut self, msg: Msg, now: Instant) -> Vec<Effect> {
+        self.now = now;
         match msg {
             Msg::Link(link) => self.link = link,
             Msg::Cluster(status) => {
@@ -481,6 +501,7 @@ impl App {
                 bytes_per_sec: 0.0,
                 retries: Vec::new(),
                 job,
+                moved_at: now,
             }),
             Msg::Job {
                 id,
@@ -540,6 +561,15 @@ impl App {
             if secs > 0.05 {
                 transfer.bytes_per_sec = progress.sent.saturating_sub(before) as f64 / secs;
             }
+        }
+        let moved = (progress.sent, &progress.replicas, &progress.phase)
+            != (
+                transfer.progress.sent,
+                &transfer.progress.replicas,
+                &transfer.progress.phase,
+            );
+        if moved {
+            transfer.moved_at = now;
         }
         transfer.progress = progress;
         if let Some(job) = transfer.job {

@@ -54,7 +54,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Mode::Help => popup::help(frame, area, app.help_note.as_deref()),
         Mode::Details(id) => {
             if let Some(t) = app.transfers.iter().find(|t| t.id == *id) {
-                popup::details(frame, area, t);
+                popup::details(frame, area, t, app.now);
             }
         }
         Mode::Confirm { prompt, .. } => popup::confirm(frame, area, prompt),

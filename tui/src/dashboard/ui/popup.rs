@@ -1,6 +1,8 @@
 //! Overlays: the help with every key, and the confirmation before a restore
 //! or a delete.
 
+use std::time::Instant;
+
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::style::{Color, Stylize};
@@ -129,8 +131,8 @@ pub fn passphrase(
 
 /// Everything known of one transfer: its state in full, its bytes, and why
 /// each earlier attempt failed.
-pub fn details(frame: &mut Frame, area: Rect, t: &Transfer) {
-    let (phase, color) = phase_of(t);
+pub fn details(frame: &mut Frame, area: Rect, t: &Transfer, now: Instant) {
+    let (phase, color) = phase_of(t, now);
     let p = &t.progress;
     let what = match t.kind {
         Kind::Upload => "backup",

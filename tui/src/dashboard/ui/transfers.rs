@@ -1,6 +1,8 @@
 //! The Transfers pane: every upload and restore, with a bar for the bytes
 //! sent to the primary and one per replica for the bytes it has written.
 
+use std::time::Instant;
+
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style, Stylize};
@@ -25,7 +27,7 @@ pub fn height(app: &App) -> u16 {
         .iter()
         .map(|row| match row {
             TransferRow::Job(_) => 1,
-            TransferRow::Transfer { transfer, .. } => lines_of(transfer, 80, false).len(),
+            TransferRow::Transfer { transfer, .. } => lines_of(transfer, app.now, 80, false).len(),
         })
         .sum();
     (lines.max(1) + 2) as u16
@@ -43,7 +45,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     for (i, row) in app.transfer_rows().into_iter().enumerate() {
         let mut rows = match row {
             TransferRow::Job(job) => vec![job_line(job, width)],
-            TransferRow::Transfer { transfer, in_job } => lines_of(transfer, width, in_job),
+            TransferRow::Transfer { transfer, in_job } => {
+                lines_of(transfer, app.now, width, in_job)
+            }
         };
         if app.in_transfers && i == app.transfer_cursor {
             rows = rows
@@ -116,9 +120,12 @@ fn job_line(job: &Job, width: usize) -> Line<'static> {
     fit(cells, width)
 }
 
-/// What a transfer's state is called, and its colour.
-pub fn phase_of(t: &Transfer) -> (String, Color) {
+/// What a transfer's state is called, and its colour, as of `now`.
+pub fn phase_of(t: &Transfer, now: Instant) -> (String, Color) {
     let p = &t.progress;
+    if let Some(secs) = t.stalled_secs(now) {
+        return (format!("stalled {secs} s"), Color::Yellow);
+    }
     match &p.phase {
         Phase::Queued => ("queued".to_owned(), Color::DarkGray),
         Phase::Hashing => ("hashing".to_owned(), Color::DarkGray),
@@ -152,9 +159,9 @@ fn has_bars(t: &Transfer) -> bool {
 }
 
 /// A transfer's lines; `in_job` indents it under its job's row.
-fn lines_of(t: &Transfer, width: usize, in_job: bool) -> Vec<Line<'static>> {
+fn lines_of(t: &Transfer, now: Instant, width: usize, in_job: bool) -> Vec<Line<'static>> {
     let p = &t.progress;
-    let (phase, color) = phase_of(t);
+    let (phase, color) = phase_of(t, now);
     let phase_style = Style::new().fg(color);
     // Names in a column of their own, so states and bars line up.
     let name_width = (width * 2 / 9).clamp(10, 32) - usize::from(in_job) * 2;
