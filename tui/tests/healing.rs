@@ -450,3 +450,50 @@ async fn a_fifo_planted_in_place_of_a_blob_hangs_nothing() {
     all_at_two_copies(&t, &[hash]).await;
     t.cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_names_the_first_versions_short_of_copies_and_counts_the_rest() {
+    let options = ClusterOptions {
+        heal_after: Duration::from_secs(3600),
+        ..fast()
+    };
+    let mut t = TestCluster::start(options).await;
+    let mut session = t.session("laptop").await;
+    let files: Vec<Vec<u8>> = (0..40).map(|i| content(300 + i, 2_000)).collect();
+    put_numbered(&t, &mut session, &files).await;
+    let mut hashes = Vec::new();
+    for i in 0..files.len() {
+        hashes.push(blob_of(&mut session, &format!("f{i}")).await);
+    }
+    let victim = (0..4)
+        .max_by_key(|s| hashes.iter().filter(|h| t.holders(h).contains(s)).count())
+        .unwrap();
+    let short = hashes
+        .iter()
+        .filter(|h| t.holders(h).contains(&victim))
+        .count();
+    assert!(short > 20, "only {short} files on the busiest server");
+    t.cluster.kill_server(victim).await;
+    t.cluster
+        .wait_until(Duration::from_secs(30), |s| {
+            s.under_replicated as usize >= short
+        })
+        .await
+        .expect("the dead server's copies counted short");
+    let out = common::arca_command(&t, &t.cluster.manager_addr, &["status"])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let named = text
+        .lines()
+        .filter(|l| l.contains("under-replicated: "))
+        .count();
+    assert_eq!(named, 20, "{text}");
+    assert!(
+        text.contains(&format!("… and {} more under-replicated", short - 20)),
+        "{text}"
+    );
+    t.cluster.shutdown().await;
+}

@@ -8,6 +8,9 @@ use crate::client::{ClientError, Session, Settings};
 use crate::format;
 use crate::out;
 
+/// Versions short of copies named one by one, at most.
+const SHORT_SHOWN: usize = 20;
+
 pub async fn run(settings: Settings, json: bool) -> Result<ExitCode, ClientError> {
     let mut session = Session::connect(settings).await?;
     let status = session.status().await?;
@@ -96,13 +99,28 @@ pub async fn run(settings: Settings, json: bool) -> Result<ExitCode, ClientError
             s.score.map_or("-".into(), |v| format!("{v:.2}")),
         ));
     }
+    // Every version lost or damaged is named; of those only short of
+    // copies (healing makes them whole), the first few.
+    let mut short = 0;
     for v in &at_risk {
         let state = match (v.live, v.damaged) {
             (0, 0) => "LOST: no copy on any live server".to_string(),
             (0, _) => "DAMAGED: no intact copy; cannot be restored intact".to_string(),
-            (live, _) => format!("under-replicated: {live} of {} copies", status.replicas),
+            (live, _) => {
+                short += 1;
+                if short > SHORT_SHOWN {
+                    continue;
+                }
+                format!("under-replicated: {live} of {} copies", status.replicas)
+            }
         };
         out::line(format_args!("{}  v{}  {state}", v.name, v.version));
+    }
+    if short > SHORT_SHOWN {
+        out::line(format_args!(
+            "… and {} more under-replicated (`arca status --json` lists them all)",
+            short - SHORT_SHOWN
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }

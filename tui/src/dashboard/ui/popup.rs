@@ -24,7 +24,7 @@ pub const KEYS: &[(&str, &str)] = &[
         "Files: open a folder · Backups: show or fold versions",
     ),
     ("⌫ ← h", "Files: go up a folder · Backups: fold versions"),
-    ("space", "Files: select or unselect"),
+    ("space", "Files: select or unselect, and move down"),
     ("a", "Files: select everything shown"),
     ("esc", "Files: clear the selection"),
     (
