@@ -497,3 +497,25 @@ async fn status_names_the_first_versions_short_of_copies_and_counts_the_rest() {
     );
     t.cluster.shutdown().await;
 }
+
+/// Right after a manager restart its servers have not yet registered again:
+/// a backup of content they keep must not send it again (the manager waits
+/// for them a little instead of calling the chunks missing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_kept_is_not_sent_again_right_after_a_manager_restart() {
+    let mut t = TestCluster::start(fast()).await;
+    let mut session = t.session("laptop").await;
+    let data = content(500, 3 << 20);
+    put(&mut session, &t.write("big", &data), "big").await;
+    t.cluster.restart_manager().await.unwrap();
+    let mut session = t.session("laptop").await;
+    let (progress, seen) = watch::channel(TransferProgress::default());
+    let copy = t.write("big-again", &data);
+    let done = session.put(&copy, "big-again", &progress).await.unwrap();
+    assert!(
+        matches!(done, Uploaded::Committed { version: 1, .. }),
+        "{done:?}"
+    );
+    assert_eq!(seen.borrow().sent, 0, "the kept chunks were sent again");
+    t.cluster.shutdown().await;
+}

@@ -311,9 +311,12 @@ impl Session {
             stored_on = self
                 .send_missing(files, missing, keys, exclude, progress)
                 .await?;
+            // What the cluster kept already counts as sent: the bar ends
+            // full. With nothing missing it stays at none sent, which the
+            // dashboard shows as content already stored.
+            progress.send_modify(|p| p.sent = p.total);
         }
         let results = self.put_files(files).await?;
-        progress.send_modify(|p| p.sent = p.total);
         Ok(results
             .into_iter()
             .zip(sent)

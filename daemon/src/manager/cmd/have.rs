@@ -12,6 +12,9 @@ use super::check_client;
 use crate::error::Error;
 use crate::manager::{Manager, refuse};
 
+/// How often a wait for returning servers looks again.
+const REJOIN_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 pub(crate) async fn run(
     manager: &Manager,
     conn: &mut Connection,
@@ -23,6 +26,17 @@ pub(crate) async fn run(
         return refuse(format!("ask about at most {LIST_MAX} chunks at once"));
     }
     let kept = manager.db(move |c| c.chunks_of(&client, &ids)).await?;
+    // Right after a restart the servers have not registered again yet:
+    // wait for the holders (`awaited` ends with the manager's grace for
+    // returning servers), or every client sends again what they keep.
+    while kept
+        .iter()
+        .flatten()
+        .flat_map(|(_, holders)| holders)
+        .any(|id| manager.members().awaited(*id))
+    {
+        tokio::time::sleep(REJOIN_POLL).await;
+    }
     let have = {
         let members = manager.members();
         let wanted = manager.config.replicas as usize;
