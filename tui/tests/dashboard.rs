@@ -61,6 +61,16 @@ fn local(name: &str, content: Option<&[u8]>) -> LocalEntry {
     }
 }
 
+/// A transfer starting, as the tasks tell it.
+fn queued(id: u64, name: impl Into<String>, kind: Kind, job: Option<u64>) -> Msg {
+    Msg::Queued {
+        id,
+        name: name.into(),
+        kind,
+        job,
+    }
+}
+
 fn transfer(
     app: &mut App,
     id: u64,
@@ -69,15 +79,7 @@ fn transfer(
     progress: TransferProgress,
     t: Instant,
 ) {
-    app.on_msg(
-        Msg::Queued {
-            id,
-            name: name.into(),
-            kind,
-            job: None,
-        },
-        t,
-    );
+    app.on_msg(queued(id, name, kind, None), t);
     app.on_msg(
         Msg::Progress {
             id,
@@ -451,15 +453,7 @@ fn quit_on_q_and_ctrl_c() {
 fn progress_never_passes_a_hundred_percent() {
     let mut app = App::new("m".into(), "c".into(), PathBuf::from("/f"));
     let t = Instant::now();
-    app.on_msg(
-        Msg::Queued {
-            id: 1,
-            name: "x".into(),
-            kind: Kind::Upload,
-            job: None,
-        },
-        t,
-    );
+    app.on_msg(queued(1, "x", Kind::Upload, None), t);
     app.on_msg(
         Msg::Progress {
             id: 1,
@@ -482,15 +476,7 @@ fn progress_never_passes_a_hundred_percent() {
 fn a_finished_transfer_refreshes_the_folder_and_failures_are_shown() {
     let mut app = App::new("m".into(), "c".into(), PathBuf::from("/f"));
     let t = Instant::now();
-    app.on_msg(
-        Msg::Queued {
-            id: 1,
-            name: "x".into(),
-            kind: Kind::Upload,
-            job: None,
-        },
-        t,
-    );
+    app.on_msg(queued(1, "x", Kind::Upload, None), t);
     let failed = TransferProgress {
         phase: Phase::Failed("disk full".into()),
         ..TransferProgress::default()
@@ -736,15 +722,7 @@ fn states_app() -> App {
     ];
     for (id, (name, phase, sent)) in states.into_iter().enumerate() {
         let id = id as u64;
-        app.on_msg(
-            Msg::Queued {
-                id,
-                name: name.into(),
-                kind: Kind::Upload,
-                job: None,
-            },
-            t,
-        );
+        app.on_msg(queued(id, name, Kind::Upload, None), t);
         let progress = TransferProgress {
             phase,
             total: 1000,
@@ -790,15 +768,7 @@ fn speed_counts_from_the_attempt_not_the_first_one() {
     let mut app = App::new("m".into(), "c".into(), PathBuf::from("/f"));
     let t = Instant::now();
     let at = |secs: u64| t + Duration::from_secs(secs);
-    app.on_msg(
-        Msg::Queued {
-            id: 1,
-            name: "x".into(),
-            kind: Kind::Upload,
-            job: None,
-        },
-        t,
-    );
+    app.on_msg(queued(1, "x", Kind::Upload, None), t);
     let progress = |phase: Phase, sent: u64| Msg::Progress {
         id: 1,
         progress: TransferProgress {
@@ -860,15 +830,7 @@ fn a_job_of_many_files_is_one_row_that_expands() {
         t,
     );
     for (id, name) in [(2, "photos/a +999 more"), (3, "photos/b +999 more")] {
-        app.on_msg(
-            Msg::Queued {
-                id,
-                name: name.into(),
-                kind: Kind::Upload,
-                job: Some(1),
-            },
-            t,
-        );
+        app.on_msg(queued(id, name, Kind::Upload, Some(1)), t);
     }
     let progress = |phase, sent, replicas: u64| TransferProgress {
         phase,
@@ -937,15 +899,7 @@ fn finished_transfers_are_not_kept_forever() {
     let mut app = App::new("m".into(), "c".into(), PathBuf::from("/f"));
     let t = Instant::now();
     for id in 0..300 {
-        app.on_msg(
-            Msg::Queued {
-                id,
-                name: format!("f{id}"),
-                kind: Kind::Restore,
-                job: None,
-            },
-            t,
-        );
+        app.on_msg(queued(id, format!("f{id}"), Kind::Restore, None), t);
         let progress = TransferProgress {
             phase: Phase::Restored { version: 1 },
             ..TransferProgress::default()
@@ -1068,15 +1022,7 @@ fn a_filter_that_matches_nothing_says_so() {
 fn a_transfer_whose_bytes_stop_says_it_stalled() {
     let mut app = App::new("m".into(), "c".into(), PathBuf::from("/f"));
     let t = Instant::now();
-    app.on_msg(
-        Msg::Queued {
-            id: 1,
-            name: "big.bin".into(),
-            kind: Kind::Upload,
-            job: None,
-        },
-        t,
-    );
+    app.on_msg(queued(1, "big.bin", Kind::Upload, None), t);
     let uploading = TransferProgress {
         phase: Phase::Uploading,
         total: 100,

@@ -163,6 +163,22 @@ fn demo_uploads_a_file_chosen_with_keys_and_cleans_up_on_quit() {
     );
 }
 
+/// `arca demo` at 80x24 on a tmux server named after `test`, then `after`
+/// in its shell; its folder is the only one in the temp folder returned.
+fn demo_at_80x24(test: &str, after: &str) -> (Tmux, tempfile::TempDir) {
+    let tmux = Tmux {
+        socket: format!("arca-test-{test}-{}", std::process::id()),
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let command = format!(
+        "TMPDIR={} {} demo{after}",
+        tmp.path().display(),
+        env!("CARGO_BIN_EXE_arca")
+    );
+    tmux.start("demo", 80, 24, &command);
+    (tmux, tmp)
+}
+
 /// At 80x24 the servers show their load and score and the samples their
 /// names; a paste into the filter is text (it neither quits nor deletes);
 /// the demo's CLI settings reach its cluster, and a wrong secret is shown
@@ -170,17 +186,7 @@ fn demo_uploads_a_file_chosen_with_keys_and_cleans_up_on_quit() {
 #[test]
 fn demo_at_80x24_takes_pastes_as_text_and_cleans_up_on_sigterm() {
     let _one = ONE_DEMO.lock().unwrap_or_else(|e| e.into_inner());
-    let tmux = Tmux {
-        socket: format!("arca-test-small-{}", std::process::id()),
-    };
-    // The demo's folder is the only one in a temp folder of this test's own.
-    let tmp = tempfile::tempdir().unwrap();
-    let command = format!(
-        "TMPDIR={} {} demo; echo ARCA-EXITED $?; sleep 600",
-        tmp.path().display(),
-        env!("CARGO_BIN_EXE_arca")
-    );
-    tmux.start("demo", 80, 24, &command);
+    let (tmux, tmp) = demo_at_80x24("small", "; echo ARCA-EXITED $?; sleep 600");
     let screen = tmux.wait_for("four live servers and the first uploads", |s| {
         s.contains("4/4 alive") && s.matches("committed v1").count() >= 2
     });
@@ -300,16 +306,7 @@ fn demo_at_80x24_takes_pastes_as_text_and_cleans_up_on_sigterm() {
 #[test]
 fn closing_the_window_removes_the_demo_folder() {
     let _one = ONE_DEMO.lock().unwrap_or_else(|e| e.into_inner());
-    let tmux = Tmux {
-        socket: format!("arca-test-close-{}", std::process::id()),
-    };
-    let tmp = tempfile::tempdir().unwrap();
-    let command = format!(
-        "TMPDIR={} {} demo",
-        tmp.path().display(),
-        env!("CARGO_BIN_EXE_arca")
-    );
-    tmux.start("demo", 80, 24, &command);
+    let (tmux, tmp) = demo_at_80x24("close", "");
     tmux.wait_for("four live servers", |s| s.contains("4/4 alive"));
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
     tmux.run(&["kill-pane", "-t", "demo"]);

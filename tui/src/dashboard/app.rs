@@ -89,9 +89,13 @@ pub struct Job {
 impl Job {
     pub fn eta_secs(&self) -> Option<u64> {
         let left = self.bytes.saturating_sub(self.bytes_done);
-        (self.bytes_per_sec > 0.0 && self.ended.is_none())
-            .then(|| (left as f64 / self.bytes_per_sec).ceil() as u64)
+        eta(left, self.bytes_per_sec).filter(|_| self.ended.is_none())
     }
+}
+
+/// Seconds `left` bytes take at this speed, once there is one.
+fn eta(left: u64, bytes_per_sec: f64) -> Option<u64> {
+    (bytes_per_sec > 0.0).then(|| (left as f64 / bytes_per_sec).ceil() as u64)
 }
 
 /// One row of the Transfers pane.
@@ -123,8 +127,7 @@ impl Transfer {
     /// Seconds left at the current speed, once there is one.
     pub fn eta_secs(&self) -> Option<u64> {
         let left = self.progress.total.saturating_sub(self.durable());
-        (self.bytes_per_sec > 0.0 && !self.progress.phase.is_done())
-            .then(|| (left as f64 / self.bytes_per_sec).ceil() as u64)
+        eta(left, self.bytes_per_sec).filter(|_| !self.progress.phase.is_done())
     }
 
     /// Bytes every replica has confirmed (or received, for a restore).
@@ -522,17 +525,18 @@ impl App {
                 expanded: false,
             }),
             Msg::FileDone { job, failed } => {
-                if let Some(job) = self.jobs.iter_mut().find(|j| j.id == job) {
+                if let Some(job) = self.job_mut(job) {
                     job.files_done += 1;
                     job.failed += usize::from(failed);
                 }
             }
             Msg::JobEnded { job, stopped } => {
-                if let Some(job) = self.jobs.iter_mut().find(|j| j.id == job) {
-                    if let Some(why) = &stopped {
-                        self.flash = Some(format!("{} stopped: {why}", job.name));
-                    }
-                    job.ended = Some(stopped);
+                let ended = self.job_mut(job).map(|job| {
+                    job.ended = Some(stopped.clone());
+                    job.name.clone()
+                });
+                if let (Some(name), Some(why)) = (ended, stopped) {
+                    self.flash = Some(format!("{name} stopped: {why}"));
                 }
                 self.forget_old();
                 return vec![Effect::ListDir(self.browser.dir.clone())];
@@ -571,22 +575,23 @@ impl App {
         if moved {
             transfer.moved_at = now;
         }
+        if let (true, Phase::Failed(reason)) = (finished, &progress.phase) {
+            self.flash = Some(format!("{} failed: {reason}", transfer.name));
+        }
         transfer.progress = progress;
         if let Some(job) = transfer.job {
             self.count_job(job, now);
         }
-        let Some(transfer) = self.transfers.iter().find(|t| t.id == id) else {
-            return Vec::new();
-        };
         if finished {
-            if let Phase::Failed(reason) = &transfer.progress.phase {
-                self.flash = Some(format!("{} failed: {reason}", transfer.name));
-            }
             self.forget_old();
             // The folder view shows backup state: refresh it.
             return vec![Effect::ListDir(self.browser.dir.clone())];
         }
         Vec::new()
+    }
+
+    fn job_mut(&mut self, id: u64) -> Option<&mut Job> {
+        self.jobs.iter_mut().find(|j| j.id == id)
     }
 
     /// A job's bytes done and speed, from its transfers.
@@ -600,7 +605,7 @@ impl App {
                 false => t.durable(),
             })
             .sum();
-        if let Some(job) = self.jobs.iter_mut().find(|j| j.id == id) {
+        if let Some(job) = self.job_mut(id) {
             job.bytes_done = done.min(job.bytes);
             let secs = now.duration_since(job.started).as_secs_f64();
             if secs > 0.05 {
@@ -910,7 +915,7 @@ impl App {
             KeyCode::Enter => match chosen {
                 Ok(transfer) => self.mode = Mode::Details(transfer),
                 Err(job) => {
-                    if let Some(job) = self.jobs.iter_mut().find(|j| j.id == job) {
+                    if let Some(job) = self.job_mut(job) {
                         job.expanded = !job.expanded;
                     }
                 }

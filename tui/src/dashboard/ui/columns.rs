@@ -150,7 +150,12 @@ pub fn wrap(text: &str, width: usize, indent: &str) -> Vec<String> {
                 lines.push(std::mem::take(&mut line));
                 continue;
             }
-            let head = take_width(word.chars(), room);
+            // At least one character, even one wider than the room: else
+            // the word would never shrink.
+            let mut head = take_width(word.chars(), room);
+            if head.is_empty() {
+                head.extend(word.chars().next());
+            }
             word = &word[head.len()..];
             lines.push(head);
         }
@@ -222,6 +227,11 @@ mod tests {
         );
         assert_eq!(wrap("abcdefgh", 5, " "), [" abcd", " efgh"]);
         assert_eq!(wrap("", 5, " "), [" "]);
+        assert_eq!(
+            wrap("日本", 2, " "),
+            [" 日", " 本"],
+            "wider than the room, still ends"
+        );
     }
 
     #[test]

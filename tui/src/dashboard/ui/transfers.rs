@@ -74,8 +74,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
 
 /// A job's summary: files and bytes done of all, speed and ETA, or how it
 /// ended.
+/// Names in a column of their own, so states and bars line up.
+fn name_width(width: usize) -> usize {
+    (width * 2 / 9).clamp(10, 32)
+}
+
 fn job_line(job: &Job, width: usize) -> Line<'static> {
-    let name_width = (width * 2 / 9).clamp(10, 32);
+    let name_width = name_width(width);
     let mark = if job.expanded { "▾" } else { "▸" };
     let failed = match job.failed {
         0 => String::new(),
@@ -163,8 +168,7 @@ fn lines_of(t: &Transfer, now: Instant, width: usize, in_job: bool) -> Vec<Line<
     let p = &t.progress;
     let (phase, color) = phase_of(t, now);
     let phase_style = Style::new().fg(color);
-    // Names in a column of their own, so states and bars line up.
-    let name_width = (width * 2 / 9).clamp(10, 32) - usize::from(in_job) * 2;
+    let name_width = name_width(width) - usize::from(in_job) * 2;
     let indent = if in_job { "   " } else { " " };
     if !has_bars(t) {
         // The state is all there is to say: it takes the row.
