@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// Protocol version carried by the handshake; peers with another one are refused.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// File bytes travel in chunks of at most this size.
 pub const CHUNK_SIZE: usize = 1024 * 1024;
@@ -23,7 +23,7 @@ pub const NAME_MAX: usize = 1024;
 /// Most items in any list carried by one message.
 pub const LIST_MAX: usize = 4096;
 
-/// Most names one `Browse` returns, and one `Lookup` asks about (names of
+/// Most children one `Browse` returns, and most names one `Lookup` asks about (names of
 /// the longest kind still fit a control frame).
 pub const BROWSE_MAX: u32 = 1024;
 pub const LOOKUP_MAX: usize = 128;

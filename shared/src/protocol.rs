@@ -226,17 +226,24 @@ pub enum Message {
     Listing {
         files: Vec<FileEntry>,
     },
-    /// A window of the newest version of every name, by name: `limit`
-    /// names from the `offset`-th; answered with `Browsed`, then `Listing`
-    /// pages, then `End`.
+    /// A window of one folder's children ("" is the top, else a name
+    /// ending in '/'), whose names contain `filter` (ignoring ASCII case):
+    /// its subfolders by name, then the newest version of its files by
+    /// name; `limit` of them from the `offset`-th. Answered with `Browsed`,
+    /// then `Children` pages, then `End`.
     Browse {
         client: String,
+        folder: String,
+        filter: String,
         offset: u64,
         limit: u32,
     },
-    /// How many names the client has in all.
+    /// How many children match in all.
     Browsed {
         total: u64,
+    },
+    Children {
+        children: Vec<Child>,
     },
     /// The newest version of each of these names that has one; answered
     /// with `Listing` pages, then `End`.
@@ -364,6 +371,7 @@ impl Message {
             Message::Listing { .. } => "Listing",
             Message::Browse { .. } => "Browse",
             Message::Browsed { .. } => "Browsed",
+            Message::Children { .. } => "Children",
             Message::Lookup { .. } => "Lookup",
             Message::Remove { .. } => "Remove",
             Message::Removed { .. } => "Removed",
@@ -552,6 +560,36 @@ pub struct FileEntry {
     pub plain: bool,
     /// What a restore gives back besides the bytes (none before chunks).
     pub meta: Option<FileMeta>,
+}
+
+/// One child of a folder being browsed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Child {
+    Folder(FolderEntry),
+    File(FileEntry),
+}
+
+impl Child {
+    /// Its whole name; a folder's ends in '/'.
+    pub fn name(&self) -> &str {
+        match self {
+            Child::Folder(f) => &f.name,
+            Child::File(f) => &f.name,
+        }
+    }
+}
+
+/// A folder of backed-up names: what the newest versions under it hold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FolderEntry {
+    /// Its whole name, ending in '/'.
+    pub name: String,
+    pub files: u64,
+    pub size: u64,
+    /// Versions under it short of copies, as the last healing pass counted.
+    pub short: u64,
+    /// When the newest of them was committed (ms since the Unix epoch).
+    pub newest_ms: u64,
 }
 
 /// The cluster as the manager sees it.

@@ -3,7 +3,7 @@
 //! other message is one error, [`crate::FrameError::Unexpected`].
 
 use crate::protocol::{
-    BlobInfo, ClusterStatus, FileEntry, Grant, Message, Part, SnapshotInfo, UploadGrant,
+    BlobInfo, Child, ClusterStatus, FileEntry, Grant, Message, Part, SnapshotInfo, UploadGrant,
     VersionCheck, VersionHealth,
 };
 use crate::types::ServerId;
@@ -58,7 +58,7 @@ pub struct ChunkPlan(pub Option<UploadGrant>);
 #[derive(Debug, Clone, PartialEq)]
 pub struct Restoring(pub FileEntry);
 
-/// `Browsed`: how many names a client has in all.
+/// `Browsed`: how many children of a folder match, in all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Browsed(pub u64);
 
@@ -96,6 +96,7 @@ replies! {
     Vec<SnapshotInfo>, "Snapshots": Message::Snapshots { snapshots } => snapshots;
     // Pages of a long answer (`Connection::request_pages`).
     Vec<FileEntry>, "Listing": Message::Listing { files } => files;
+    Vec<Child>, "Children": Message::Children { children } => children;
     Vec<VersionCheck>, "Verified": Message::Verified { versions } => versions;
     Vec<VersionHealth>, "Risks": Message::Risks { versions } => versions;
     Vec<BlobInfo>, "Blobs": Message::Blobs { blobs } => blobs;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use arca_shared::BlobHash;
-use arca_shared::protocol::{ClusterStatus, FileEntry, ServerStatus};
+use arca_shared::protocol::{Child, ClusterStatus, FileEntry, FolderEntry, ServerStatus};
 use arca_tui::client::{Phase, TransferProgress};
 use arca_tui::dashboard::app::{App, BackupRow, FileState, Mode, OnYes, Tab};
 use arca_tui::dashboard::event::{Effect, Kind, Link, LocalEntry, Msg, Secret, View, Window};
@@ -135,8 +135,8 @@ fn busy_app() -> App {
     app.on_msg(
         Msg::Catalog(Window {
             total: 3,
-            offset: 0,
-            entries: backups,
+            entries: backups.into_iter().map(Child::File).collect(),
+            ..Window::default()
         }),
         t,
     );
@@ -559,8 +559,9 @@ fn window(total: u64, offset: u64, limit: u64) -> Msg {
         total,
         offset,
         entries: (offset..total.min(offset + limit))
-            .map(|i| entry(&format!("f{i:07}"), 1, b"x", 2))
+            .map(|i| Child::File(entry(&format!("f{i:07}"), 1, b"x", 2)))
             .collect(),
+        ..Window::default()
     })
 }
 
@@ -603,7 +604,7 @@ fn the_backups_list_fetches_only_the_window_around_the_cursor() {
     app.on_msg(window(1_000_000, 999_872, 256), Instant::now());
     assert_eq!(app.backups_selected(), Some(127));
     let text = render(&app, 120, 40);
-    assert!(text.contains("1000000 files"), "{text}");
+    assert!(text.contains("1000000 items"), "{text}");
     assert!(text.contains("f0999999"), "{text}");
 
     // The catalog shrinks under the cursor: it stays on the last row.
@@ -689,7 +690,9 @@ fn the_cursor_stays_on_its_version_when_names_arrive_before_it() {
     let Msg::Catalog(mut grown) = window(10, 0, 256) else {
         unreachable!()
     };
-    grown.entries.insert(1, entry("f0000000a", 1, b"x", 2));
+    grown
+        .entries
+        .insert(1, Child::File(entry("f0000000a", 1, b"x", 2)));
     grown.total = 11;
     app.on_msg(Msg::Catalog(grown), Instant::now());
     assert_eq!(app.expanded.as_ref().map(|e| e.index), Some(2));
@@ -824,6 +827,7 @@ fn a_job_of_many_files_is_one_row_that_expands() {
         Msg::Job {
             id: 1,
             name: "photos".into(),
+            kind: Kind::Upload,
             files: 2000,
             bytes: 4000,
         },
@@ -944,12 +948,15 @@ fn the_backups_cursor_follows_its_name_when_names_come_before_it() {
     let on = |app: &App| match app.backup_rows()[app.backups_selected().unwrap()] {
         BackupRow::Name(e) => e.name.clone(),
         BackupRow::Version(e) => format!("{} v{}", e.name, e.version),
+        BackupRow::Folder(f) => f.name.clone(),
     };
     assert_eq!(on(&app), "f0000005");
     let Msg::Catalog(mut grown) = window(20, 0, 256) else {
         unreachable!()
     };
-    grown.entries.insert(0, entry("a-first", 1, b"x", 2));
+    grown
+        .entries
+        .insert(0, Child::File(entry("a-first", 1, b"x", 2)));
     grown.entries.remove(3);
     grown.total = 20;
     app.on_msg(Msg::Catalog(grown), Instant::now());
@@ -1048,4 +1055,156 @@ fn a_transfer_whose_bytes_stop_says_it_stalled() {
     app.on_msg(Msg::Link(Link::Connected), t + Duration::from_secs(12));
     let screen = render(&app, 80, 24);
     assert!(screen.contains("stalled 12 s"), "{screen}");
+}
+
+fn folder(name: &str, files: u64, short: u64) -> Child {
+    Child::Folder(FolderEntry {
+        name: name.into(),
+        files,
+        size: files * 1000,
+        short,
+        newest_ms: T0,
+    })
+}
+
+/// The Backups window of `folder` the poller would send for `children`.
+fn children(folder: &str, filter: &str, children: Vec<Child>) -> Msg {
+    Msg::Catalog(Window {
+        folder: folder.into(),
+        filter: filter.into(),
+        total: children.len() as u64,
+        offset: 0,
+        entries: children,
+    })
+}
+
+fn wanted_place(app: &mut App) -> Option<(String, String)> {
+    match app.view_effect() {
+        Some(Effect::View(view)) => Some((view.folder, view.filter)),
+        _ => None,
+    }
+}
+
+fn on_row(app: &App) -> String {
+    match app.backup_rows()[app.backups_selected().unwrap()] {
+        BackupRow::Folder(f) => f.name.clone(),
+        BackupRow::Name(e) => e.name.clone(),
+        BackupRow::Version(e) => format!("{} v{}", e.name, e.version),
+    }
+}
+
+#[test]
+fn backups_are_a_tree_of_folders_with_their_state() {
+    let mut app = busy_app();
+    app.on_key(key(KeyCode::Tab));
+    let top = vec![
+        folder("music/", 1, 0),
+        folder("photos/", 1200, 3),
+        Child::File(entry("notes.txt", 3, b"notes", 2)),
+    ];
+    app.on_msg(children("", "", top.clone()), Instant::now());
+    snapshot_sizes("backups_tree", &app);
+
+    // Into a folder: its children are asked for, the cursor at the top.
+    app.on_key(key(KeyCode::Down));
+    app.on_key(key(KeyCode::Enter));
+    assert_eq!(app.backup_folder, "photos/");
+    assert_eq!(
+        wanted_place(&mut app),
+        Some(("photos/".into(), String::new()))
+    );
+    // A window of the folder left, arriving late, is not shown here.
+    app.on_msg(children("", "", top.clone()), Instant::now());
+    assert!(app.backup_rows().is_empty());
+    app.on_msg(
+        children(
+            "photos/",
+            "",
+            vec![
+                folder("photos/2024/", 1000, 0),
+                Child::File(entry("photos/cat.jpg", 1, b"meow", 2)),
+            ],
+        ),
+        Instant::now(),
+    );
+    assert_eq!(on_row(&app), "photos/2024/");
+    let screen = render(&app, 80, 24);
+    assert!(
+        screen.contains("in photos/"),
+        "the title names the folder:\n{screen}"
+    );
+    assert!(
+        screen.contains("cat.jpg") && !screen.contains("photos/cat.jpg"),
+        "{screen}"
+    );
+
+    // A file's versions fold with ←; on a name that is folded, ← goes up.
+    app.on_key(key(KeyCode::Down));
+    app.on_key(key(KeyCode::Enter));
+    assert!(app.expanded.is_some());
+    app.on_key(key(KeyCode::Left));
+    assert!(app.expanded.is_none());
+    assert_eq!(app.backup_folder, "photos/");
+    app.on_key(key(KeyCode::Left));
+    assert_eq!(app.backup_folder, "");
+    app.on_msg(children("", "", top.clone()), Instant::now());
+    assert_eq!(on_row(&app), "photos/", "on the folder left");
+    app.on_key(key(KeyCode::Backspace));
+    assert_eq!(app.backup_folder, "", "the top has no parent");
+}
+
+#[test]
+fn a_folder_restores_and_deletes_whole_and_asks_first() {
+    let mut app = busy_app();
+    app.on_key(key(KeyCode::Tab));
+    app.on_msg(
+        children("", "", vec![folder("photos/", 1200, 0)]),
+        Instant::now(),
+    );
+    app.on_key(key(KeyCode::Char('r')));
+    assert!(
+        matches!(&app.mode, Mode::Confirm { prompt, .. } if prompt.contains("the 1200 files under photos/"))
+    );
+    assert_eq!(
+        app.on_key(key(KeyCode::Char('y'))),
+        [Effect::Restore {
+            name: "photos/".into(),
+            version: None
+        }]
+    );
+    app.on_key(key(KeyCode::Char('d')));
+    assert!(app.on_key(key(KeyCode::Enter)).is_empty());
+    assert!(
+        matches!(&app.mode, Mode::Confirm { prompt, .. } if prompt.contains("every version of the 1200 files"))
+    );
+    assert_eq!(
+        app.on_key(key(KeyCode::Char('y'))),
+        [Effect::Delete {
+            name: "photos/".into(),
+            version: None
+        }]
+    );
+}
+
+#[test]
+fn the_backups_filter_is_asked_of_the_manager_and_kept_apart_from_the_files_one() {
+    let mut app = busy_app();
+    app.on_key(key(KeyCode::Tab));
+    app.view_effect();
+    for c in "/pho".chars() {
+        app.on_key(key(KeyCode::Char(c)));
+    }
+    app.on_event(&Event::Paste("to\n".into()));
+    assert_eq!(app.backup_filter, "photo");
+    assert_eq!(app.browser.filter, "", "the Files filter is its own");
+    assert_eq!(
+        wanted_place(&mut app),
+        Some((String::new(), "photo".into()))
+    );
+    app.on_msg(children("", "photo", vec![]), Instant::now());
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("nothing here matches /photo"), "{screen}");
+    app.on_key(key(KeyCode::Esc));
+    assert_eq!(app.backup_filter, "");
+    assert_eq!(wanted_place(&mut app), Some((String::new(), String::new())));
 }

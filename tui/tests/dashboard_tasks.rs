@@ -125,3 +125,86 @@ async fn the_dashboard_uploads_in_batches_and_restores_through_the_engine() {
     shutdown.cancel();
     t.cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_restores_as_one_job_and_deletes_whole() {
+    let t = TestCluster::with_servers(3).await;
+    let mut session = t.session("dash").await;
+    let files = [
+        ("docs/a.txt", common::content(1, 3 << 20)),
+        ("docs/sub/b.txt", b"bee".to_vec()),
+        ("docs/c.txt", b"sea".to_vec()),
+        ("other/d.txt", b"dee".to_vec()),
+    ];
+    for (name, content) in &files {
+        common::put(&mut session, &t.write(name, content), name).await;
+    }
+    // One changed, one gone, one as it was.
+    std::fs::write(t.files().join("docs/a.txt"), b"changed").unwrap();
+    std::fs::remove_file(t.files().join("docs/sub/b.txt")).unwrap();
+
+    let (msgs, mut inbox) = mpsc::unbounded_channel();
+    let shutdown = CancellationToken::new();
+    let tasks = Tasks::start(t.settings("dash"), msgs, shutdown.clone());
+    tasks.run(Effect::Restore {
+        name: "docs/".into(),
+        version: None,
+    });
+    let (mut job, mut done, mut last) = (None, Vec::new(), None);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let stopped = loop {
+        let msg = tokio::time::timeout_at(deadline, inbox.recv())
+            .await
+            .expect("the restore did not end in time")
+            .expect("the tasks stopped");
+        match msg {
+            Msg::Job { files, bytes, .. } => job = Some((files, bytes)),
+            Msg::Queued { kind, job, .. } => {
+                assert_eq!((kind, job.is_some()), (Kind::Restore, true));
+            }
+            Msg::FileDone { failed, .. } => done.push(failed),
+            Msg::Progress { progress, .. } => last = Some(progress),
+            Msg::JobEnded { stopped, .. } => break stopped,
+            _ => {}
+        }
+    };
+    assert_eq!(stopped, None);
+    assert_eq!(job, Some((3, (3 << 20) + 6)), "the files under docs/ only");
+    assert_eq!(done, [false; 3]);
+    let last = last.unwrap();
+    assert_eq!(last.phase, Phase::RestoredFiles { files: 3 });
+    assert_eq!(last.sent, last.total);
+    for (name, content) in &files[..3] {
+        assert_eq!(
+            &std::fs::read(t.files().join(name)).unwrap(),
+            content,
+            "{name}"
+        );
+    }
+
+    tasks.run(Effect::Delete {
+        name: "docs/".into(),
+        version: None,
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let msg = tokio::time::timeout_at(deadline, inbox.recv())
+            .await
+            .expect("the delete did not end in time")
+            .expect("the tasks stopped");
+        if let Msg::Flash(text) = msg {
+            assert_eq!(text, "removed the 3 files under docs/");
+            break;
+        }
+    }
+    let left: Vec<String> = session
+        .list(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(left, ["other/d.txt"]);
+    shutdown.cancel();
+    t.cluster.shutdown().await;
+}

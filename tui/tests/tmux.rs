@@ -182,7 +182,9 @@ fn demo_at_80x24(test: &str, after: &str) -> (Tmux, tempfile::TempDir) {
 /// At 80x24 the servers show their load and score and the samples their
 /// names; a paste into the filter is text (it neither quits nor deletes);
 /// the demo's CLI settings reach its cluster, and a wrong secret is shown
-/// as such; SIGTERM restores the terminal and removes the demo's folder.
+/// as such; 2,000 files back up as one row, and are one folder in Backups
+/// that a filter finds and a restore brings back whole; SIGTERM restores
+/// the terminal and removes the demo's folder.
 #[test]
 fn demo_at_80x24_takes_pastes_as_text_and_cleans_up_on_sigterm() {
     let _one = ONE_DEMO.lock().unwrap_or_else(|e| e.into_inner());
@@ -272,6 +274,36 @@ fn demo_at_80x24_takes_pastes_as_text_and_cleans_up_on_sigterm() {
     assert_eq!(
         rows, 2,
         "the folder's row and the job's, no more:\n{screen}"
+    );
+
+    // In Backups they are one folder, found by the filter, opened, and
+    // restored whole.
+    for gone in ["f0007", "f1999"] {
+        std::fs::remove_file(many.join(gone)).unwrap();
+    }
+    tmux.keys(&["Tab", "/", "m", "a", "n", "y", "Enter"]);
+    tmux.wait_for("the folder in Backups", |s| {
+        s.lines()
+            .any(|l| l.contains("▸ many/") && l.contains("2000"))
+    });
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("inside the folder", |s| {
+        s.contains("2000 items in many/") && s.contains("f0000")
+    });
+    tmux.keys(&["/", "1", "9", "9", "9"]);
+    tmux.wait_for("the filtered folder", |s| {
+        s.contains("1 item in many/") && s.contains("f1999")
+    });
+    tmux.keys(&["Escape", "BSpace", "r"]);
+    tmux.wait_for("the folder restore to ask", |s| {
+        s.contains("Restore the 2000 files under many/")
+    });
+    tmux.keys(&["y"]);
+    tmux.wait_for("the folder restored", |s| s.contains("2000 files restored"));
+    assert!(many.join("f0007").is_file() && many.join("f1999").is_file());
+    assert_eq!(
+        std::fs::read_to_string(many.join("f1999")).unwrap(),
+        "file 1999"
     );
 
     let pid = demo_pids().pop().expect("the demo runs");

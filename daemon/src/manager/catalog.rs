@@ -60,6 +60,19 @@ pub struct FileRow {
     pub meta: Option<FileMeta>,
 }
 
+/// One child of a folder: a folder, with the count, bytes and newest
+/// commit of the newest versions under it, or a file's name.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChildRow {
+    Folder {
+        name: String,
+        files: u64,
+        size: u64,
+        newest_ms: u64,
+    },
+    File(String),
+}
+
 /// A stored blob and the servers holding it.
 pub type Held = (BlobHash, Vec<ServerId>);
 
@@ -471,37 +484,84 @@ impl Catalog {
 
     /// The newest version of every name starting with `prefix`, by name.
     pub fn latest(&self, client: &str, prefix: &str) -> rusqlite::Result<Vec<FileRow>> {
-        self.latest_window(client, prefix, 0, u32::MAX)
-    }
-
-    /// `limit` of [`Catalog::latest`]'s rows, from the `offset`-th.
-    pub fn latest_window(
-        &self,
-        client: &str,
-        prefix: &str,
-        offset: u64,
-        limit: u32,
-    ) -> rusqlite::Result<Vec<FileRow>> {
         let sql = format!(
             "SELECT {FILE_COLUMNS} FROM files f WHERE f.client = ?1
              AND substr(f.name, 1, length(?2)) = ?2
              AND f.version = (SELECT MAX(version) FROM files g
                               WHERE g.client = f.client AND g.name = f.name)
-             ORDER BY f.name LIMIT ?3 OFFSET ?4"
+             ORDER BY f.name"
         );
         let mut stmt = self.db.prepare_cached(&sql)?;
-        let rows = stmt.query_map(
-            params![client, prefix, i64::from(limit), offset as i64],
-            file_row,
-        )?;
+        let rows = stmt.query_map(params![client, prefix], file_row)?;
         rows.collect()
     }
 
-    /// How many names the client has versions of.
-    pub fn name_count(&self, client: &str) -> rusqlite::Result<u64> {
-        self.db
-            .prepare_cached("SELECT COUNT(DISTINCT name) FROM files WHERE client = ?1")?
-            .query_row(params![client], |row| row.get(0))
+    /// A window of a folder's children (see `Message::Browse`): `limit`
+    /// of them from the `offset`-th, and how many match in all.
+    pub fn children(
+        &self,
+        client: &str,
+        folder: &str,
+        filter: &str,
+        offset: u64,
+        limit: u32,
+    ) -> rusqlite::Result<(u64, Vec<ChildRow>)> {
+        // Names under "a/b/" sort from it up to "a/b0" ('0' follows '/'),
+        // so the primary key finds them.
+        let below = folder.strip_suffix('/').map(|stem| format!("{stem}0"));
+        let mut stmt = self.db.prepare_cached(
+            "WITH newest AS (
+                SELECT substr(f.name, ?4) AS rest, f.size, f.created_ms FROM files f
+                WHERE f.client = ?1 AND f.name >= ?2 AND (?3 IS NULL OR f.name < ?3)
+                AND f.version = (SELECT MAX(version) FROM files g
+                                 WHERE g.client = f.client AND g.name = f.name)
+             ), kids AS (
+                SELECT CASE instr(rest, '/') WHEN 0 THEN rest
+                       ELSE substr(rest, 1, instr(rest, '/')) END AS child,
+                       size, created_ms FROM newest
+             )
+             SELECT child, COUNT(*), SUM(size), MAX(created_ms), COUNT(*) OVER () FROM kids
+             WHERE instr(lower(rtrim(child, '/')), lower(?5)) > 0
+             GROUP BY child
+             ORDER BY substr(child, -1) = '/' DESC, child
+             LIMIT ?6 OFFSET ?7",
+        )?;
+        let mut window = |offset: u64, limit: u32| -> rusqlite::Result<Vec<(u64, ChildRow)>> {
+            let rows = stmt.query_map(
+                params![
+                    client,
+                    folder,
+                    below,
+                    folder.chars().count() as i64 + 1,
+                    filter,
+                    i64::from(limit),
+                    offset as i64
+                ],
+                |row| {
+                    let child: String = row.get(0)?;
+                    let name = format!("{folder}{child}");
+                    let kid = match child.ends_with('/') {
+                        true => ChildRow::Folder {
+                            name,
+                            files: row.get(1)?,
+                            size: row.get(2)?,
+                            newest_ms: row.get(3)?,
+                        },
+                        false => ChildRow::File(name),
+                    };
+                    Ok((row.get(4)?, kid))
+                },
+            )?;
+            rows.collect()
+        };
+        let rows = window(offset, limit)?;
+        if rows.is_empty() && offset > 0 {
+            // Past the end: the first row still tells how many there are.
+            let total = window(0, 1)?.first().map_or(0, |(total, _)| *total);
+            return Ok((total, Vec::new()));
+        }
+        let total = rows.first().map_or(0, |(total, _)| *total);
+        Ok((total, rows.into_iter().map(|(_, kid)| kid).collect()))
     }
 
     /// The newest version of each of `names` that has one, by name.

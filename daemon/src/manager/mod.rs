@@ -32,7 +32,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::error::Error;
 
-pub use catalog::{Catalog, FileRow, NewVersion, Recorded};
+pub use catalog::{Catalog, ChildRow, FileRow, NewVersion, Recorded};
 use hash_locks::HashLocks;
 use membership::Members;
 pub use recover::{RecoverError, Recovered, recover};
@@ -261,9 +261,13 @@ async fn handle(manager: Arc<Manager>, mut conn: Connection) {
             }
             Message::Browse {
                 client,
+                folder,
+                filter,
                 offset,
                 limit,
-            } => cmd::list::browse(&manager, &mut conn, client, offset, limit).await,
+            } => {
+                cmd::list::browse(&manager, &mut conn, client, folder, filter, offset, limit).await
+            }
             Message::Lookup { client, names } => {
                 cmd::list::lookup(&manager, &mut conn, client, names).await
             }

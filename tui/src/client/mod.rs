@@ -16,7 +16,8 @@ use std::path::PathBuf;
 use arca_shared::handshake;
 use arca_shared::keys::ClusterKey;
 use arca_shared::limits::{IDLE_TIMEOUT, LOOKUP_MAX};
-use arca_shared::protocol::{ClusterStatus, FileEntry, VersionCheck, VersionHealth};
+use arca_shared::name;
+use arca_shared::protocol::{Child, ClusterStatus, FileEntry, VersionCheck, VersionHealth};
 use arca_shared::reply::{Browsed, Removed, Reply};
 use arca_shared::{Connection, FrameError, Message};
 
@@ -135,21 +136,43 @@ impl Session {
         self.pages(&Message::List { client, name }).await
     }
 
-    /// A window of [`Session::list`]'s rows for all names: `limit` from the
-    /// `offset`-th, and how many names there are in all.
+    /// The newest version of every file backed up under the folder name
+    /// `prefix` (ending in '/'), and any the manager listed outside it: its
+    /// list is checked, not trusted. No file there is an error.
+    pub async fn list_under(
+        &mut self,
+        prefix: &str,
+    ) -> Result<(Vec<FileEntry>, Vec<FileEntry>), ClientError> {
+        name::validate_prefix(prefix)
+            .map_err(|e| ClientError::Local(format!("bad name {prefix:?}: {e}")))?;
+        let entries = self.list(Some(prefix)).await?;
+        if entries.is_empty() {
+            return Err(ClientError::Refused(format!("no backups under {prefix}")));
+        }
+        Ok(entries
+            .into_iter()
+            .partition(|e| e.name.starts_with(prefix)))
+    }
+
+    /// A window of a folder's children whose names contain `filter` (see
+    /// `Message::Browse`): `limit` from the `offset`-th, and how many match.
     pub async fn browse(
         &mut self,
+        folder: &str,
+        filter: &str,
         offset: u64,
         limit: u32,
-    ) -> Result<(u64, Vec<FileEntry>), ClientError> {
+    ) -> Result<(u64, Vec<Child>), ClientError> {
         let request = Message::Browse {
             client: self.settings.client.clone(),
+            folder: folder.to_owned(),
+            filter: filter.to_owned(),
             offset,
             limit,
         };
         let Browsed(total) = self.conn.request(&request).await.map_err(refusal)?;
-        let files = self.conn.recv_pages().await.map_err(refusal)?;
-        Ok((total, files))
+        let children = self.conn.recv_pages().await.map_err(refusal)?;
+        Ok((total, children))
     }
 
     /// The newest version of each of `names` that has one.

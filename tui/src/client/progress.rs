@@ -29,6 +29,10 @@ pub enum Phase {
     Restored {
         version: u32,
     },
+    /// The files of a folder are restored (each written, current, or failed).
+    RestoredFiles {
+        files: usize,
+    },
     Failed(String),
 }
 
@@ -40,6 +44,7 @@ impl Phase {
                 | Phase::Unchanged { .. }
                 | Phase::BackedUp { .. }
                 | Phase::Restored { .. }
+                | Phase::RestoredFiles { .. }
                 | Phase::Failed(_)
         )
     }

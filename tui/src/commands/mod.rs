@@ -11,7 +11,6 @@ mod verify;
 use std::process::ExitCode;
 
 use arca_shared::keys::{self, ClusterKey};
-use arca_shared::name;
 use arca_shared::protocol::FileEntry;
 
 use crate::cli::{Cli, Command};
@@ -131,23 +130,13 @@ async fn each_under(
     })
 }
 
-/// The newest version of every file backed up under the folder name
-/// `prefix` (ending in '/'), and how many the manager listed that were
-/// refused. Its list is checked, not trusted: a name outside the folder is
-/// refused with a `failed` line of its own, and the others still come.
+/// [`Session::list_under`], with a `failed` line for each name the manager
+/// listed outside the folder, and how many those were.
 async fn listed_under(
     session: &mut Session,
     prefix: &str,
 ) -> Result<(Vec<FileEntry>, usize), ClientError> {
-    name::validate_prefix(prefix)
-        .map_err(|e| ClientError::Local(format!("bad name {prefix:?}: {e}")))?;
-    let entries = session.list(Some(prefix)).await?;
-    if entries.is_empty() {
-        return Err(ClientError::Refused(format!("no backups under {prefix}")));
-    }
-    let (under, outside): (Vec<_>, Vec<_>) = entries
-        .into_iter()
-        .partition(|e| e.name.starts_with(prefix));
+    let (under, outside) = session.list_under(prefix).await?;
     for entry in &outside {
         out::error(format_args!(
             "failed     {}: the manager listed {:?}, which is not under {prefix}",

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use arca_shared::protocol::{ClusterStatus, FileEntry};
+use arca_shared::protocol::{Child, ClusterStatus, FileEntry, FolderEntry};
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEventKind};
 
 use super::event::{Effect, Kind, Link, LocalEntry, Msg, Secret, View, Window};
@@ -72,6 +72,7 @@ const STALLED_AFTER: Duration = Duration::from_secs(5);
 pub struct Job {
     pub id: u64,
     pub name: String,
+    pub kind: Kind,
     pub files: usize,
     pub bytes: u64,
     pub files_done: usize,
@@ -164,6 +165,7 @@ pub struct Expanded {
 /// One row of the Backups tab.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum BackupRow<'a> {
+    Folder(&'a FolderEntry),
     /// A name, showing its newest version.
     Name(&'a FileEntry),
     /// One version of the expanded name.
@@ -228,8 +230,15 @@ pub struct App {
     pub files_root: PathBuf,
     pub link: Link,
     pub cluster: Option<ClusterStatus>,
-    /// The names of the Backups list around its cursor, with their newest
-    /// version.
+    /// The Backups folder shown ("" is the top, else it ends in '/'), and
+    /// the filter on its children's names.
+    pub backup_folder: String,
+    pub backup_filter: String,
+    /// The child the cursor goes to once the folder is listed: the folder
+    /// just left, going up.
+    backup_land_on: Option<String>,
+    /// The children of the Backups folder around its cursor, files with
+    /// their newest version.
     pub backups: Window,
     pub expanded: Option<Expanded>,
     pub browser: Browser,
@@ -270,6 +279,9 @@ impl App {
             files_root,
             link: Link::Connecting,
             cluster: None,
+            backup_folder: String::new(),
+            backup_filter: String::new(),
+            backup_land_on: None,
             backups: Window::default(),
             expanded: None,
             browser: Browser::default(),
@@ -318,11 +330,18 @@ impl App {
         }
     }
 
-    /// The rows of the Backups window: its names, with the expanded one's
-    /// versions after it.
+    /// The rows of the Backups window: its folders, then its names with
+    /// the expanded one's versions after it.
     pub fn backup_rows(&self) -> Vec<BackupRow<'_>> {
         let mut rows = Vec::new();
-        for entry in &self.backups.entries {
+        for child in &self.backups.entries {
+            let entry = match child {
+                Child::Folder(folder) => {
+                    rows.push(BackupRow::Folder(folder));
+                    continue;
+                }
+                Child::File(entry) => entry,
+            };
             rows.push(BackupRow::Name(entry));
             if let Some(expanded) = &self.expanded
                 && expanded.name == entry.name
@@ -362,7 +381,7 @@ impl App {
     /// The `index`-th name, if the window holds it.
     fn name_at(&self, index: u64) -> Option<&str> {
         let at = usize::try_from(index.checked_sub(self.backups.offset)?).ok()?;
-        self.backups.entries.get(at).map(|e| e.name.as_str())
+        self.backups.entries.get(at).map(Child::name)
     }
 
     /// The name a row is on, or belongs to for a version.
@@ -390,7 +409,7 @@ impl App {
         change(self);
         let on_name = named
             .and_then(|name| {
-                let place = self.backups.entries.iter().position(|e| e.name == name)?;
+                let place = self.backups.entries.iter().position(|e| e.name() == name)?;
                 Some(self.backups.offset + place as u64)
             })
             .unwrap_or(on_name);
@@ -407,6 +426,8 @@ impl App {
         let files = self.browser.visible();
         let first = window_start(self.browser.cursor as u64) as usize;
         View {
+            folder: self.backup_folder.clone(),
+            filter: self.backup_filter.clone(),
             offset: window_start(self.name_of_row(self.backups_cursor)),
             limit: WINDOW,
             expanded: self.expanded.as_ref().map(|e| e.name.clone()),
@@ -430,10 +451,19 @@ impl App {
     }
 
     fn on_window(&mut self, window: Window) {
+        if (&window.folder, &window.filter) != (&self.backup_folder, &self.backup_filter) {
+            // Asked for before the folder or filter changed.
+            return;
+        }
+        if let Some(name) = self.backup_land_on.take()
+            && let Some(place) = window.entries.iter().position(|e| e.name() == name)
+        {
+            self.backups_cursor = window.offset + place as u64;
+        }
         self.keeping_cursor(|app| {
             app.backups = window;
             if let Some(e) = &app.expanded {
-                match app.backups.entries.iter().position(|f| f.name == e.name) {
+                match app.backups.entries.iter().position(|f| f.name() == e.name) {
                     Some(place) => {
                         let index = app.backups.offset + place as u64;
                         app.expanded = app.expanded.take().map(|e| Expanded { index, ..e });
@@ -509,11 +539,13 @@ impl App {
             Msg::Job {
                 id,
                 name,
+                kind,
                 files,
                 bytes,
             } => self.jobs.push(Job {
                 id,
                 name,
+                kind,
                 files,
                 bytes,
                 files_done: 0,
@@ -743,15 +775,16 @@ impl App {
             },
             Mode::Filter => {
                 match key.code {
-                    KeyCode::Esc => self.browser.filter.clear(),
+                    KeyCode::Esc => self.edit_filter(String::clear),
                     KeyCode::Enter => {}
                     KeyCode::Backspace => {
-                        self.browser.filter.pop();
+                        self.edit_filter(|f| {
+                            f.pop();
+                        });
                         self.mode = Mode::Filter;
                     }
                     KeyCode::Char(c) => {
-                        self.browser.filter.push(c);
-                        self.browser.cursor = 0;
+                        self.edit_filter(|f| f.push(c));
                         self.mode = Mode::Filter;
                     }
                     _ => self.mode = Mode::Filter,
@@ -767,12 +800,32 @@ impl App {
     fn on_paste(&mut self, text: &str) {
         let text = text.chars().filter(|c| !c.is_control());
         match &mut self.mode {
-            Mode::Filter => {
-                self.browser.filter.extend(text);
+            Mode::Passphrase { typed, .. } => typed.0.extend(text),
+            Mode::Filter => self.edit_filter(|f| f.extend(text)),
+            _ => {}
+        }
+    }
+
+    /// The filter of the tab shown.
+    pub fn filter(&self) -> &str {
+        match self.tab {
+            Tab::Files => &self.browser.filter,
+            Tab::Backups => &self.backup_filter,
+        }
+    }
+
+    /// Changes the filter of the tab shown; its cursor goes to the top.
+    fn edit_filter(&mut self, edit: impl FnOnce(&mut String)) {
+        match self.tab {
+            Tab::Files => {
+                edit(&mut self.browser.filter);
                 self.browser.cursor = 0;
             }
-            Mode::Passphrase { typed, .. } => typed.0.extend(text),
-            _ => {}
+            Tab::Backups => {
+                edit(&mut self.backup_filter);
+                self.expanded = None;
+                self.backups_cursor = 0;
+            }
         }
     }
 
@@ -960,24 +1013,92 @@ impl App {
 
     fn on_backups_key(&mut self, code: KeyCode) -> Vec<Effect> {
         let rows = self.backup_rows();
-        let Some(row) = self.backups_selected().and_then(|at| rows.get(at).copied()) else {
-            return Vec::new();
+        let row = self.backups_selected().and_then(|at| rows.get(at).copied());
+        let folds = match row {
+            Some(BackupRow::Name(e)) => self.is_expanded(&e.name),
+            Some(BackupRow::Version(_)) => true,
+            _ => false,
         };
-        let (entry, version) = match row {
-            BackupRow::Name(e) => (e, None),
-            BackupRow::Version(e) => (e, Some(e.version)),
+        let up = matches!(
+            code,
+            KeyCode::Backspace | KeyCode::Left | KeyCode::Char('h')
+        );
+        match row {
+            _ if code == KeyCode::Char('/') => self.mode = Mode::Filter,
+            _ if up && !folds && !self.backup_folder.is_empty() => self.go_up_backups(),
+            Some(BackupRow::Folder(folder)) => {
+                let (name, files) = (folder.name.clone(), folder.files);
+                self.on_backup_folder_key(code, name, files);
+            }
+            Some(BackupRow::Name(e)) => {
+                let name = e.name.clone();
+                self.on_backup_key(code, name, None);
+            }
+            Some(BackupRow::Version(e)) => {
+                let (name, version) = (e.name.clone(), e.version);
+                self.on_backup_key(code, name, Some(version));
+            }
+            None => {}
+        }
+        Vec::new()
+    }
+
+    fn is_expanded(&self, name: &str) -> bool {
+        self.expanded.as_ref().is_some_and(|e| e.name == name)
+    }
+
+    /// A key on a folder of the Backups tree.
+    fn on_backup_folder_key(&mut self, code: KeyCode, name: String, files: u64) {
+        let them = match files {
+            1 => "the file".to_owned(),
+            n => format!("the {n} files"),
         };
-        let name = entry.name.clone();
+        match code {
+            KeyCode::Enter | KeyCode::Right | KeyCode::Char('l') => {
+                self.open_backup_folder(name, None);
+            }
+            KeyCode::Char('r') => {
+                self.mode = Mode::Confirm {
+                    prompt: format!(
+                        "Restore {them} under {name} (newest versions) into the files folder, \
+                         replacing local copies that differ?"
+                    ),
+                    on_yes: OnYes::Run(Effect::Restore {
+                        name,
+                        version: None,
+                    }),
+                };
+            }
+            KeyCode::Char('d') => {
+                self.mode = Mode::Confirm {
+                    prompt: format!(
+                        "Delete every version of {them} under {name} from the backups? \
+                         This cannot be undone."
+                    ),
+                    on_yes: OnYes::Run(Effect::Delete {
+                        name,
+                        version: None,
+                    }),
+                };
+            }
+            _ => {}
+        }
+    }
+
+    /// A key on a name of the Backups tree, or on one of its versions.
+    fn on_backup_key(&mut self, code: KeyCode, name: String, version: Option<u32>) {
         let which = version.map_or("newest version".to_owned(), |v| format!("version {v}"));
         match code {
             KeyCode::Enter
             | KeyCode::Right
             | KeyCode::Char('l')
             | KeyCode::Left
-            | KeyCode::Char('h') => {
-                let open = self.expanded.as_ref().is_some_and(|e| e.name == name);
+            | KeyCode::Char('h')
+            | KeyCode::Backspace => {
+                let open = self.is_expanded(&name);
                 self.collapse();
-                let wants_open = !matches!(code, KeyCode::Left | KeyCode::Char('h'));
+                let wants_open =
+                    matches!(code, KeyCode::Enter | KeyCode::Right | KeyCode::Char('l'));
                 if !open && wants_open {
                     self.expanded = Some(Expanded {
                         index: self.backups_cursor,
@@ -1005,7 +1126,28 @@ impl App {
             }
             _ => {}
         }
-        Vec::new()
+    }
+
+    /// Shows another folder of the Backups tree, its filter cleared; the
+    /// cursor goes to `land_on` once it is listed, or to the top.
+    fn open_backup_folder(&mut self, folder: String, land_on: Option<String>) {
+        self.backup_folder = folder;
+        self.backup_filter.clear();
+        self.backup_land_on = land_on;
+        self.expanded = None;
+        self.backups = Window::default();
+        self.backups_cursor = 0;
+    }
+
+    /// Goes up a folder of the Backups tree, to the folder left.
+    fn go_up_backups(&mut self) {
+        let stem = self.backup_folder.trim_end_matches('/');
+        let parent = match stem.rsplit_once('/') {
+            Some((parent, _)) => format!("{parent}/"),
+            None => String::new(),
+        };
+        let left = self.backup_folder.clone();
+        self.open_backup_folder(parent, Some(left));
     }
 
     fn move_cursor(&mut self, by: i64) {

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use arca_shared::BlobHash;
-use arca_shared::protocol::{ClusterStatus, FileEntry};
+use arca_shared::protocol::{Child, ClusterStatus, FileEntry};
 
 use crate::client::TransferProgress;
 
@@ -36,24 +36,28 @@ pub enum Effect {
 }
 
 /// The part of the catalog on screen, which the poller fetches again
-/// whenever the catalog changes: a window of the Backups list, the
-/// versions of the name expanded there, and the names of the local files
-/// shown, for their backup state.
+/// whenever the catalog changes: a window of the Backups folder shown (its
+/// children matching the filter), the versions of the name expanded there,
+/// and the names of the local files shown, for their backup state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct View {
+    pub folder: String,
+    pub filter: String,
     pub offset: u64,
     pub limit: u32,
     pub expanded: Option<String>,
     pub names: Vec<String>,
 }
 
-/// A window of the Backups list: `entries` are the names from the
-/// `offset`-th, of `total` in all.
+/// A window of the Backups tree: `entries` are the children of `folder`
+/// matching `filter` from the `offset`-th, of `total` in all.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Window {
+    pub folder: String,
+    pub filter: String,
     pub total: u64,
     pub offset: u64,
-    pub entries: Vec<FileEntry>,
+    pub entries: Vec<Child>,
 }
 
 /// Typed text that is never shown, nor printed in a debug line.
@@ -110,10 +114,11 @@ pub enum Msg {
     Job {
         id: u64,
         name: String,
+        kind: Kind,
         files: usize,
         bytes: u64,
     },
-    /// One of a job's files is done, backed up or not.
+    /// One of a job's files is done, or failed.
     FileDone {
         job: u64,
         failed: bool,

@@ -18,7 +18,8 @@ use arca_shared::protocol::ClusterStatus;
 use arca_shared::vault::ChunkKeys;
 
 use crate::client::{
-    BackupEvent, ChunkCache, ClientError, Phase, Session, Settings, TransferProgress,
+    BackupEvent, ChunkCache, ClientError, Phase, RestoreEvent, Session, Settings, TransferProgress,
+    Wanted,
 };
 use crate::names;
 
@@ -36,6 +37,10 @@ enum Job {
         id: u64,
         name: String,
         version: Option<u32>,
+    },
+    /// Every file under a folder name (ending in '/'), in one restore.
+    RestoreFolder {
+        prefix: String,
     },
     Delete {
         name: String,
@@ -108,6 +113,12 @@ impl Tasks {
             }
             Effect::Upload(paths) => {
                 let _ = self.jobs.send(Job::Backup { paths });
+            }
+            Effect::Restore {
+                name,
+                version: None,
+            } if name.ends_with('/') => {
+                let _ = self.jobs.send(Job::RestoreFolder { prefix: name });
             }
             Effect::Restore { name, version } => {
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -241,13 +252,16 @@ async fn fetch(
     view: View,
     msgs: &mpsc::UnboundedSender<Msg>,
 ) -> Result<(), ClientError> {
-    let (total, entries) = session.browse(view.offset, view.limit).await?;
+    let (total, entries) =
+        (session.browse(&view.folder, &view.filter, view.offset, view.limit)).await?;
     let found = session.lookup(&view.names).await?;
     let versions = match &view.expanded {
         Some(name) => Some((name.clone(), session.list(Some(name)).await?)),
         None => None,
     };
     let window = Window {
+        folder: view.folder,
+        filter: view.filter,
         total,
         offset: view.offset,
         entries,
@@ -353,6 +367,7 @@ impl Worker {
             BackupEvent::Planned { files, bytes } => Msg::Job {
                 id: job.id,
                 name: job.name.clone(),
+                kind: Kind::Upload,
                 files,
                 bytes,
             },
@@ -384,6 +399,125 @@ impl Worker {
         let _ = self.msgs.send(msg);
     }
 
+    /// Restores every file under a folder name in one restore, as `arca
+    /// get DIR/` does: a job of its files, with one transfer for the bytes.
+    async fn restore_folder(
+        &self,
+        session: &mut Session,
+        prefix: String,
+    ) -> Result<(), ClientError> {
+        let (entries, outside) = session
+            .list_under(&prefix)
+            .await
+            .inspect_err(|e| self.flash(format!("cannot restore {prefix}: {e}")))?;
+        let mut refused = outside.len();
+        let mut wanted = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match names::restore_path(&self.settings.files, &entry.name) {
+                Ok(dest) => wanted.push(Wanted { entry, dest }),
+                Err(e) => {
+                    refused += 1;
+                    self.flash(format!("{}: {e}", entry.name));
+                }
+            }
+        }
+        let job = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let files = wanted.len();
+        let mut progress = TransferProgress {
+            phase: Phase::Restoring,
+            total: wanted.iter().map(|w| w.entry.size).sum(),
+            ..TransferProgress::default()
+        };
+        let _ = self.msgs.send(Msg::Job {
+            id: job,
+            name: prefix.clone(),
+            kind: Kind::Restore,
+            files: files + refused,
+            bytes: progress.total,
+        });
+        let _ = self.msgs.send(Msg::Queued {
+            id,
+            name: prefix,
+            kind: Kind::Restore,
+            job: Some(job),
+        });
+        for _ in 0..refused {
+            let _ = self.msgs.send(Msg::FileDone { job, failed: true });
+        }
+        let (events, mut heard) = mpsc::unbounded_channel();
+        let run = session.restore(wanted, true, &events);
+        tokio::pin!(run);
+        // Bytes of files settled without fetching (already in place).
+        let mut settled = 0;
+        let mut tell = |event: RestoreEvent, progress: &mut TransferProgress| {
+            match event {
+                RestoreEvent::Planned { bytes, .. } => settled = progress.total - bytes,
+                RestoreEvent::Fetched(bytes) => progress.sent = settled + bytes,
+                RestoreEvent::Done { name, outcome, .. } => {
+                    if let Err(e) = &outcome {
+                        self.flash(format!("{name}: {e}"));
+                    }
+                    let failed = outcome.is_err();
+                    let _ = self.msgs.send(Msg::FileDone { job, failed });
+                    return;
+                }
+            }
+            let progress = progress.clone();
+            let _ = self.msgs.send(Msg::Progress { id, progress });
+        };
+        let ended = loop {
+            tokio::select! {
+                ended = &mut run => break ended,
+                Some(event) = heard.recv() => tell(event, &mut progress),
+            }
+        };
+        while let Ok(event) = heard.try_recv() {
+            tell(event, &mut progress);
+        }
+        progress.phase = match &ended {
+            Ok(_) => Phase::RestoredFiles { files },
+            Err(e) => Phase::Failed(e.to_string()),
+        };
+        let _ = self.msgs.send(Msg::Progress { id, progress });
+        let stopped = ended.as_ref().err().map(ToString::to_string);
+        let _ = self.msgs.send(Msg::JobEnded { job, stopped });
+        ended.map(|_| ())
+    }
+
+    /// Removes every version of every file under a folder name, as `arca
+    /// rm --all DIR/` does, going on past a file that fails.
+    async fn delete_folder(&self, session: &mut Session, prefix: &str) -> Result<(), ClientError> {
+        let (entries, _) = session
+            .list_under(prefix)
+            .await
+            .inspect_err(|e| self.flash(format!("cannot remove {prefix}: {e}")))?;
+        let mut failed = 0;
+        for entry in &entries {
+            if let Err(e) = session.remove(&entry.name, None).await {
+                failed += 1;
+                self.flash(format!("cannot remove {}: {e}", entry.name));
+                if matches!(
+                    e,
+                    ClientError::Protocol(_) | ClientError::Unreachable { .. }
+                ) {
+                    return Err(e);
+                }
+            }
+        }
+        if failed == 0 {
+            self.flash(format!(
+                "removed the {} files under {prefix}",
+                entries.len()
+            ));
+        }
+        Ok(())
+    }
+
+    fn flash(&self, text: String) {
+        let _ = self.msgs.send(Msg::Flash(text));
+    }
+
     /// Runs one job; true if the session broke and must be replaced.
     async fn run_job(&self, session: &mut Session, job: Job) -> bool {
         let msgs = &self.msgs;
@@ -406,6 +540,11 @@ impl Worker {
                 })
                 .await
             }
+            Job::RestoreFolder { prefix } => self.restore_folder(session, prefix).await,
+            Job::Delete {
+                name,
+                version: None,
+            } if name.ends_with('/') => self.delete_folder(session, &name).await,
             Job::Delete { name, version } => match session.remove(&name, version).await {
                 Ok(versions) => {
                     let list: Vec<String> = versions.iter().map(|v| format!("v{v}")).collect();
@@ -467,6 +606,9 @@ fn fail(msgs: &mpsc::UnboundedSender<Msg>, job: Job, reason: &str) {
         }
         Job::Backup { .. } => {
             let _ = msgs.send(Msg::Flash(format!("backup: {reason}")));
+        }
+        Job::RestoreFolder { prefix } => {
+            let _ = msgs.send(Msg::Flash(format!("cannot restore {prefix}: {reason}")));
         }
     }
 }

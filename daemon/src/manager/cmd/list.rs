@@ -1,15 +1,20 @@
 //! `List`: the newest version of every name (under a prefix ending in '/'),
-//! or every version of one name. `Browse`: a window of the newest versions,
-//! as a viewer scrolls. `Lookup`: the newest version of a few names. Sent
-//! in pages, then `End`.
+//! or every version of one name. `Browse`: a window of one folder's
+//! subfolders and newest versions, as a viewer scrolls. `Lookup`: the
+//! newest version of a few names. Sent in pages, then `End`.
+
+use std::collections::HashMap;
 
 use arca_shared::connection::PageWriter;
-use arca_shared::limits::{BROWSE_MAX, LOOKUP_MAX};
+use arca_shared::limits::{BROWSE_MAX, LOOKUP_MAX, NAME_MAX};
+use arca_shared::name;
+use arca_shared::protocol::{Child, FileEntry, FolderEntry};
+use arca_shared::sync::LockAnyway;
 use arca_shared::{Connection, Message};
 
 use super::{check_client, check_name};
 use crate::error::Error;
-use crate::manager::{FileRow, Manager, refuse};
+use crate::manager::{ChildRow, FileRow, Manager, refuse};
 
 /// Entries per page: a page of the longest names stays under the control cap.
 const PAGE: usize = 32;
@@ -28,19 +33,86 @@ pub(crate) async fn browse(
     manager: &Manager,
     conn: &mut Connection,
     client: String,
+    folder: String,
+    filter: String,
     offset: u64,
     limit: u32,
 ) -> Result<(), Error> {
     check_client(&client)?;
+    if !folder.is_empty() {
+        name::validate_prefix(&folder)
+            .or_else(|e| refuse(format!("bad folder {folder:?}: {e}")))?;
+        if !folder.ends_with('/') {
+            return refuse(format!(
+                "a folder name ends in '/', and {folder:?} does not"
+            ));
+        }
+    }
+    if filter.len() > NAME_MAX {
+        return refuse(format!("a filter is at most {NAME_MAX} bytes"));
+    }
     let c = client.clone();
-    let (total, rows) = manager
-        .db(move |cat| {
-            let window = cat.latest_window(&c, "", offset, limit.min(BROWSE_MAX))?;
-            Ok((cat.name_count(&c)?, window))
-        })
+    let (total, kids) = manager
+        .db(move |cat| cat.children(&c, &folder, &filter, offset, limit.min(BROWSE_MAX)))
         .await?;
+    let files: Vec<String> = kids
+        .iter()
+        .filter_map(|kid| match kid {
+            ChildRow::File(name) => Some(name.clone()),
+            ChildRow::Folder { .. } => None,
+        })
+        .collect();
+    let c = client.clone();
+    let rows = manager.db(move |cat| cat.newest_of(&c, &files)).await?;
+    let mut entries: HashMap<String, FileEntry> = manager
+        .entries(&client, rows)
+        .await?
+        .into_iter()
+        .map(|e| (e.name.clone(), e))
+        .collect();
+    let short = short_of_copies(manager, &client, &kids).await?;
     conn.send(&Message::Browsed { total }).await?;
-    send(manager, conn, &client, rows).await
+    let mut pages = PageWriter::new(conn, PAGE, |children| Message::Children { children });
+    for kid in kids {
+        let child = match kid {
+            ChildRow::Folder {
+                name,
+                files,
+                size,
+                newest_ms,
+            } => Child::Folder(FolderEntry {
+                short: short.iter().filter(|n| n.starts_with(&name)).count() as u64,
+                name,
+                files,
+                size,
+                newest_ms,
+            }),
+            // Removed since the window was read: left out.
+            ChildRow::File(name) => match entries.remove(&name) {
+                Some(entry) => Child::File(entry),
+                None => continue,
+            },
+        };
+        pages.push(child).await?;
+    }
+    Ok(pages.finish().await?)
+}
+
+/// The names of this client's versions short of copies, as the last
+/// healing pass counted them, when some of these children are folders.
+async fn short_of_copies(
+    manager: &Manager,
+    client: &str,
+    kids: &[ChildRow],
+) -> Result<Vec<String>, Error> {
+    let hashes = manager.at_risk.lock_anyway().clone();
+    let folders = kids.iter().any(|k| matches!(k, ChildRow::Folder { .. }));
+    if hashes.is_empty() || !folders {
+        return Ok(Vec::new());
+    }
+    let c = client.to_owned();
+    let rows = manager.db(move |cat| cat.versions_of(&c, &hashes)).await?;
+    Ok(rows.into_iter().map(|r| r.name).collect())
 }
 
 pub(crate) async fn lookup(

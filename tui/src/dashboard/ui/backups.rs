@@ -1,15 +1,15 @@
-//! The Backups pane: the window of the catalog around the cursor, with
-//! versions and replica health.
+//! The Backups pane: one folder of the catalog as a tree, the window of
+//! its children around the cursor, with versions and replica health.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style, Stylize};
-use ratatui::text::Line;
+use ratatui::text::{Line, Span};
 use ratatui::widgets::{List, ListItem, ListState};
 
-use super::columns::{ALWAYS, Cell, fit};
+use super::columns::{ALWAYS, Cell, elide_middle, fit};
 use super::pane;
-use crate::dashboard::app::{App, BackupRow};
+use crate::dashboard::app::{App, BackupRow, Mode, Tab};
 use crate::format;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
@@ -18,51 +18,91 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let rows = app.backup_rows();
     let items: Vec<ListItem> = rows
         .iter()
-        .map(|row| {
-            let (entry, label) = match row {
-                BackupRow::Name(e) => (*e, e.name.clone()),
-                BackupRow::Version(e) => (*e, format!("  └ version {}", e.version)),
-            };
-            let health = if entry.replicas >= wanted {
-                Color::Green
-            } else if entry.replicas > 0 {
-                Color::Yellow
-            } else {
-                Color::Red
-            };
-            ListItem::new(fit(
-                vec![
-                    Cell::fixed(ALWAYS, " "),
-                    Cell::name(10, label, Style::new()),
-                    Cell::fixed(2, format!(" v{:<3}", entry.version).fg(Color::DarkGray)),
-                    Cell::fixed(3, format!(" {:>9}", format::bytes(entry.size))),
-                    Cell::fixed(
-                        ALWAYS,
-                        format!("  {}/{}", entry.replicas, wanted).fg(health),
-                    ),
-                    Cell::fixed(
-                        1,
-                        format!("  {}", &format::time(entry.created_ms)[5..]).fg(Color::DarkGray),
-                    ),
-                ],
-                width,
-            ))
-        })
+        .map(|row| ListItem::new(fit(cells(row, app, wanted), width)))
         .collect();
-    let title = Line::from(vec![
-        " Backups ".bold(),
-        match app.backups.total {
-            1 => "1 file ".into(),
-            n => format!("{n} files ").into(),
-        },
-    ]);
+    let empty = items.is_empty();
+    let items = match (empty, app.backup_filter.is_empty()) {
+        (true, false) => vec![ListItem::new(
+            Line::from(format!(" nothing here matches /{}", app.backup_filter)).fg(Color::DarkGray),
+        )],
+        _ => items,
+    };
+    // What is typed comes before the folder, which gives way.
+    let mut title = vec![" Backups ".bold()];
+    if app.tab == Tab::Backups && app.mode == Mode::Filter || !app.backup_filter.is_empty() {
+        title.push(format!("/{} ", app.backup_filter).fg(Color::Cyan));
+    }
+    title.push(match app.backups.total {
+        1 => "1 item ".into(),
+        n => format!("{n} items ").into(),
+    });
+    if !app.backup_folder.is_empty() {
+        let used: usize = title.iter().map(Span::width).sum();
+        let room = (area.width as usize).saturating_sub(used + 7);
+        title.push(format!("in {} ", elide_middle(&app.backup_folder, room)).into());
+    }
     let list = List::new(items)
-        .block(pane(title, true))
+        .block(pane(Line::from(title), true))
         .highlight_style(Style::new().add_modifier(Modifier::REVERSED));
     let mut state = ListState::default()
-        .with_selected(app.backups_selected())
+        .with_selected(app.backups_selected().filter(|_| !empty))
         .with_offset(versions_in_view(app, &rows, area.height.saturating_sub(2)));
     frame.render_stateful_widget(list, area, &mut state);
+}
+
+/// A row's cells: a folder with its files, bytes and whether every version
+/// under it has its copies; a name or a version with its copies.
+fn cells(row: &BackupRow, app: &App, wanted: u32) -> Vec<Cell> {
+    let date = |ms: u64| {
+        Cell::fixed(
+            1,
+            format!("  {}", &format::time(ms)[5..]).fg(Color::DarkGray),
+        )
+    };
+    let size = |bytes: u64| Cell::fixed(3, format!(" {:>9}", format::bytes(bytes)));
+    let shown = |name: &str| {
+        name.strip_prefix(&app.backup_folder)
+            .unwrap_or(name)
+            .to_owned()
+    };
+    let (entry, label) = match row {
+        BackupRow::Folder(f) => {
+            let style = Style::new().fg(Color::Blue).bold();
+            let health = match f.short {
+                0 => "  ✓".fg(Color::Green),
+                n => format!("  {n}!").fg(Color::Yellow),
+            };
+            return vec![
+                Cell::fixed(ALWAYS, " "),
+                Cell::fixed(ALWAYS, Span::styled("▸ ", style)),
+                Cell::name(8, shown(&f.name), style),
+                Cell::fixed(2, format!(" {:>4}", f.files).fg(Color::DarkGray)),
+                size(f.size),
+                Cell::fixed(ALWAYS, health),
+                date(f.newest_ms),
+            ];
+        }
+        BackupRow::Name(e) => (*e, shown(&e.name)),
+        BackupRow::Version(e) => (*e, format!("  └ version {}", e.version)),
+    };
+    let health = if entry.replicas >= wanted {
+        Color::Green
+    } else if entry.replicas > 0 {
+        Color::Yellow
+    } else {
+        Color::Red
+    };
+    vec![
+        Cell::fixed(ALWAYS, " "),
+        Cell::name(10, label, Style::new()),
+        Cell::fixed(2, format!(" v{:<3}", entry.version).fg(Color::DarkGray)),
+        size(entry.size),
+        Cell::fixed(
+            ALWAYS,
+            format!("  {}/{}", entry.replicas, wanted).fg(health),
+        ),
+        date(entry.created_ms),
+    ]
 }
 
 /// The first row shown so that the versions of the name just expanded are

@@ -134,7 +134,7 @@ fn hints(app: &App) -> Line<'static> {
             " space select · u upload · enter open · ⌫ up · / filter · tab backups · q quit "
         }
         (Mode::Normal, Tab::Backups) => {
-            " enter versions · r restore · d delete · tab files · c clear done · q quit "
+            " enter open · ⌫ up · r restore · d delete · / filter · tab files · q quit "
         }
     };
     Line::from(text).centered()

@@ -21,9 +21,9 @@ pub const KEYS: &[(&str, &str)] = &[
     ("tab", "switch between Files and Backups"),
     (
         "enter → l",
-        "Files: open a folder · Backups: show or fold versions",
+        "open a folder · Backups: show or fold a file's versions",
     ),
-    ("⌫ ← h", "Files: go up a folder · Backups: fold versions"),
+    ("⌫ ← h", "go up a folder · Backups: fold versions"),
     ("space", "Files: select or unselect, and move down"),
     ("a", "Files: select everything shown"),
     ("esc", "Files: clear the selection"),
@@ -31,9 +31,15 @@ pub const KEYS: &[(&str, &str)] = &[
         "u",
         "Files: back up the selection (or the file under the cursor)",
     ),
-    ("/", "Files: filter by name"),
-    ("r", "Backups: restore (asks first)"),
-    ("d", "Backups: delete (asks first)"),
+    ("/", "filter the folder shown by name"),
+    (
+        "r",
+        "Backups: restore a version or a whole folder (asks first)",
+    ),
+    (
+        "d",
+        "Backups: delete a version, a file or a folder (asks first)",
+    ),
     ("c", "clear finished transfers"),
     ("t", "move through the transfers (enter: all about one)"),
     (
@@ -51,6 +57,10 @@ pub const LEGEND: &[(&str, &str)] = &[
         "backed up · changed since · never backed up · checking",
     ),
     ("1/2", "live copies of a backup, of those wanted"),
+    (
+        "▸ 12 ✓ 3!",
+        "a folder: files in it · all copies there · 3 versions short",
+    ),
     ("score", "placement rank, lower is better: latency and load"),
 ];
 

@@ -86,6 +86,10 @@ fn job_line(job: &Job, width: usize) -> Line<'static> {
         0 => String::new(),
         n => format!(", {n} failed"),
     };
+    let done = match job.kind {
+        Kind::Upload => "backed up",
+        Kind::Restore => "restored",
+    };
     let (state, color) = match &job.ended {
         None => (
             format!("{}/{} files{failed}", job.files_done, job.files),
@@ -94,13 +98,13 @@ fn job_line(job: &Job, width: usize) -> Line<'static> {
         Some(Some(why)) => (format!("stopped: {why}"), Color::Red),
         Some(None) if job.failed > 0 => (
             format!(
-                "{} of {} files backed up{failed}",
+                "{} of {} files {done}{failed}",
                 job.files_done - job.failed,
                 job.files
             ),
             Color::Yellow,
         ),
-        Some(None) => (format!("{} files backed up", job.files), Color::Green),
+        Some(None) => (format!("{} files {done}", job.files), Color::Green),
     };
     let mut cells = vec![
         Cell::fixed(
@@ -148,6 +152,7 @@ pub fn phase_of(t: &Transfer, now: Instant) -> (String, Color) {
         }
         Phase::Restoring => ("restoring".to_owned(), Color::Cyan),
         Phase::Restored { version } => (format!("restored v{version}"), Color::Green),
+        Phase::RestoredFiles { files } => (format!("{files} files restored"), Color::Green),
         Phase::Failed(reason) => (format!("failed: {reason}"), Color::Red),
     }
 }
@@ -159,7 +164,8 @@ fn has_bars(t: &Transfer) -> bool {
         Phase::Queued | Phase::Hashing | Phase::Retrying { .. } | Phase::Failed(_) => false,
         Phase::Unchanged { .. } | Phase::BackedUp { .. } => false,
         Phase::Committed { .. } => t.progress.sent > 0,
-        Phase::Uploading | Phase::Replicating | Phase::Restoring | Phase::Restored { .. } => true,
+        Phase::Uploading | Phase::Replicating | Phase::Restoring => true,
+        Phase::Restored { .. } | Phase::RestoredFiles { .. } => true,
     }
 }
 
