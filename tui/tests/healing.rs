@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use arca_daemon::cluster::ClusterOptions;
 use arca_shared::BlobHash;
-use arca_tui::client::{Progress, Session, TransferProgress, Uploaded};
+use arca_tui::client::{Phase, Progress, Session, TransferProgress, Uploaded};
 use common::{TestCluster, content, eventually, poll, put, put_numbered, stored};
 use tokio::sync::watch;
 
@@ -517,5 +517,68 @@ async fn content_kept_is_not_sent_again_right_after_a_manager_restart() {
         "{done:?}"
     );
     assert_eq!(seen.borrow().sent, 0, "the kept chunks were sent again");
+    t.cluster.shutdown().await;
+}
+
+/// The manager goes away while a big upload streams and comes back before
+/// the client gives up: the upload goes on where it was, and what every
+/// copy had confirmed is not sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_outage_during_an_upload_resends_only_what_was_not_confirmed() {
+    let mut t = TestCluster::start(fast()).await;
+    let mut session = t.session("laptop").await;
+    let data = content(502, 64 << 20);
+    let size = data.len() as u64;
+    let path = t.write("big", &data);
+    let (progress, mut seen) = watch::channel(TransferProgress::default());
+    let upload = tokio::spawn(async move { session.put(&path, "big", &progress).await });
+    let confirmed = |p: &TransferProgress| p.replicas.iter().copied().min().unwrap_or(0);
+    seen.wait_for(|p| p.replicas.len() == 2 && confirmed(p) >= size / 2)
+        .await
+        .unwrap();
+    t.cluster.stop_manager().await;
+    let mut before = 0;
+    let retrying = seen
+        .wait_for(|p| {
+            before = before.max(confirmed(p));
+            matches!(p.phase, Phase::Retrying { .. })
+        })
+        .await
+        .is_ok();
+    assert!(retrying, "no retry: {:?}", upload.await.unwrap());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    t.cluster.resume_manager().await.unwrap();
+    // Where the copies started taking bytes again: progress counts from
+    // the start of the file, through the chunks the cluster already has.
+    let mut resumed_at = u64::MAX;
+    seen.wait_for(|p| {
+        let copied = confirmed(p);
+        if !matches!(p.phase, Phase::Retrying { .. }) && copied > 0 {
+            resumed_at = resumed_at.min(copied);
+        }
+        p.phase.is_done()
+    })
+    .await
+    .unwrap();
+    let done = upload.await.unwrap().unwrap();
+    assert!(
+        matches!(done, Uploaded::Committed { version: 1, .. }),
+        "{done:?}"
+    );
+    // Besides what was never sent, at most the groups in flight (two) and
+    // the one being filled, of 6 MiB each, went unconfirmed.
+    let in_flight = 3 * (6 << 20) + (1 << 20);
+    assert!(
+        resumed_at + in_flight >= before,
+        "sending began again at byte {resumed_at}; {before} of {size} were confirmed"
+    );
+    let mut session = t.session("laptop").await;
+    let restored = t.dir.path().join("back");
+    let (progress, _) = watch::channel(TransferProgress::default());
+    session
+        .get("big", None, &restored, false, &progress)
+        .await
+        .unwrap();
+    assert!(std::fs::read(&restored).unwrap() == data, "restored wrong");
     t.cluster.shutdown().await;
 }

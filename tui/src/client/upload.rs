@@ -132,6 +132,13 @@ impl From<ClientError> for Attempt {
                 suspect: None,
                 reconnect: true,
             },
+            // A lane opened while the manager is away: wait for it as for
+            // a lost link, rather than fail the whole backup.
+            e @ ClientError::Unreachable { .. } => Attempt::Retry {
+                reason: e.to_string(),
+                suspect: None,
+                reconnect: true,
+            },
             other => Attempt::Final(other),
         }
     }
@@ -242,9 +249,6 @@ impl Session {
                 }) => {
                     exclude.extend(suspect);
                     reconnected = reconnect;
-                    if reconnect {
-                        self.reconnect_patiently().await?;
-                    }
                     reason
                 }
             };
@@ -257,7 +261,11 @@ impl Session {
                     reasons.join("; ")
                 )));
             }
+            // Said before waiting for the manager: the wait can be long.
             set_phase(progress, Phase::Retrying { attempt, reason });
+            if reconnected {
+                self.reconnect_patiently().await?;
+            }
             tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
         }
     }
