@@ -860,7 +860,7 @@ fn a_job_of_many_files_is_one_row_that_expands() {
         app.on_msg(
             Msg::FileDone {
                 job: 1,
-                failed: false,
+                failure: None,
             },
             t,
         );
@@ -1207,4 +1207,120 @@ fn the_backups_filter_is_asked_of_the_manager_and_kept_apart_from_the_files_one(
     app.on_key(key(KeyCode::Esc));
     assert_eq!(app.backup_filter, "");
     assert_eq!(wanted_place(&mut app), Some((String::new(), String::new())));
+}
+
+#[test]
+fn a_local_name_no_backup_can_have_is_marked_and_never_asked_about() {
+    let mut app = App::new("m".into(), "c".into(), PathBuf::from("/f"));
+    let entries = vec![
+        local("back\\slash.txt", Some(b"x")),
+        local("esc\u{1b}[31mred.txt", Some(b"y")),
+        local("fine.txt", Some(b"z")),
+    ];
+    app.on_msg(Msg::Dir(String::new(), entries.clone()), Instant::now());
+    assert_eq!(app.file_state(&entries[0]), FileState::BadName);
+    let Some(Effect::View(view)) = app.view_effect() else {
+        panic!("no view asked for")
+    };
+    assert_eq!(
+        view.names,
+        ["fine.txt"],
+        "the manager would refuse the others"
+    );
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("bad name"), "{screen}");
+    assert!(
+        screen.contains("esc\u{FFFD}[") && !screen.contains('\u{1b}'),
+        "{screen}"
+    );
+}
+
+#[test]
+fn a_folder_not_listed_yet_says_so_and_why() {
+    let mut app = busy_app();
+    app.on_key(key(KeyCode::Tab));
+    app.on_msg(
+        children("", "", vec![folder("photos/", 3, 0)]),
+        Instant::now(),
+    );
+    app.on_key(key(KeyCode::Enter));
+    assert!(render(&app, 80, 24).contains("listing…"));
+    app.on_msg(
+        Msg::Link(Link::Down("connection refused".into())),
+        Instant::now(),
+    );
+    let screen = render(&app, 80, 24);
+    assert!(
+        screen.contains("not listed: no link to the manager") && !screen.contains("0 items"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn esc_clears_a_filter_kept_with_enter() {
+    let mut app = busy_app();
+    app.on_key(key(KeyCode::Tab));
+    for c in "/zz".chars() {
+        app.on_key(key(KeyCode::Char(c)));
+    }
+    app.on_key(key(KeyCode::Enter));
+    assert_eq!(
+        (app.backup_filter.as_str(), &app.mode),
+        ("zz", &Mode::Normal)
+    );
+    app.on_key(key(KeyCode::Esc));
+    assert_eq!(app.backup_filter, "");
+    app.on_key(key(KeyCode::Tab));
+    app.browser.selected.clear();
+    for c in "/no".chars() {
+        app.on_key(key(KeyCode::Char(c)));
+    }
+    app.on_key(key(KeyCode::Enter));
+    app.on_key(key(KeyCode::Esc));
+    assert_eq!(
+        app.browser.filter, "",
+        "with nothing selected, esc clears the filter"
+    );
+}
+
+#[test]
+fn a_job_tells_which_of_its_files_failed_and_why() {
+    let mut app = App::new("m".into(), "c".into(), PathBuf::from("/f"));
+    let t = Instant::now();
+    app.on_msg(
+        Msg::Job {
+            id: 1,
+            name: "deep/".into(),
+            kind: Kind::Restore,
+            files: 3,
+            bytes: 30,
+        },
+        t,
+    );
+    app.on_msg(queued(2, "deep/", Kind::Restore, Some(1)), t);
+    for failure in [None, Some("deep/a/b/k.bin: File exists".to_owned()), None] {
+        app.on_msg(Msg::FileDone { job: 1, failure }, t);
+    }
+    app.on_msg(
+        Msg::JobEnded {
+            job: 1,
+            stopped: None,
+        },
+        t,
+    );
+    let screen = render(&app, 120, 40);
+    assert!(
+        screen.contains("2 of 3 files restored, 1 failed"),
+        "{screen}"
+    );
+    app.on_key(key(KeyCode::Char('t')));
+    app.on_key(key(KeyCode::Enter));
+    app.on_key(key(KeyCode::Down));
+    app.on_key(key(KeyCode::Enter));
+    assert_eq!(app.mode, Mode::Details(2));
+    let screen = render(&app, 120, 40);
+    assert!(
+        screen.contains("failed deep/a/b/k.bin: File exists"),
+        "{screen}"
+    );
 }

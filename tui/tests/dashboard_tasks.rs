@@ -146,32 +146,35 @@ async fn a_folder_restores_as_one_job_and_deletes_whole() {
     let (msgs, mut inbox) = mpsc::unbounded_channel();
     let shutdown = CancellationToken::new();
     let tasks = Tasks::start(t.settings("dash"), msgs, shutdown.clone());
-    tasks.run(Effect::Restore {
-        name: "docs/".into(),
-        version: None,
-    });
-    let (mut job, mut done, mut last) = (None, Vec::new(), None);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let stopped = loop {
-        let msg = tokio::time::timeout_at(deadline, inbox.recv())
-            .await
-            .expect("the restore did not end in time")
-            .expect("the tasks stopped");
-        match msg {
-            Msg::Job { files, bytes, .. } => job = Some((files, bytes)),
-            Msg::Queued { kind, job, .. } => {
-                assert_eq!((kind, job.is_some()), (Kind::Restore, true));
+    let restore_docs = async |inbox: &mut mpsc::UnboundedReceiver<Msg>| {
+        tasks.run(Effect::Restore {
+            name: "docs/".into(),
+            version: None,
+        });
+        let (mut job, mut failed, mut last) = (None, Vec::new(), None);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let stopped = loop {
+            let msg = tokio::time::timeout_at(deadline, inbox.recv())
+                .await
+                .expect("the restore did not end in time")
+                .expect("the tasks stopped");
+            match msg {
+                Msg::Job { files, bytes, .. } => job = Some((files, bytes)),
+                Msg::Queued { kind, job, .. } => {
+                    assert_eq!((kind, job.is_some()), (Kind::Restore, true));
+                }
+                Msg::FileDone { failure, .. } => failed.extend(failure),
+                Msg::Progress { progress, .. } => last = Some(progress),
+                Msg::JobEnded { stopped, .. } => break stopped,
+                _ => {}
             }
-            Msg::FileDone { failed, .. } => done.push(failed),
-            Msg::Progress { progress, .. } => last = Some(progress),
-            Msg::JobEnded { stopped, .. } => break stopped,
-            _ => {}
-        }
+        };
+        assert_eq!(stopped, None);
+        assert_eq!(job, Some((3, (3 << 20) + 6)), "the files under docs/ only");
+        (failed, last.unwrap())
     };
-    assert_eq!(stopped, None);
-    assert_eq!(job, Some((3, (3 << 20) + 6)), "the files under docs/ only");
-    assert_eq!(done, [false; 3]);
-    let last = last.unwrap();
+    let (failed, last) = restore_docs(&mut inbox).await;
+    assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(last.phase, Phase::RestoredFiles { files: 3 });
     assert_eq!(last.sent, last.total);
     for (name, content) in &files[..3] {
@@ -181,6 +184,21 @@ async fn a_folder_restores_as_one_job_and_deletes_whole() {
             "{name}"
         );
     }
+
+    // A file where a folder must be: that one fails, and says why; the
+    // file in the way is kept.
+    std::fs::remove_dir_all(t.files().join("docs/sub")).unwrap();
+    std::fs::write(t.files().join("docs/sub"), b"in the way").unwrap();
+    let (failed, last) = restore_docs(&mut inbox).await;
+    assert!(
+        matches!(failed.as_slice(), [why] if why.starts_with("docs/sub/b.txt: ")),
+        "{failed:?}"
+    );
+    assert_eq!(last.phase, Phase::RestoredFiles { files: 2 });
+    assert_eq!(
+        std::fs::read(t.files().join("docs/sub")).unwrap(),
+        b"in the way"
+    );
 
     tasks.run(Effect::Delete {
         name: "docs/".into(),

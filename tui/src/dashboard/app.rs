@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use arca_shared::name;
 use arca_shared::protocol::{Child, ClusterStatus, FileEntry, FolderEntry};
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEventKind};
 
@@ -76,7 +77,8 @@ pub struct Job {
     pub files: usize,
     pub bytes: u64,
     pub files_done: usize,
-    pub failed: usize,
+    /// Its files that failed, each with why.
+    pub failures: Vec<String>,
     /// Bytes done: those of its finished transfers, and those every copy
     /// of the running ones confirmed.
     pub bytes_done: u64,
@@ -222,6 +224,8 @@ pub enum FileState {
     New,
     /// Not hashed yet.
     Unknown,
+    /// Its name cannot be a backup's (a backslash, a control character).
+    BadName,
 }
 
 pub struct App {
@@ -238,8 +242,10 @@ pub struct App {
     /// just left, going up.
     backup_land_on: Option<String>,
     /// The children of the Backups folder around its cursor, files with
-    /// their newest version.
+    /// their newest version; `listed` once they are those of the folder and
+    /// filter now shown.
     pub backups: Window,
+    pub listed: bool,
     pub expanded: Option<Expanded>,
     pub browser: Browser,
     /// The selected row of the whole Backups list, versions included.
@@ -283,6 +289,7 @@ impl App {
             backup_filter: String::new(),
             backup_land_on: None,
             backups: Window::default(),
+            listed: false,
             expanded: None,
             browser: Browser::default(),
             backups_cursor: 0,
@@ -319,6 +326,9 @@ impl App {
 
     pub fn file_state(&self, entry: &LocalEntry) -> FileState {
         let name = self.browser.path_of(entry);
+        if name::validate(&name).is_err() {
+            return FileState::BadName;
+        }
         if !self.asked.contains(&name) {
             return FileState::Unknown;
         }
@@ -437,6 +447,8 @@ impl App {
                 .take(WINDOW as usize)
                 .filter(|e| !e.is_dir)
                 .map(|e| self.browser.path_of(e))
+                // Asking about one the manager must refuse would break the link.
+                .filter(|name| name::validate(name).is_ok())
                 .collect(),
         }
     }
@@ -455,6 +467,7 @@ impl App {
             // Asked for before the folder or filter changed.
             return;
         }
+        self.listed = true;
         if let Some(name) = self.backup_land_on.take()
             && let Some(place) = window.entries.iter().position(|e| e.name() == name)
         {
@@ -549,17 +562,17 @@ impl App {
                 files,
                 bytes,
                 files_done: 0,
-                failed: 0,
+                failures: Vec::new(),
                 bytes_done: 0,
                 started: now,
                 bytes_per_sec: 0.0,
                 ended: None,
                 expanded: false,
             }),
-            Msg::FileDone { job, failed } => {
+            Msg::FileDone { job, failure } => {
                 if let Some(job) = self.job_mut(job) {
                     job.files_done += 1;
-                    job.failed += usize::from(failed);
+                    job.failures.extend(failure);
                 }
             }
             Msg::JobEnded { job, stopped } => {
@@ -825,6 +838,7 @@ impl App {
                 edit(&mut self.backup_filter);
                 self.expanded = None;
                 self.backups_cursor = 0;
+                self.listed = false;
             }
         }
     }
@@ -936,6 +950,7 @@ impl App {
                     .collect();
                 self.browser.selected.extend(all);
             }
+            KeyCode::Esc if self.browser.selected.is_empty() => self.edit_filter(String::clear),
             KeyCode::Esc => self.browser.selected.clear(),
             KeyCode::Char('/') => self.mode = Mode::Filter,
             KeyCode::Char('u') => return self.upload(),
@@ -1025,6 +1040,7 @@ impl App {
         );
         match row {
             _ if code == KeyCode::Char('/') => self.mode = Mode::Filter,
+            _ if code == KeyCode::Esc => self.edit_filter(String::clear),
             _ if up && !folds && !self.backup_folder.is_empty() => self.go_up_backups(),
             Some(BackupRow::Folder(folder)) => {
                 let (name, files) = (folder.name.clone(), folder.files);
@@ -1136,6 +1152,7 @@ impl App {
         self.backup_land_on = land_on;
         self.expanded = None;
         self.backups = Window::default();
+        self.listed = false;
         self.backups_cursor = 0;
     }
 

@@ -118,10 +118,10 @@ pub enum Msg {
         files: usize,
         bytes: u64,
     },
-    /// One of a job's files is done, or failed.
+    /// One of a job's files is done, or failed: its name and why.
     FileDone {
         job: u64,
-        failed: bool,
+        failure: Option<String>,
     },
     /// A job ended; why, if it stopped before its end.
     JobEnded {

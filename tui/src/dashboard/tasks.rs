@@ -352,7 +352,8 @@ impl Worker {
     fn job_name(&self, paths: &[PathBuf]) -> String {
         let name = |path: &PathBuf| {
             let relative = path.strip_prefix(&self.settings.files).unwrap_or(path);
-            relative.display().to_string()
+            let slash = if path.is_dir() { "/" } else { "" };
+            format!("{}{slash}", relative.display())
         };
         match paths {
             [one] => name(one),
@@ -391,9 +392,9 @@ impl Worker {
                 None => return,
             },
             BackupEvent::Skipped(skipped) => Msg::Flash(format!("skipped {skipped}")),
-            BackupEvent::Done { outcome, .. } => Msg::FileDone {
+            BackupEvent::Done { name, outcome } => Msg::FileDone {
                 job: job.id,
-                failed: outcome.is_err(),
+                failure: outcome.err().map(|e| format!("{name}: {e}")),
             },
         };
         let _ = self.msgs.send(msg);
@@ -410,15 +411,15 @@ impl Worker {
             .list_under(&prefix)
             .await
             .inspect_err(|e| self.flash(format!("cannot restore {prefix}: {e}")))?;
-        let mut refused = outside.len();
+        let mut refused: Vec<String> = outside
+            .iter()
+            .map(|e| format!("{}: listed, but not under {prefix}", e.name))
+            .collect();
         let mut wanted = Vec::with_capacity(entries.len());
         for entry in entries {
             match names::restore_path(&self.settings.files, &entry.name) {
                 Ok(dest) => wanted.push(Wanted { entry, dest }),
-                Err(e) => {
-                    refused += 1;
-                    self.flash(format!("{}: {e}", entry.name));
-                }
+                Err(e) => refused.push(format!("{}: {e}", entry.name)),
             }
         }
         let job = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -433,7 +434,7 @@ impl Worker {
             id: job,
             name: prefix.clone(),
             kind: Kind::Restore,
-            files: files + refused,
+            files: files + refused.len(),
             bytes: progress.total,
         });
         let _ = self.msgs.send(Msg::Queued {
@@ -442,24 +443,30 @@ impl Worker {
             kind: Kind::Restore,
             job: Some(job),
         });
-        for _ in 0..refused {
-            let _ = self.msgs.send(Msg::FileDone { job, failed: true });
+        for failure in refused {
+            self.flash(failure.clone());
+            let failure = Some(failure);
+            let _ = self.msgs.send(Msg::FileDone { job, failure });
         }
         let (events, mut heard) = mpsc::unbounded_channel();
         let run = session.restore(wanted, true, &events);
         tokio::pin!(run);
-        // Bytes of files settled without fetching (already in place).
-        let mut settled = 0;
+        // Bytes of files settled without fetching (already in place), and
+        // files that failed.
+        let (mut settled, mut failed) = (0, 0);
         let mut tell = |event: RestoreEvent, progress: &mut TransferProgress| {
             match event {
-                RestoreEvent::Planned { bytes, .. } => settled = progress.total - bytes,
+                RestoreEvent::Planned { bytes, .. } => {
+                    settled = progress.total.saturating_sub(bytes)
+                }
                 RestoreEvent::Fetched(bytes) => progress.sent = settled + bytes,
                 RestoreEvent::Done { name, outcome, .. } => {
-                    if let Err(e) = &outcome {
-                        self.flash(format!("{name}: {e}"));
+                    let failure = outcome.err().map(|e| format!("{name}: {e}"));
+                    if let Some(failure) = &failure {
+                        failed += 1;
+                        self.flash(failure.clone());
                     }
-                    let failed = outcome.is_err();
-                    let _ = self.msgs.send(Msg::FileDone { job, failed });
+                    let _ = self.msgs.send(Msg::FileDone { job, failure });
                     return;
                 }
             }
@@ -476,7 +483,9 @@ impl Worker {
             tell(event, &mut progress);
         }
         progress.phase = match &ended {
-            Ok(_) => Phase::RestoredFiles { files },
+            Ok(_) => Phase::RestoredFiles {
+                files: files - failed,
+            },
             Err(e) => Phase::Failed(e.to_string()),
         };
         let _ = self.msgs.send(Msg::Progress { id, progress });
@@ -506,10 +515,10 @@ impl Worker {
             }
         }
         if failed == 0 {
-            self.flash(format!(
-                "removed the {} files under {prefix}",
-                entries.len()
-            ));
+            self.flash(match entries.len() {
+                1 => format!("removed the file under {prefix}"),
+                n => format!("removed the {n} files under {prefix}"),
+            });
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ use ratatui::widgets::{List, ListItem, ListState};
 use super::columns::{ALWAYS, Cell, elide_middle, fit};
 use super::pane;
 use crate::dashboard::app::{App, BackupRow, Mode, Tab};
+use crate::dashboard::event::Link;
 use crate::format;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
@@ -21,10 +22,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .map(|row| ListItem::new(fit(cells(row, app, wanted), width)))
         .collect();
     let empty = items.is_empty();
-    let items = match (empty, app.backup_filter.is_empty()) {
-        (true, false) => vec![ListItem::new(
-            Line::from(format!(" nothing here matches /{}", app.backup_filter)).fg(Color::DarkGray),
-        )],
+    let say = |text: String| vec![ListItem::new(Line::from(text).fg(Color::DarkGray))];
+    let items = match (empty, app.listed, &app.link) {
+        (true, false, Link::Down(_)) => say(" not listed: no link to the manager".into()),
+        (true, false, _) => say(" listing…".into()),
+        (true, true, _) if !app.backup_filter.is_empty() => {
+            say(format!(" nothing here matches /{}", app.backup_filter))
+        }
         _ => items,
     };
     // What is typed comes before the folder, which gives way.
@@ -32,9 +36,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     if app.tab == Tab::Backups && app.mode == Mode::Filter || !app.backup_filter.is_empty() {
         title.push(format!("/{} ", app.backup_filter).fg(Color::Cyan));
     }
-    title.push(match app.backups.total {
-        1 => "1 item ".into(),
-        n => format!("{n} items ").into(),
+    title.push(match (app.listed, app.backups.total) {
+        (false, _) => "… ".into(),
+        (true, 1) => "1 item ".into(),
+        (true, n) => format!("{n} items ").into(),
     });
     if !app.backup_folder.is_empty() {
         let used: usize = title.iter().map(Span::width).sum();

@@ -99,6 +99,14 @@ pub fn fit(mut cells: Vec<Cell>, width: usize) -> Line<'static> {
     Line::from(spans.collect::<Vec<_>>())
 }
 
+/// A local name as it can be shown: a control character in it (legal in a
+/// file name) would move the cursor or color the screen, so it shows as `�`.
+pub fn printable(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect()
+}
+
 /// `text` in at most `width` columns: whole if it fits, else its start and
 /// its end around a `…`.
 pub fn elide_middle(text: &str, width: usize) -> String {

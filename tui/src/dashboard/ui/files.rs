@@ -6,7 +6,7 @@ use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{List, ListItem, ListState};
 
-use super::columns::{ALWAYS, Cell, elide_middle, fit};
+use super::columns::{ALWAYS, Cell, elide_middle, fit, printable};
 use super::pane;
 use crate::dashboard::app::{App, FileState, Mode};
 use crate::format;
@@ -28,7 +28,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     }
     let used: usize = title.iter().map(Span::width).sum();
     let room = (area.width as usize).saturating_sub(used + 4);
-    title.push(format!("{} ", elide_middle(&folder, room)).into());
+    title.push(format!("{} ", elide_middle(&printable(&folder), room)).into());
     let width = (area.width as usize).saturating_sub(2);
     let visible = browser.visible();
     let items: Vec<ListItem> = visible
@@ -42,7 +42,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
                     vec![
                         Cell::fixed(ALWAYS, mark),
                         Cell::fixed(ALWAYS, Span::styled("▸ ", folder)),
-                        Cell::name(4, format!("{}/", entry.name), folder),
+                        Cell::name(4, format!("{}/", printable(&entry.name)), folder),
                     ],
                     width,
                 )
@@ -52,13 +52,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
                     FileState::Changed => ("~", "changed", Color::Yellow),
                     FileState::New => ("✚", "new", Color::Cyan),
                     FileState::Unknown => ("…", "checking", Color::DarkGray),
+                    FileState::BadName => ("✕", "bad name", Color::Red),
                 };
                 let color = Style::new().fg(color);
                 fit(
                     vec![
                         Cell::fixed(ALWAYS, mark),
                         Cell::fixed(ALWAYS, Span::styled(format!("{icon} "), color)),
-                        Cell::name(10, entry.name.clone(), Style::new()),
+                        Cell::name(10, printable(&entry.name), Style::new()),
                         Cell::fixed(3, format!(" {:>9}", format::bytes(entry.size))),
                         Cell::fixed(
                             1,

@@ -54,7 +54,9 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Mode::Help => popup::help(frame, area, app.help_note.as_deref()),
         Mode::Details(id) => {
             if let Some(t) = app.transfers.iter().find(|t| t.id == *id) {
-                popup::details(frame, area, t, app.now);
+                let job = t.job.and_then(|job| app.jobs.iter().find(|j| j.id == job));
+                let failures = job.map_or(&[][..], |j| j.failures.as_slice());
+                popup::details(frame, area, t, failures, app.now);
             }
         }
         Mode::Confirm { prompt, .. } => popup::confirm(frame, area, prompt),

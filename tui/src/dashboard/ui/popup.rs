@@ -26,7 +26,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("⌫ ← h", "go up a folder · Backups: fold versions"),
     ("space", "Files: select or unselect, and move down"),
     ("a", "Files: select everything shown"),
-    ("esc", "Files: clear the selection"),
+    ("esc", "clear the selection (Files), else the filter"),
     (
         "u",
         "Files: back up the selection (or the file under the cursor)",
@@ -34,7 +34,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("/", "filter the folder shown by name"),
     (
         "r",
-        "Backups: restore a version or a whole folder (asks first)",
+        "Backups: restore a file, a version or a folder (asks first)",
     ),
     (
         "d",
@@ -53,8 +53,8 @@ pub const KEYS: &[(&str, &str)] = &[
 /// What the marks on screen mean, for the help overlay.
 pub const LEGEND: &[(&str, &str)] = &[
     (
-        "✓ ~ ✚ …",
-        "backed up · changed since · never backed up · checking",
+        "✓ ~ ✚ … ✕",
+        "backed up · changed · never backed up · checking · bad name",
     ),
     ("1/2", "live copies of a backup, of those wanted"),
     (
@@ -139,9 +139,9 @@ pub fn passphrase(
     );
 }
 
-/// Everything known of one transfer: its state in full, its bytes, and why
-/// each earlier attempt failed.
-pub fn details(frame: &mut Frame, area: Rect, t: &Transfer, now: Instant) {
+/// Everything known of one transfer: its state in full, its bytes, why
+/// each earlier attempt failed, and which files of its job failed and why.
+pub fn details(frame: &mut Frame, area: Rect, t: &Transfer, failures: &[String], now: Instant) {
     let (phase, color) = phase_of(t, now);
     let p = &t.progress;
     let what = match t.kind {
@@ -177,6 +177,11 @@ pub fn details(frame: &mut Frame, area: Rect, t: &Transfer, now: Instant) {
     for (i, why) in t.retries.iter().enumerate() {
         lines.push(Line::from(format!("attempt {} failed: {why}", i + 1)).fg(Color::Yellow));
     }
+    lines.extend(
+        failures
+            .iter()
+            .map(|why| Line::from(format!("failed {why}")).fg(Color::Red)),
+    );
     // Room for long reasons to wrap.
     let height = (lines.len() as u16 + 6).min(area.height.saturating_sub(2));
     let popup = centered(area, 72, height);

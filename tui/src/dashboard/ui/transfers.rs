@@ -82,7 +82,7 @@ fn name_width(width: usize) -> usize {
 fn job_line(job: &Job, width: usize) -> Line<'static> {
     let name_width = name_width(width);
     let mark = if job.expanded { "▾" } else { "▸" };
-    let failed = match job.failed {
+    let failed = match job.failures.len() {
         0 => String::new(),
         n => format!(", {n} failed"),
     };
@@ -96,10 +96,10 @@ fn job_line(job: &Job, width: usize) -> Line<'static> {
             Color::Cyan,
         ),
         Some(Some(why)) => (format!("stopped: {why}"), Color::Red),
-        Some(None) if job.failed > 0 => (
+        Some(None) if !job.failures.is_empty() => (
             format!(
                 "{} of {} files {done}{failed}",
-                job.files_done - job.failed,
+                job.files_done - job.failures.len(),
                 job.files
             ),
             Color::Yellow,
@@ -116,7 +116,8 @@ fn job_line(job: &Job, width: usize) -> Line<'static> {
             Span::styled(format!("{state:<16}"), Style::new().fg(color)),
         ),
     ];
-    cells.extend(progress_bar("", job.bytes_done, job.bytes));
+    let warn = !job.failures.is_empty();
+    cells.extend(progress_bar("", job.bytes_done, job.bytes, warn));
     cells.push(Cell::fixed(
         3,
         format!(
@@ -209,7 +210,7 @@ fn lines_of(t: &Transfer, now: Instant, width: usize, in_job: bool) -> Vec<Line<
         "sent"
     };
     let mut first = head(true);
-    first.extend(progress_bar(label, p.sent, p.total));
+    first.extend(progress_bar(label, p.sent, p.total, false));
     if t.kind == Kind::Restore || p.replicas.is_empty() {
         first.push(Cell::fixed(2, rate));
         return vec![fit(first, width)];
@@ -223,7 +224,12 @@ fn lines_of(t: &Transfer, now: Instant, width: usize, in_job: bool) -> Vec<Line<
             row.push(Cell::fixed(ALWAYS, " ".repeat(label.len() + BAR + 7)));
             row
         };
-        row.extend(progress_bar(&format!(" copy {}", i + 1), *written, p.total));
+        row.extend(progress_bar(
+            &format!(" copy {}", i + 1),
+            *written,
+            p.total,
+            false,
+        ));
         if i + 1 == p.replicas.len() {
             row.push(Cell::fixed(2, rate.clone()));
         }
@@ -232,12 +238,14 @@ fn lines_of(t: &Transfer, now: Instant, width: usize, in_job: bool) -> Vec<Line<
     lines
 }
 
-fn progress_bar(label: &str, done: u64, total: u64) -> Vec<Cell> {
+/// A bar of `done` of `total`, green once full unless `warn` (some of it
+/// failed).
+fn progress_bar(label: &str, done: u64, total: u64, warn: bool) -> Vec<Cell> {
     let pct = percent(done, total);
-    let color = if pct == 100 {
-        Color::Green
-    } else {
-        Color::Cyan
+    let color = match (warn, pct) {
+        (true, _) => Color::Yellow,
+        (false, 100) => Color::Green,
+        (false, _) => Color::Cyan,
     };
     let label =
         (!label.is_empty()).then(|| Cell::fixed(3, format!(" {label}").fg(Color::DarkGray)));
