@@ -23,8 +23,8 @@ pub const NAME_MAX: usize = 1024;
 /// Most items in any list carried by one message.
 pub const LIST_MAX: usize = 4096;
 
-/// Most children one `Browse` returns, and most names one `Lookup` asks about (names of
-/// the longest kind still fit a control frame).
+/// Most children one `Browse` returns, and most names one `Lookup` asks
+/// about (names of the longest kind still fit a control frame).
 pub const BROWSE_MAX: u32 = 1024;
 pub const LOOKUP_MAX: usize = 128;
 

@@ -169,9 +169,7 @@ pub async fn backup(
                             }
                         }
                     }
-                    Err(e @ (ClientError::Unreachable { .. } | ClientError::Protocol(_))) => {
-                        return Err(e);
-                    }
+                    Err(e) if e.lost_link() => return Err(e),
                     Err(e) => {
                         summary.lock_anyway().failed += files.len();
                         for file in files {

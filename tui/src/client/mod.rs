@@ -77,6 +77,12 @@ impl ClientError {
     pub(crate) fn local(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Self {
         Self::Local(format!("{what}: {e}"))
     }
+
+    /// The link to the manager is gone (or never came): what used it must
+    /// stop, and its session be replaced.
+    pub fn lost_link(&self) -> bool {
+        matches!(self, Self::Protocol(_) | Self::Unreachable { .. })
+    }
 }
 
 /// A connection to the manager, kept open for many requests.

@@ -819,14 +819,6 @@ impl App {
         }
     }
 
-    /// The filter of the tab shown.
-    pub fn filter(&self) -> &str {
-        match self.tab {
-            Tab::Files => &self.browser.filter,
-            Tab::Backups => &self.backup_filter,
-        }
-    }
-
     /// Changes the filter of the tab shown; its cursor goes to the top.
     fn edit_filter(&mut self, edit: impl FnOnce(&mut String)) {
         match self.tab {

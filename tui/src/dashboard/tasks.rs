@@ -252,8 +252,9 @@ async fn fetch(
     view: View,
     msgs: &mpsc::UnboundedSender<Msg>,
 ) -> Result<(), ClientError> {
-    let (total, entries) =
-        (session.browse(&view.folder, &view.filter, view.offset, view.limit)).await?;
+    let (total, entries) = session
+        .browse(&view.folder, &view.filter, view.offset, view.limit)
+        .await?;
     let found = session.lookup(&view.names).await?;
     let versions = match &view.expanded {
         Some(name) => Some((name.clone(), session.list(Some(name)).await?)),
@@ -506,10 +507,7 @@ impl Worker {
             if let Err(e) = session.remove(&entry.name, None).await {
                 failed += 1;
                 self.flash(format!("cannot remove {}: {e}", entry.name));
-                if matches!(
-                    e,
-                    ClientError::Protocol(_) | ClientError::Unreachable { .. }
-                ) {
+                if e.lost_link() {
                     return Err(e);
                 }
             }
@@ -557,19 +555,16 @@ impl Worker {
             Job::Delete { name, version } => match session.remove(&name, version).await {
                 Ok(versions) => {
                     let list: Vec<String> = versions.iter().map(|v| format!("v{v}")).collect();
-                    let _ = msgs.send(Msg::Flash(format!("removed {name} {}", list.join(", "))));
+                    self.flash(format!("removed {name} {}", list.join(", ")));
                     Ok(())
                 }
                 Err(e) => {
-                    let _ = msgs.send(Msg::Flash(format!("cannot remove {name}: {e}")));
+                    self.flash(format!("cannot remove {name}: {e}"));
                     Err(e)
                 }
             },
         };
-        matches!(
-            result,
-            Err(ClientError::Protocol(_) | ClientError::Unreachable { .. })
-        )
+        result.is_err_and(|e| e.lost_link())
     }
 }
 

@@ -52,18 +52,21 @@ pub(crate) async fn browse(
         return refuse(format!("a filter is at most {NAME_MAX} bytes"));
     }
     let c = client.clone();
-    let (total, kids) = manager
-        .db(move |cat| cat.children(&c, &folder, &filter, offset, limit.min(BROWSE_MAX)))
-        .await?;
-    let files: Vec<String> = kids
-        .iter()
-        .filter_map(|kid| match kid {
-            ChildRow::File(name) => Some(name.clone()),
-            ChildRow::Folder { .. } => None,
+    let (total, kids, rows) = manager
+        .db(move |cat| {
+            let (total, kids) =
+                cat.children(&c, &folder, &filter, offset, limit.min(BROWSE_MAX))?;
+            let files: Vec<String> = kids
+                .iter()
+                .filter_map(|kid| match kid {
+                    ChildRow::File(name) => Some(name.clone()),
+                    ChildRow::Folder { .. } => None,
+                })
+                .collect();
+            let rows = cat.newest_of(&c, &files)?;
+            Ok((total, kids, rows))
         })
-        .collect();
-    let c = client.clone();
-    let rows = manager.db(move |cat| cat.newest_of(&c, &files)).await?;
+        .await?;
     let mut entries: HashMap<String, FileEntry> = manager
         .entries(&client, rows)
         .await?
@@ -87,7 +90,7 @@ pub(crate) async fn browse(
                 size,
                 newest_ms,
             }),
-            // Removed since the window was read: left out.
+            // Read under the one catalog lock with the window: always there.
             ChildRow::File(name) => match entries.remove(&name) {
                 Some(entry) => Child::File(entry),
                 None => continue,

@@ -179,11 +179,12 @@ impl Fetcher {
             {
                 self.down.push(grant.ticket.server);
             }
-            let result = self.elsewhere(session, &part, grant, failure).await;
-            if let Err(e @ (ClientError::Unreachable { .. } | ClientError::Protocol(_))) = result {
-                return Err(e);
+            match self.elsewhere(session, &part, grant, failure).await {
+                Err(e) if e.lost_link() => return Err(e),
+                result => {
+                    fetched.insert(part.hash, result);
+                }
             }
-            fetched.insert(part.hash, result);
         }
         Ok(fetched)
     }
