@@ -1,5 +1,6 @@
 //! The daemon's command line: `daemon --role manager`,
-//! `daemon --role server --port P`, `daemon init-secret PATH`. The `daemon`
+//! `daemon --role server --port P`, `daemon init-secret PATH`,
+//! `daemon client add|list|revoke`. The `daemon`
 //! binary runs it, and so does `arca daemon` (the benchmark starts its
 //! daemons that way, as separate processes).
 
@@ -7,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::{ManagerConfig, ServerConfig, run_manager, run_server};
+use crate::{ManagerConfig, ServerConfig, credentials, run_manager, run_server};
 use arca_shared::choice::Weights;
 use arca_shared::keys::{self, ClusterKey};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -103,6 +104,37 @@ enum Command {
         #[arg(long, env = "ARCA_SECRET_FILE")]
         secret_file: Option<PathBuf>,
     },
+    /// Issue, list and revoke client credentials.
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
+        /// The manager's data folder.
+        #[arg(long, default_value = "arca-manager", global = true)]
+        data: PathBuf,
+        /// The cluster secret [default: ~/.config/arca/secret].
+        #[arg(long, env = "ARCA_SECRET_FILE", global = true)]
+        secret_file: Option<PathBuf>,
+    },
+}
+
+/// Client credentials, run where the manager's data is.
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Issue a credential for client NAME and write it to a file, to copy
+    /// to that client as ~/.config/arca/credential.
+    Add {
+        name: String,
+        /// Where to write it [default: ./NAME.credential].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// How long it is good for (e.g. 90d, 1y).
+        #[arg(long, default_value = "10y", value_parser = parse_duration)]
+        valid_for: Duration,
+    },
+    /// List the credentials issued, and which are revoked.
+    List,
+    /// Shut out every credential of client NAME, from its next connection.
+    Revoke { name: String },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -141,6 +173,11 @@ where
             force,
             secret_file,
         }) => return recover(data, servers, *force, secret_file.as_deref()).await,
+        Some(Command::Client {
+            command,
+            data,
+            secret_file,
+        }) => return client(command, data, secret_file.as_deref()),
         None => {}
     }
     let secret_path = cli
@@ -212,6 +249,71 @@ async fn recover(
          Start the manager with --data {}",
         data.display()
     ));
+    Ok(())
+}
+
+fn client(command: &ClientCommand, data: &Path, secret_file: Option<&Path>) -> Result<()> {
+    match command {
+        ClientCommand::Add {
+            name,
+            out,
+            valid_for,
+        } => {
+            let secret_path = secret_file.map_or_else(keys::default_secret_path, Path::to_owned);
+            let key = ClusterKey::load(&secret_path)?;
+            let out = out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("{}.credential", name.replace('/', "-"))));
+            if out.exists() {
+                bail!(
+                    "{} already exists: pass --out to write elsewhere",
+                    out.display()
+                );
+            }
+            let credential = credentials::add(data, &key, name, *valid_for)?;
+            credential
+                .save(&out)
+                .wrap_err_with(|| format!("cannot write {}", out.display()))?;
+            say(format_args!(
+                "wrote a credential for client {name:?} to {} (good until {}); copy it to \
+                 that client as ~/.config/arca/credential",
+                out.display(),
+                humantime::format_rfc3339_seconds(std::time::SystemTime::now() + *valid_for),
+            ));
+        }
+        ClientCommand::List => {
+            let rows = credentials::list(data)?;
+            if rows.is_empty() {
+                say(format_args!(
+                    "no credentials issued yet (`daemon client add NAME`)"
+                ));
+            }
+            let now = arca_shared::types::now_ms();
+            for row in rows {
+                let state = match row.revoked_ms {
+                    Some(_) => "revoked",
+                    None if row.expires_ms <= now => "expired",
+                    None => "active",
+                };
+                say(format_args!(
+                    "{:<8} {}  until {}  {}",
+                    state,
+                    &row.id[..16],
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + Duration::from_millis(row.expires_ms)
+                    ),
+                    row.client,
+                ));
+            }
+        }
+        ClientCommand::Revoke { name } => match credentials::revoke(data, name)? {
+            0 => bail!("client {name:?} has no active credential (`daemon client list`)"),
+            n => say(format_args!(
+                "revoked {n} credential{} of client {name:?}: refused from its next connection",
+                if n == 1 { "" } else { "s" }
+            )),
+        },
+    }
     Ok(())
 }
 

@@ -9,12 +9,14 @@ use std::time::{Duration, Instant};
 use arca_shared::choice::Weights;
 use arca_shared::handshake;
 use arca_shared::keys::ClusterKey;
+use arca_shared::link::Credential;
 use arca_shared::protocol::ClusterStatus;
 use arca_shared::{FrameError, Message};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::credentials::CredentialError;
 use crate::{ManagerConfig, ServerConfig, run_manager, run_server};
 
 /// How the cluster's daemons are tuned; the defaults react fast, for tests.
@@ -80,7 +82,7 @@ impl LocalCluster {
     /// Starts a manager and `options.servers` servers with data under `root`,
     /// and waits until every server is registered and measured.
     pub async fn start(root: &Path, options: ClusterOptions) -> std::io::Result<Self> {
-        let (key, secret) = ClusterKey::random();
+        let (key, secret) = ClusterKey::random().map_err(std::io::Error::other)?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let manager_addr = listener.local_addr()?.to_string();
         let mut cluster = Self {
@@ -215,8 +217,18 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// Issues and records a credential for the client `name`, good for a day.
+    pub fn credential(&self, name: &str) -> Result<Credential, CredentialError> {
+        crate::credentials::add(
+            &self.manager_data(),
+            &self.key,
+            name,
+            Duration::from_secs(86_400),
+        )
+    }
+
     pub async fn status(&self) -> Result<ClusterStatus, FrameError> {
-        handshake::connect(&self.manager_addr, &self.key)
+        handshake::connect(&self.manager_addr, &self.key.links().connector)
             .await?
             .request(&Message::Status)
             .await

@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod credentials;
 pub mod error;
 pub mod listener;
 pub mod manager;

@@ -1,5 +1,6 @@
 //! The accept loop both daemons share: bounded connections, the handshake
-//! before anything else, one tracked task per connection, clean shutdown.
+//! (TLS, then the daemon's own admission of the peer) before anything else,
+//! one tracked task per connection, clean shutdown.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -7,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use arca_shared::handshake;
-use arca_shared::keys::ClusterKey;
+use arca_shared::link::{Acceptor, Peer};
 use arca_shared::sync::LockAnyway;
 use arca_shared::{Connection, FrameError, Message};
 use tokio::net::TcpListener;
@@ -57,21 +58,33 @@ impl Handshakes {
     }
 }
 
-/// Accepts connections until `shutdown` fires, authenticates each and hands
-/// it to `handle`; then waits for every connection task to finish.
-pub async fn serve<H, F>(
+/// What a daemon does with the links it accepts.
+pub trait Service: Send + Sync + 'static {
+    /// Who an admitted peer is, as this daemon's handlers need to know.
+    type Caller: Send + 'static;
+
+    /// Whether `peer`, past TLS, may go on and as whom; else why not.
+    fn admit(&self, peer: Peer) -> impl Future<Output = Result<Self::Caller, String>> + Send;
+
+    /// Serves an admitted peer's requests until it hangs up.
+    fn handle(
+        self: Arc<Self>,
+        conn: Connection,
+        caller: Self::Caller,
+    ) -> impl Future<Output = ()> + Send;
+}
+
+/// Accepts connections until `shutdown` fires, authenticates and admits
+/// each and hands it to `service`; then waits for every connection task.
+pub async fn serve<S: Service>(
     listener: TcpListener,
-    key: ClusterKey,
+    acceptor: Acceptor,
     shutdown: CancellationToken,
     tasks: TaskTracker,
-    handle: H,
-) where
-    H: Fn(Connection) -> F + Send + Sync + 'static,
-    F: Future<Output = ()> + Send + 'static,
-{
+    service: Arc<S>,
+) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let handshakes = Arc::new(Mutex::new(Handshakes::default()));
-    let handle = Arc::new(handle);
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -94,41 +107,47 @@ pub async fn serve<H, F>(
         };
         let (id, dropped) = handshakes.lock_anyway().enter(from.ip());
         let handshakes = handshakes.clone();
-        let key = key.clone();
-        let handle = handle.clone();
+        let acceptor = acceptor.clone();
+        let service = service.clone();
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
             let _permit = permit;
-            let mut conn = match Connection::accepted(stream) {
-                Ok(conn) => conn,
-                Err(e) => return tracing::debug!("connection lost at once: {e}"),
-            };
-            let peer = conn.peer();
-            let shaken = tokio::select! {
+            let accepted = tokio::select! {
                 () = dropped.cancelled() => {
-                    return tracing::debug!(%peer, "dropped a silent handshake to make room");
+                    return tracing::debug!(%from, "dropped a silent handshake to make room");
                 }
-                shaken = handshake::accept(&mut conn, &key) => shaken,
+                accepted = handshake::accept(stream, &acceptor) => accepted,
             };
             handshakes.lock_anyway().leave(id);
-            match shaken {
-                Ok(()) => {}
-                // A peer that knows the wrong secret, or speaks another
-                // version, is news; one that went quiet or away is not.
-                Err(e @ (FrameError::Auth(_) | FrameError::Refused(_))) => {
-                    return tracing::warn!(%peer, "refused connection: {e}");
-                }
-                Err(e) => return tracing::debug!(%peer, "no handshake: {e}"),
+            let (mut conn, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => return refused(from, e),
+            };
+            let caller = service.admit(peer).await;
+            let verdict = caller.as_ref().map(|_| ()).map_err(Clone::clone);
+            if let Err(e) = handshake::admit(&mut conn, verdict).await {
+                return refused(from, e);
             }
-            let conn = conn.authenticated();
+            let Ok(caller) = caller else { return };
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                _ = handle(conn) => {}
+                _ = service.handle(conn, caller) => {}
             }
         });
     }
     tasks.close();
     tasks.wait().await;
+}
+
+/// Logs a link that did not open: a peer with the wrong certificate, or
+/// another version, is news; one that went quiet or away is not.
+fn refused(from: std::net::SocketAddr, e: FrameError) {
+    match e {
+        FrameError::Auth(_) | FrameError::Refused(_) => {
+            tracing::warn!(peer = %from, "refused connection: {e}");
+        }
+        e => tracing::debug!(peer = %from, "no handshake: {e}"),
+    }
 }
 
 /// The next request on an accepted connection; `None` once the peer hung up

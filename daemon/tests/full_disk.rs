@@ -10,7 +10,7 @@ use std::time::Duration;
 use arca_daemon::cluster::{ClusterOptions, LocalCluster};
 use arca_shared::protocol::{NewChunk, UploadGrant};
 use arca_shared::vault::ChunkId;
-use arca_shared::{BlobHash, Connection, FrameError, Message, handshake};
+use arca_shared::{BlobHash, FrameError, Message, handshake};
 use serde_bytes::ByteBuf;
 
 /// A tmpfs mounted for the test's lifetime.
@@ -62,16 +62,15 @@ fn put_chunks(content: &[u8]) -> Message {
 }
 
 async fn put(cluster: &LocalCluster, content: &[u8]) -> Result<Message, FrameError> {
-    let mut manager = Connection::connect(&cluster.manager_addr).await?;
-    handshake::initiate(&mut manager, &cluster.key).await?;
+    let link = &cluster.key.links().connector;
+    let mut manager = handshake::connect(&cluster.manager_addr, link).await?;
     let Message::ChunkPlan {
         upload: Some(UploadGrant { primary, ticket }),
     } = manager.call(&put_chunks(content)).await?
     else {
         panic!("no ticket");
     };
-    let mut upload = Connection::connect(&primary).await?;
-    handshake::initiate(&mut upload, &cluster.key).await?;
+    let mut upload = handshake::connect(&primary, link).await?;
     if upload.call(&Message::Upload { ticket }).await? == Message::Accepted {
         for part in content.chunks(256 * 1024) {
             let chunk = Message::Chunk {
@@ -152,8 +151,7 @@ async fn a_full_disk_fails_clearly_leaves_nothing_and_is_avoided_until_freed() {
 }
 
 async fn put_begin_refusal(cluster: &LocalCluster, content: &[u8]) -> String {
-    let mut manager = Connection::connect(&cluster.manager_addr).await.unwrap();
-    handshake::initiate(&mut manager, &cluster.key)
+    let mut manager = handshake::connect(&cluster.manager_addr, &cluster.key.links().connector)
         .await
         .unwrap();
     match manager.call(&put_chunks(content)).await {

@@ -19,7 +19,7 @@ use arca_shared::vault::ChunkId;
 use arca_shared::{BlobHash, Connection, FrameError, Message};
 use common::{authenticated, rss_kib, still_serving};
 use serde_bytes::ByteBuf;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 async fn cluster(servers: usize) -> (tempfile::TempDir, LocalCluster) {
@@ -33,7 +33,7 @@ async fn cluster(servers: usize) -> (tempfile::TempDir, LocalCluster) {
 }
 
 /// Waits until the peer closes the stream, failing after `within`.
-async fn closed_within(stream: &mut TcpStream, within: Duration) {
+async fn closed_within(stream: &mut (impl AsyncRead + Unpin), within: Duration) {
     let mut buf = [0u8; 1024];
     let deadline = Instant::now() + within;
     loop {
@@ -71,10 +71,7 @@ async fn broken_frames_close_only_their_connection() {
         ];
         for attack in attacks {
             let truncated = attack.len() == 4 + 5;
-            let mut raw = authenticated(addr, &cluster.key)
-                .await
-                .into_stream()
-                .unwrap();
+            let mut raw = authenticated(addr, &cluster.key).await.into_stream();
             raw.write_all(&attack).await.unwrap();
             if truncated {
                 // A truncated frame is a silent peer: it is timed out, not waited on forever.
@@ -99,15 +96,20 @@ fn frame(body: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wrong_secret_is_refused_before_anything_else() {
     let (_dir, cluster) = cluster(1).await;
-    let (stranger, _) = ClusterKey::random();
+    let (stranger, _) = ClusterKey::random().unwrap();
     for addr in [cluster.manager_addr.as_str(), cluster.server_addr(0)] {
-        let mut conn = Connection::connect(addr).await.unwrap();
-        let refused = handshake::initiate(&mut conn, &stranger).await;
-        assert!(matches!(refused, Err(FrameError::Auth(_))), "{refused:?}");
-        // Requests without a handshake are not answered either.
-        let mut conn = Connection::connect(addr).await.unwrap();
-        let answer = conn.call(&Message::Status).await;
-        assert!(answer.is_err(), "{answer:?}");
+        let refused = handshake::connect(addr, &stranger.links().connector).await;
+        assert!(
+            matches!(refused, Err(FrameError::Auth(_))),
+            "{:?}",
+            refused.err()
+        );
+        // Requests in the clear, without TLS, are not answered either.
+        let mut raw = TcpStream::connect(addr).await.unwrap();
+        raw.write_all(&frame(&encode(&Message::Status).unwrap()))
+            .await
+            .unwrap();
+        closed_within(&mut raw, Duration::from_secs(5)).await;
     }
     still_serving(&cluster).await;
     cluster.shutdown().await;
@@ -150,7 +152,7 @@ async fn servers_accept_no_bytes_and_serve_no_blob_without_a_valid_ticket() {
         size: 1,
     }];
     let hash = items_digest(&items);
-    let (stranger, _) = ClusterKey::random();
+    let (stranger, _) = ClusterKey::random().unwrap();
     let store = |ticket| Message::Store {
         ticket,
         items: items.clone(),
@@ -389,8 +391,9 @@ async fn a_flood_from_one_host_does_not_crowd_out_another() {
     }
     // Accepted after every flood connection before it, so they all were.
     still_serving(&cluster).await;
-    let mut slow = Connection::new(slow).unwrap();
-    handshake::initiate(&mut slow, &cluster.key).await.unwrap();
+    let mut slow = handshake::initiate(slow, &cluster.key.links().connector)
+        .await
+        .unwrap();
     let status = slow.call(&Message::Status).await.unwrap();
     assert!(matches!(status, Message::Cluster { .. }), "{status:?}");
     drop(flood);

@@ -1,6 +1,6 @@
 //! A connection that reads and writes frames: a big-endian `u32` length, then
-//! a MessagePack body. Every length is checked against a cap before anything
-//! is allocated for it, and every wait has a timeout.
+//! a MessagePack body, inside the link's TLS. Every length is checked against
+//! a cap before anything is allocated for it, and every wait has a timeout.
 
 use std::net::SocketAddr;
 use std::sync::LazyLock;
@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use bytes::Buf;
 use rmp::Marker;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-use crate::limits::{CONNECT_TIMEOUT, CONTROL_FRAME_MAX, DATA_FRAME_MAX, IDLE_TIMEOUT};
+use crate::limits::{CONTROL_FRAME_MAX, DATA_FRAME_MAX, IDLE_TIMEOUT};
 use crate::protocol::{Fault, Message};
 use crate::reply::Reply;
 
@@ -52,53 +51,40 @@ impl FrameError {
     }
 }
 
-/// Reads frames from one half of a TCP stream.
+/// A link: TCP inside TLS (see [`crate::link`]).
+pub type Stream = tokio_rustls::TlsStream<TcpStream>;
+
+/// Reads frames from one half of a link.
 pub struct FrameReader {
-    inner: BufReader<OwnedReadHalf>,
+    inner: BufReader<ReadHalf<Stream>>,
     buf: Vec<u8>,
     timeout: Duration,
 }
 
-/// Writes frames to one half of a TCP stream.
+/// Writes frames to one half of a link.
 pub struct FrameWriter {
-    inner: BufWriter<OwnedWriteHalf>,
+    inner: BufWriter<WriteHalf<Stream>>,
     timeout: Duration,
 }
 
-/// Both halves of a framed TCP connection; split it to read and write at once.
+/// Both halves of a framed link; split it to read and write at once.
 pub struct Connection {
     pub reader: FrameReader,
     pub writer: FrameWriter,
     peer: SocketAddr,
 }
 
-/// Read buffer of an accepted connection until its peer is authenticated:
-/// handshake frames are tiny, and a flood of peers that never speak must
-/// cost next to nothing.
-const HANDSHAKE_BUFFER: usize = 1024;
-/// Buffer sizes once the peer is known: streams of many small frames come
-/// in and go out with few system calls.
+/// Buffer sizes: streams of many small frames come in and go out with few
+/// system calls.
 const STREAM_BUFFER: usize = 256 * 1024;
 
 impl Connection {
-    /// A connection this side opened, ready for streams.
-    pub fn new(stream: TcpStream) -> std::io::Result<Self> {
-        Self::with_read_buffer(stream, STREAM_BUFFER)
-    }
-
-    /// A connection a listener accepted: small buffers until
-    /// [`Connection::authenticated`].
-    pub fn accepted(stream: TcpStream) -> std::io::Result<Self> {
-        Self::with_read_buffer(stream, HANDSHAKE_BUFFER)
-    }
-
-    fn with_read_buffer(stream: TcpStream, read_buffer: usize) -> std::io::Result<Self> {
-        let peer = stream.peer_addr()?;
-        stream.set_nodelay(true)?;
-        let (read, write) = stream.into_split();
-        Ok(Self {
+    /// Frames over a link whose TLS is up, with the peer at `peer`.
+    pub fn new(stream: Stream, peer: SocketAddr) -> Self {
+        let (read, write) = tokio::io::split(stream);
+        Self {
             reader: FrameReader {
-                inner: BufReader::with_capacity(read_buffer, read),
+                inner: BufReader::with_capacity(STREAM_BUFFER, read),
                 buf: Vec::new(),
                 timeout: IDLE_TIMEOUT,
             },
@@ -108,39 +94,20 @@ impl Connection {
                 timeout: IDLE_TIMEOUT,
             },
             peer,
-        })
-    }
-
-    /// Gives an accepted connection whose peer passed the handshake its
-    /// full read buffer. Bytes it already sent stay in the small one.
-    pub fn authenticated(mut self) -> Self {
-        if self.reader.inner.buffer().is_empty() {
-            let read = self.reader.inner.into_inner();
-            self.reader.inner = BufReader::with_capacity(STREAM_BUFFER, read);
         }
-        self
-    }
-
-    /// Connects with a timeout, so an unreachable address never hangs.
-    pub async fn connect(addr: &str) -> Result<Self, FrameError> {
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-            .await
-            .map_err(|_| FrameError::Timeout(CONNECT_TIMEOUT))??;
-        Ok(Self::new(stream)?)
     }
 
     pub fn peer(&self) -> SocketAddr {
         self.peer
     }
 
-    /// The TCP stream underneath, for speaking raw bytes (tests of hostile
-    /// input do). Bytes already buffered for reading are dropped.
-    pub fn into_stream(self) -> std::io::Result<TcpStream> {
+    /// The link underneath, for speaking raw bytes inside its TLS (tests
+    /// of hostile input do). Bytes already buffered for reading are dropped.
+    pub fn into_stream(self) -> Stream {
         self.reader
             .inner
             .into_inner()
-            .reunite(self.writer.inner.into_inner())
-            .map_err(std::io::Error::other)
+            .unsplit(self.writer.inner.into_inner())
     }
 
     /// Sets how long reads and writes may wait before failing.
@@ -318,7 +285,7 @@ impl FrameReader {
 /// Appends exactly `n` bytes from `reader` to `out`, read into its spare
 /// room: a megabyte frame is not zeroed before it is overwritten.
 async fn append_exact(
-    reader: &mut BufReader<OwnedReadHalf>,
+    reader: &mut BufReader<ReadHalf<Stream>>,
     out: &mut Vec<u8>,
     n: usize,
 ) -> Result<(), FrameError> {

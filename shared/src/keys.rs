@@ -1,9 +1,12 @@
-//! Key material: the cluster secret, the keys derived from it, and the
-//! keyed BLAKE3 MACs and nonces the handshake and tickets are made of.
+//! Key material: the cluster secret, the keys derived from it (the links'
+//! certificate authority among them), and the keyed BLAKE3 MACs and nonces
+//! tickets are made of.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::link::{Authority, LinkError, NodeLinks};
 
 #[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Nonce(#[serde(with = "serde_bytes")] pub [u8; 32]);
@@ -62,29 +65,47 @@ pub enum SecretError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Link(#[from] LinkError),
 }
 
 /// The keys every cluster member derives from the shared secret file.
 #[derive(Clone)]
 pub struct ClusterKey {
-    handshake: [u8; 32],
     tickets: [u8; 32],
     snapshots: [u8; 32],
+    authority: [u8; 32],
+    node: [u8; 32],
+    links: NodeLinks,
 }
 
 impl ClusterKey {
-    pub fn from_secret(secret: &[u8; 32]) -> Self {
-        Self {
-            handshake: blake3::derive_key("arca 2026 handshake v1", secret),
+    pub fn from_secret(secret: &[u8; 32]) -> Result<Self, LinkError> {
+        let authority = blake3::derive_key("arca 2026 link authority v1", secret);
+        let node = blake3::derive_key("arca 2026 link node v1", secret);
+        Ok(Self {
             tickets: blake3::derive_key("arca 2026 tickets v1", secret),
             snapshots: blake3::derive_key("arca 2026 catalog snapshots v1", secret),
-        }
+            links: Authority::derive(&authority, &node)?.node_links()?,
+            authority,
+            node,
+        })
+    }
+
+    /// How this daemon opens and accepts links.
+    pub fn links(&self) -> &NodeLinks {
+        &self.links
+    }
+
+    /// The authority that issues client credentials.
+    pub fn authority(&self) -> Result<Authority, LinkError> {
+        Authority::derive(&self.authority, &self.node)
     }
 
     /// A key from a fresh random secret (for demos and tests).
-    pub fn random() -> (Self, [u8; 32]) {
+    pub fn random() -> Result<(Self, [u8; 32]), LinkError> {
         let secret = random_bytes();
-        (Self::from_secret(&secret), secret)
+        Ok((Self::from_secret(&secret)?, secret))
     }
 
     pub fn load(path: &Path) -> Result<Self, SecretError> {
@@ -103,7 +124,7 @@ impl ClusterKey {
         let secret = blake3::Hash::from_hex(text.trim()).map_err(|_| SecretError::Malformed {
             path: path.to_owned(),
         })?;
-        Ok(Self::from_secret(secret.as_bytes()))
+        Ok(Self::from_secret(secret.as_bytes())?)
     }
 
     /// Loads the secret at `path`, creating a fresh one there first if none exists.
@@ -115,10 +136,6 @@ impl ClusterKey {
             }
             other => other.map(|key| (key, false)),
         }
-    }
-
-    pub(crate) fn mac(&self, parts: &[&[u8]]) -> Mac {
-        mac_with(&self.handshake, parts)
     }
 
     pub(crate) fn ticket_mac(&self, parts: &[&[u8]]) -> Mac {
@@ -148,24 +165,28 @@ pub fn write_new_secret(path: &Path) -> Result<(), SecretError> {
 /// Writes `secret` to `path` as `daemon init-secret` does (mode 0600),
 /// refusing to overwrite a file there.
 pub fn write_secret(path: &Path, secret: &[u8; 32]) -> Result<(), SecretError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let io = |source| SecretError::Io {
+    let hex = blake3::Hash::from(*secret).to_hex();
+    write_private(path, format!("{hex}\n").as_bytes()).map_err(|source| SecretError::Io {
         path: path.to_owned(),
         source,
-    };
+    })
+}
+
+/// Writes a new file only its owner can read (mode 0600), durably,
+/// refusing to overwrite one.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
+        std::fs::create_dir_all(dir)?;
     }
-    let hex = blake3::Hash::from(*secret).to_hex();
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path)
-        .map_err(io)?;
-    writeln!(file, "{hex}").map_err(io)?;
-    file.sync_all().map_err(io)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 /// Where the secret lives when no flag or variable names it:

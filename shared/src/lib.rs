@@ -11,6 +11,7 @@ pub mod handshake;
 pub mod hash;
 pub mod keys;
 pub mod limits;
+pub mod link;
 pub mod meta;
 pub mod name;
 pub mod protocol;

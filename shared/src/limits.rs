@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// Protocol version carried by the handshake; peers with another one are refused.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// File bytes travel in chunks of at most this size.
 pub const CHUNK_SIZE: usize = 1024 * 1024;

@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use crate::hash::BlobHash;
-use crate::keys::{Mac, Nonce};
 use crate::meta::FileMeta;
 use crate::ticket::Ticket;
 use crate::types::ServerId;
@@ -16,18 +15,9 @@ use crate::vault::{ChunkId, WrappedKey};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Message {
-    // Handshake, first on every connection (see `auth`).
+    // Handshake, first on every link once its TLS is up (see `handshake`).
     Hello {
         version: u32,
-        nonce: Nonce,
-    },
-    Challenge {
-        version: u32,
-        nonce: Nonce,
-        proof: Mac,
-    },
-    Proof {
-        proof: Mac,
     },
     Welcome,
     /// Ends the current exchange with a reason for people to read, and
@@ -313,12 +303,32 @@ pub enum Message {
 }
 
 impl Message {
+    /// The client namespace a client's request acts in, if it is one.
+    pub fn namespace(&self) -> Option<&str> {
+        match self {
+            Message::Keys { client, .. }
+            | Message::AddKey { client, .. }
+            | Message::RemoveKey { client, .. }
+            | Message::HaveChunks { client, .. }
+            | Message::PutChunks { client, .. }
+            | Message::PutFiles { client, .. }
+            | Message::GetBegin { client, .. }
+            | Message::Parts { client, .. }
+            | Message::FetchGrants { client, .. }
+            | Message::List { client, .. }
+            | Message::Browse { client, .. }
+            | Message::Lookup { client, .. }
+            | Message::Remove { client, .. }
+            | Message::Verify { client, .. }
+            | Message::AtRisk { client, .. } => Some(client),
+            _ => None,
+        }
+    }
+
     /// The variant's name, for logs and errors (never the payload).
     pub fn kind(&self) -> &'static str {
         match self {
             Message::Hello { .. } => "Hello",
-            Message::Challenge { .. } => "Challenge",
-            Message::Proof { .. } => "Proof",
             Message::Welcome => "Welcome",
             Message::Error { .. } => "Error",
             Message::Ok => "Ok",

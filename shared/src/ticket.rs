@@ -112,7 +112,7 @@ mod tests {
 
     #[test]
     fn tickets_verify_only_as_issued() {
-        let (key, _) = ClusterKey::random();
+        let (key, _) = ClusterKey::random().unwrap();
         let hash = BlobHash::of(b"x");
         let ticket = Ticket::issue(&key, TicketKind::Upload, 9, 2, hash, 1);
         assert_eq!(ticket.verify(&key, TicketKind::Upload, 2), Ok(()));
@@ -130,7 +130,7 @@ mod tests {
             bigger.verify(&key, TicketKind::Upload, 2),
             Err(TicketError::Forged)
         );
-        let (other, _) = ClusterKey::random();
+        let (other, _) = ClusterKey::random().unwrap();
         assert_eq!(
             ticket.verify(&other, TicketKind::Upload, 2),
             Err(TicketError::Forged)

@@ -18,12 +18,14 @@ pub struct Cli {
     /// The local folder whose files you back up; names are relative to it.
     #[arg(long, global = true, env = "ARCA_FILES", default_value = "files")]
     pub files: PathBuf,
-    /// This client's name in the catalog [default: the host name].
+    /// This client's name in the catalog [default: the name its credential
+    /// was issued to, which is the only one it may act as].
     #[arg(long, global = true, env = "ARCA_CLIENT")]
     pub client: Option<String>,
-    /// The cluster secret [default: ~/.config/arca/secret].
-    #[arg(long, global = true, env = "ARCA_SECRET_FILE")]
-    pub secret_file: Option<PathBuf>,
+    /// This client's credential, from `daemon client add NAME` on the
+    /// manager's machine [default: ~/.config/arca/credential].
+    #[arg(long, global = true, env = "ARCA_CREDENTIAL")]
+    pub credential: Option<PathBuf>,
     /// A file holding the passphrase that opens this client's key (else
     /// `ARCA_PASSWORD`, else a prompt on a terminal).
     #[arg(long, global = true, env = "ARCA_PASSWORD_FILE")]

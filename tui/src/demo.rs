@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use arca_daemon::cluster::{self, ClusterOptions, LocalCluster};
-use arca_shared::keys;
+use arca_shared::link::Credential;
 
 use crate::client::{ClientError, Passphrase, Settings, Vault};
 use crate::dashboard::{self, event::Effect};
@@ -34,19 +34,26 @@ const SAMPLES: &[(&str, &[u8])] = &[
 /// The demo's backups live as long as it does: any passphrase will do.
 const PASSPHRASE: &str = "arca demo";
 
-/// Writes the cluster's secret, and a file of the variables that point the
-/// CLI at this demo, to source in another shell; returns that file's path.
-fn write_cli_env(dir: &Path, cluster: &LocalCluster, files: &Path) -> Result<PathBuf, ClientError> {
-    let secret = dir.join("secret");
-    keys::write_secret(&secret, &cluster.secret)
-        .map_err(|e| ClientError::Local(format!("cannot write the demo's secret: {e}")))?;
+/// Writes the demo client's credential, and a file of the variables that
+/// point the CLI at this demo, to source in another shell; returns that
+/// file's path.
+fn write_cli_env(
+    dir: &Path,
+    cluster: &LocalCluster,
+    credential: &Credential,
+    files: &Path,
+) -> Result<PathBuf, ClientError> {
+    let path = dir.join("credential");
+    credential
+        .save(&path)
+        .map_err(|e| ClientError::local("cannot write the demo's credential", e))?;
     let quoted = |path: &Path| format!("'{}'", path.display().to_string().replace('\'', r"'\''"));
     let env = dir.join("env");
     let text = format!(
-        "export ARCA_MANAGER={}\nexport ARCA_SECRET_FILE={}\nexport ARCA_CLIENT=demo\n\
+        "export ARCA_MANAGER={}\nexport ARCA_CREDENTIAL={}\n\
          export ARCA_PASSWORD='{PASSPHRASE}'\nexport ARCA_FILES={}\n",
         cluster.manager_addr,
-        quoted(&secret),
+        quoted(&path),
         quoted(files),
     );
     std::fs::write(&env, text)
@@ -74,11 +81,16 @@ pub async fn run() -> Result<(), ClientError> {
         .map_err(|e| local("cannot start the demo cluster", e))?;
     let files = dir.path().join("files");
     seed(&files).map_err(|e| local("cannot write the sample files", e))?;
-    let cli = write_cli_env(dir.path(), &cluster, &files)?;
+    let credential = cluster
+        .credential("demo")
+        .map_err(|e| ClientError::local("cannot issue the demo's credential", e))?;
+    let cli = write_cli_env(dir.path(), &cluster, &credential, &files)?;
     let settings = Settings {
         manager: cluster.manager_addr.clone(),
-        client: "demo".into(),
-        key: cluster.key.clone(),
+        client: credential.name.clone(),
+        link: credential
+            .connector()
+            .map_err(|e| ClientError::local("cannot use the demo's credential", e))?,
         files: files.clone(),
         vault: Vault::new(Passphrase::given(PASSPHRASE)?),
     };

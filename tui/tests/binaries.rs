@@ -124,7 +124,7 @@ fn real_daemons_and_client_back_up_restore_and_survive_a_killed_server() {
     let started = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_arca"))
         .args(["ls", "--manager", &format!("127.0.0.1:{}", free_port())])
-        .env("ARCA_SECRET_FILE", env.secret())
+        .env("ARCA_CREDENTIAL", env.credential("tester"))
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -137,18 +137,18 @@ fn real_daemons_and_client_back_up_restore_and_survive_a_killed_server() {
 }
 
 #[test]
-fn a_client_without_the_secret_says_where_to_get_it() {
+fn a_client_without_a_credential_says_where_to_get_it() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_arca"))
         .args(["ls"])
-        .env_remove("ARCA_SECRET_FILE")
+        .env_remove("ARCA_CREDENTIAL")
         .env("XDG_CONFIG_HOME", dir.path())
         .output()
         .unwrap();
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("no cluster secret") && stderr.contains("copy the secret file"),
+        stderr.contains("no client credential") && stderr.contains("daemon client add NAME"),
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");

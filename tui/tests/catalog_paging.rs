@@ -64,9 +64,10 @@ async fn windows_and_lookups_page_the_newest_versions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lookup_of_too_many_names_is_refused_and_the_link_lives_on() {
     let t = TestCluster::with_servers(2).await;
-    let mut conn = arca_shared::handshake::connect(&t.cluster.manager_addr, &t.cluster.key)
-        .await
-        .unwrap();
+    let mut conn =
+        arca_shared::handshake::connect(&t.cluster.manager_addr, &t.cluster.key.links().connector)
+            .await
+            .unwrap();
     let names = (0..=arca_shared::limits::LOOKUP_MAX)
         .map(|i| format!("f{i}"))
         .collect();

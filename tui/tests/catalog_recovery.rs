@@ -78,9 +78,9 @@ async fn a_destroyed_catalog_is_rebuilt_from_the_servers_snapshots() {
     }
     eventually(
         Duration::from_secs(20),
-        // The first backup recorded the client's key too.
-        "every server to keep generation 4",
-        || kept_generations(&t).iter().all(|g| *g == 4),
+        // The client's credential and the first backup's key count too.
+        "every server to keep generation 5",
+        || kept_generations(&t).iter().all(|g| *g == 5),
     )
     .await;
     // Sealed: no server's copy shows the catalog's names.
@@ -110,7 +110,7 @@ async fn a_destroyed_catalog_is_rebuilt_from_the_servers_snapshots() {
     let recovered = recover(&data, &servers(&t), &t.cluster.key, false)
         .await
         .unwrap();
-    assert_eq!(recovered.snapshot.generation, 4);
+    assert_eq!(recovered.snapshot.generation, 5);
     assert!(recovered.set_aside.is_some());
     // A catalog that opens is not replaced without --force.
     let again = recover(&data, &servers(&t), &t.cluster.key, false).await;
@@ -142,8 +142,8 @@ async fn a_stale_catalog_loses_nothing(stale: Stale) {
     put(&mut session, &t.write("first", &first), "first").await;
     eventually(
         Duration::from_secs(20),
-        "the first snapshot everywhere (the key, then the version)",
-        || kept_generations(&t).iter().all(|g| *g == 2),
+        "the first snapshot everywhere (the credential, the key, then the version)",
+        || kept_generations(&t).iter().all(|g| *g == 3),
     )
     .await;
     t.cluster.stop_manager().await;
@@ -163,7 +163,7 @@ async fn a_stale_catalog_loses_nothing(stale: Stale) {
     eventually(
         Duration::from_secs(20),
         "the second snapshot everywhere",
-        || kept_generations(&t).iter().all(|g| *g == 3),
+        || kept_generations(&t).iter().all(|g| *g == 4),
     )
     .await;
 
@@ -188,7 +188,7 @@ async fn a_stale_catalog_loses_nothing(stale: Stale) {
             chunks: vec![],
         };
         catalog.commit("laptop", &[elsewhere]).unwrap().unwrap();
-        assert_eq!(catalog.generation().unwrap().number, 3);
+        assert_eq!(catalog.generation().unwrap().number, 4);
     }
     resume(&mut t).await;
     t.cluster

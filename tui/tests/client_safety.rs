@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use arca_shared::meta::FileKind;
 use arca_shared::protocol::FileEntry;
-use arca_shared::{BlobHash, Connection, Message};
+use arca_shared::{BlobHash, Message};
 use arca_tui::client::{LocalFile, Skip, TransferProgress, Uploaded};
 use common::real::text;
 use common::{TestCluster, arca_command};
@@ -314,8 +314,10 @@ async fn hostile_manager(
     let addr = listener.local_addr().unwrap().to_string();
     let task = tokio::spawn(async move {
         let (stream, _) = listener.accept().await.unwrap();
-        let mut conn = Connection::new(stream).unwrap();
-        arca_shared::handshake::accept(&mut conn, &key)
+        let (mut conn, _) = arca_shared::handshake::accept(stream, &key.links().acceptor)
+            .await
+            .unwrap();
+        arca_shared::handshake::admit(&mut conn, Ok(()))
             .await
             .unwrap();
         let mut asked = Vec::new();

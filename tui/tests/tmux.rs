@@ -181,8 +181,8 @@ fn demo_at_80x24(test: &str, after: &str) -> (Tmux, tempfile::TempDir) {
 
 /// At 80x24 the servers show their load and score and the samples their
 /// names; a paste into the filter is text (it neither quits nor deletes);
-/// the demo's CLI settings reach its cluster, and a wrong secret is shown
-/// as such; 2,000 files back up as one row, and are one folder in Backups
+/// the demo's CLI settings reach its cluster, and another cluster's
+/// credential is shown as such; 2,000 files back up as one row, and are one folder in Backups
 /// that a filter finds and a restore brings back whole; SIGTERM restores
 /// the terminal and removes the demo's folder.
 #[test]
@@ -243,11 +243,14 @@ fn demo_at_80x24_takes_pastes_as_text_and_cleans_up_on_sigterm() {
         "{ls:?}"
     );
 
-    // A dashboard with the wrong secret says so, in so many words.
-    let wrong = tmp.path().join("wrong-secret");
-    std::fs::write(&wrong, "ab".repeat(32)).unwrap();
+    // A dashboard with another cluster's credential says so, in so many words.
+    let wrong = tmp.path().join("wrong-credential");
+    let (other, _) = arca_shared::keys::ClusterKey::random().unwrap();
+    let far = std::time::SystemTime::now() + Duration::from_secs(3600);
+    let stranger = other.authority().unwrap().issue("demo", far).unwrap();
+    stranger.save(&wrong).unwrap();
     let command = format!(
-        ". '{}' && ARCA_SECRET_FILE='{}' XDG_CACHE_HOME='{}' '{}'",
+        ". '{}' && ARCA_CREDENTIAL='{}' XDG_CACHE_HOME='{}' '{}'",
         env.display(),
         wrong.display(),
         tmp.path().join("cache").display(),
@@ -255,7 +258,7 @@ fn demo_at_80x24_takes_pastes_as_text_and_cleans_up_on_sigterm() {
     );
     tmux.start("wrong", 80, 24, &command);
     tmux.wait_for_in("wrong", "the reason of the refusal", |s| {
-        s.contains("no link") && s.contains("secret")
+        s.contains("no link") && s.contains("different clusters")
     });
 
     // 2,000 files backed up from the dashboard are one summary row.

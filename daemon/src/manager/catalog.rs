@@ -79,6 +79,30 @@ pub type Held = (BlobHash, Vec<ServerId>);
 /// A stored blob's size and the servers holding it.
 pub type SizeHeld = (u64, Vec<ServerId>);
 
+/// A client credential as the catalog keeps it (never its key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CredentialRow {
+    /// The hash of its certificate (see `arca_shared::link::CredentialId`).
+    pub id: String,
+    pub client: String,
+    pub created_ms: u64,
+    pub expires_ms: u64,
+    pub revoked_ms: Option<u64>,
+}
+
+const SELECT_CREDENTIALS: &str =
+    "SELECT id, client, created_ms, expires_ms, revoked_ms FROM credentials";
+
+fn credential_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CredentialRow> {
+    Ok(CredentialRow {
+        id: row.get(0)?,
+        client: row.get(1)?,
+        created_ms: row.get(2)?,
+        expires_ms: row.get(3)?,
+        revoked_ms: row.get(4)?,
+    })
+}
+
 /// Which catalog format this code reads and writes (SQLite's `user_version`).
 /// Format 3 added `names`, `damaged` and `history` to format 2; format 4
 /// made versions lists of chunks, and added `keys`.
@@ -172,6 +196,15 @@ CREATE TABLE IF NOT EXISTS keys (
     id      TEXT NOT NULL,
     wrapped BLOB NOT NULL,
     PRIMARY KEY (client, id)
+) WITHOUT ROWID;
+-- Client credentials by the hash of their certificate: whose each is, and
+-- whether it was revoked (see `daemon client`).
+CREATE TABLE IF NOT EXISTS credentials (
+    id         TEXT    PRIMARY KEY,
+    client     TEXT    NOT NULL,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    revoked_ms INTEGER
 ) WITHOUT ROWID;
 ";
 
@@ -372,7 +405,11 @@ impl Catalog {
                 )),
             ));
         }
-        let tx = db.unchecked_transaction()?;
+        // Immediate: `daemon client` opens the catalog under a running
+        // manager, and a deferred transaction that read first could not
+        // wait for the manager's writes to end.
+        let tx =
+            rusqlite::Transaction::new_unchecked(&db, rusqlite::TransactionBehavior::Immediate)?;
         if format < FORMAT && has_table(&tx, "files")? {
             if format < 2 {
                 tx.execute_batch(FROM_FORMAT_1)?;
@@ -808,6 +845,55 @@ impl Catalog {
     }
 
     /// The namespace's wrapped master keys, oldest first.
+    /// Records a credential issued to `row.client`.
+    pub fn add_credential(&mut self, row: &CredentialRow) -> rusqlite::Result<()> {
+        let tx = self.db.transaction()?;
+        tx.execute(
+            "INSERT INTO credentials (id, client, created_ms, expires_ms, revoked_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                row.id,
+                row.client,
+                row.created_ms,
+                row.expires_ms,
+                row.revoked_ms
+            ],
+        )?;
+        bump_generation(&tx)?;
+        tx.commit()
+    }
+
+    /// Every credential issued, oldest first.
+    pub fn credentials(&self) -> rusqlite::Result<Vec<CredentialRow>> {
+        let mut stmt = self
+            .db
+            .prepare(&format!("{SELECT_CREDENTIALS} ORDER BY created_ms, client"))?;
+        stmt.query_map([], credential_row)?.collect()
+    }
+
+    /// The credential known by `id`, if it was issued here.
+    pub fn credential(&self, id: &str) -> rusqlite::Result<Option<CredentialRow>> {
+        self.db
+            .query_row(
+                &format!("{SELECT_CREDENTIALS} WHERE id = ?1"),
+                params![id],
+                credential_row,
+            )
+            .optional()
+    }
+
+    /// Revokes every live credential of `client`; returns how many.
+    pub fn revoke_credentials(&mut self, client: &str, now_ms: u64) -> rusqlite::Result<usize> {
+        let tx = self.db.transaction()?;
+        let revoked = tx.execute(
+            "UPDATE credentials SET revoked_ms = ?2 WHERE client = ?1 AND revoked_ms IS NULL",
+            params![client, now_ms],
+        )?;
+        bump_generation(&tx)?;
+        tx.commit()?;
+        Ok(revoked)
+    }
+
     pub fn keys(&self, client: &str) -> rusqlite::Result<Vec<WrappedKey>> {
         let mut stmt = self
             .db

@@ -1,7 +1,7 @@
 //! The manager: keeps the catalog and the membership, chooses servers,
 //! issues tickets and instructs servers. It never moves file bytes itself.
 
-mod catalog;
+pub(crate) mod catalog;
 mod cmd;
 mod gc;
 mod hash_locks;
@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use arca_shared::choice::Weights;
 use arca_shared::keys::ClusterKey;
+use arca_shared::link::Peer;
 use arca_shared::protocol::FileEntry;
 use arca_shared::sync::LockAnyway;
 use arca_shared::types::ServerId;
@@ -168,12 +169,8 @@ pub async fn run_manager(
     tasks.spawn(rebalance::run(manager.clone()));
     tasks.spawn(reconcile::run(manager.clone()));
     tasks.spawn(snapshot::run(manager.clone()));
-    let key = manager.config.key.clone();
-    let handler = manager.clone();
-    crate::listener::serve(listener, key, shutdown, tasks, move |conn| {
-        handle(handler.clone(), conn)
-    })
-    .await;
+    let acceptor = manager.config.key.links().acceptor.clone();
+    crate::listener::serve(listener, acceptor, shutdown, tasks, manager).await;
     Ok(())
 }
 
@@ -199,11 +196,76 @@ fn seed_op() -> u64 {
     arca_shared::types::now_ms() << 16
 }
 
-async fn handle(manager: Arc<Manager>, mut conn: Connection) {
+/// Who is asking the manager.
+pub(crate) enum Caller {
+    /// A daemon of this cluster: it may ask anything.
+    Daemon,
+    /// The client a credential was issued to: it acts in its namespace only.
+    Client(String),
+}
+
+impl crate::listener::Service for Manager {
+    type Caller = Caller;
+
+    async fn admit(&self, peer: Peer) -> Result<Caller, String> {
+        let id = match peer {
+            Peer::Node => return Ok(Caller::Daemon),
+            Peer::Client(id) => id.0,
+        };
+        let known = self
+            .db(move |c| c.credential(&id))
+            .await
+            .map_err(|e| format!("the manager cannot check this credential: {e}"))?;
+        match known {
+            None => Err(
+                "this credential was not issued by this cluster's manager (its \
+                 catalog has no record of it): ask the cluster's operator for a new one"
+                    .into(),
+            ),
+            Some(row) if row.revoked_ms.is_some() => Err(format!(
+                "this credential of client {:?} was revoked: ask the cluster's operator \
+                 for a new one",
+                row.client
+            )),
+            Some(row) => Ok(Caller::Client(row.client)),
+        }
+    }
+
+    fn handle(
+        self: Arc<Self>,
+        conn: Connection,
+        caller: Caller,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        handle(self, conn, caller)
+    }
+}
+
+/// What a client's credential may ask: its own namespace's requests and
+/// the cluster's status; nothing only daemons send.
+fn permitted(client: &str, request: &Message) -> Result<(), String> {
+    match request.namespace() {
+        Some(asked) if asked == client => Ok(()),
+        Some(asked) => Err(format!(
+            "this credential is client {client:?}'s: it cannot act as {asked:?}"
+        )),
+        None if matches!(request, Message::Status | Message::ReportCorrupt { .. }) => Ok(()),
+        None => Err(format!(
+            "a client credential cannot send {}: only the cluster's daemons can",
+            request.kind()
+        )),
+    }
+}
+
+async fn handle(manager: Arc<Manager>, mut conn: Connection, caller: Caller) {
     let peer = conn.peer();
     while let Some(request) = crate::listener::next_request(&mut conn).await {
         let kind = request.kind();
+        let allowed = match &caller {
+            Caller::Client(client) => permitted(client, &request),
+            Caller::Daemon => Ok(()),
+        };
         let result = match request {
+            _ if allowed.is_err() => allowed.map_err(Error::Refused),
             Message::Register {
                 uuid,
                 addr,
@@ -298,7 +360,7 @@ impl Manager {
 
     /// Opens an authenticated connection to a server.
     async fn connect(&self, addr: &str) -> Result<Connection, Error> {
-        Ok(arca_shared::handshake::connect(addr, &self.config.key).await?)
+        Ok(arca_shared::handshake::connect(addr, &self.config.key.links().connector).await?)
     }
 
     /// Tries `attempt` on the membership until it succeeds. Just after this

@@ -107,7 +107,7 @@ pub async fn recover(
 }
 
 async fn list(server: &str, key: &ClusterKey) -> Result<Vec<SnapshotInfo>, Error> {
-    Ok(handshake::connect(server, key)
+    Ok(handshake::connect(server, &key.links().connector)
         .await?
         .request(&Message::ListSnapshots)
         .await?)
@@ -160,7 +160,7 @@ async fn fetch(
     snapshot: &SnapshotInfo,
     to: &Path,
 ) -> Result<(), Error> {
-    let mut conn = handshake::connect(server, key).await?;
+    let mut conn = handshake::connect(server, &key.links().connector).await?;
     let Accepted = conn
         .request(&Message::FetchSnapshot {
             snapshot: *snapshot,

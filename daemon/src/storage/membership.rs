@@ -51,7 +51,8 @@ async fn session(
     uuid: &str,
     corrupt: &mut mpsc::UnboundedReceiver<BlobHash>,
 ) -> Result<(), Error> {
-    let mut conn = handshake::connect(&server.config.manager, &server.config.key).await?;
+    let mut conn =
+        handshake::connect(&server.config.manager, &server.config.key.links().connector).await?;
     let Registered(id) = conn
         .request(&Message::Register {
             uuid: uuid.to_owned(),

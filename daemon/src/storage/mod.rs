@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use arca_shared::connection::FrameWriter;
 use arca_shared::handshake;
 use arca_shared::keys::ClusterKey;
+use arca_shared::link::Peer;
 use arca_shared::protocol::{Item, ReplicaTarget, items_digest};
 use arca_shared::reply::Accepted;
 use arca_shared::stream::{Reading, send_file};
@@ -124,20 +125,43 @@ pub async fn run_server(
     tasks.spawn(membership::run(server.clone(), found, shutdown.clone()));
     tasks.spawn(scrub::run(server.clone(), shutdown.clone()));
     tasks.spawn(server.store.clone().keep_tidy(shutdown.clone()));
-    let key = server.config.key.clone();
-    let handler = server.clone();
-    crate::listener::serve(listener, key, shutdown, tasks, move |conn| {
-        handle(handler.clone(), conn)
-    })
-    .await;
+    let acceptor = server.config.key.links().acceptor.clone();
+    crate::listener::serve(listener, acceptor, shutdown, tasks, server).await;
     Ok(())
 }
 
-async fn handle(server: Arc<Server>, mut conn: Connection) {
+impl crate::listener::Service for Server {
+    type Caller = Peer;
+
+    /// Any peer with the authority's certificate: what a client may store
+    /// or read here, a manager's ticket says.
+    async fn admit(&self, peer: Peer) -> Result<Peer, String> {
+        Ok(peer)
+    }
+
+    fn handle(
+        self: Arc<Self>,
+        conn: Connection,
+        caller: Peer,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        handle(self, conn, caller)
+    }
+}
+
+async fn handle(server: Arc<Server>, mut conn: Connection, caller: Peer) {
     let peer = conn.peer();
     while let Some(request) = crate::listener::next_request(&mut conn).await {
         let kind = request.kind();
+        // A client sends its data and reads it back, with tickets; the rest
+        // is between daemons.
+        let for_clients = matches!(
+            request,
+            Message::Ping | Message::Upload { .. } | Message::Fetch { .. }
+        );
         let result = match request {
+            _ if matches!(caller, Peer::Client(_)) && !for_clients => Err(Error::Refused(format!(
+                "a client credential cannot send {kind}: only the cluster's daemons can"
+            ))),
             Message::Ping => conn.send(&Message::Pong).await.map_err(Error::from),
             Message::Prepare {
                 upload_id,
@@ -191,7 +215,7 @@ impl Server {
         target: &ReplicaTarget,
         items: &[Item],
     ) -> Result<Connection, Error> {
-        let mut conn = handshake::connect(&target.addr, &self.config.key).await?;
+        let mut conn = handshake::connect(&target.addr, &self.config.key.links().connector).await?;
         let Accepted = conn
             .request(&Message::Store {
                 ticket: target.ticket.clone(),

@@ -17,8 +17,11 @@ pub fn rss_kib() -> u64 {
         .unwrap()
 }
 
+/// A connection to a daemon as a daemon of `key`'s cluster.
 pub async fn authenticated(addr: &str, key: &ClusterKey) -> Connection {
-    handshake::connect(addr, key).await.unwrap()
+    handshake::connect(addr, &key.links().connector)
+        .await
+        .unwrap()
 }
 
 /// The manager still answers, and promptly.

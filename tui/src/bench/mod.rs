@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use arca_daemon::cluster;
 use arca_shared::BlobHash;
 use arca_shared::keys::ClusterKey;
+use arca_shared::link::Credential;
 use serde_json::json;
 
 use crate::client::{ChunkCache, ClientError, Passphrase, Phase, Session, Settings, Vault};
@@ -518,10 +519,11 @@ impl Bench {
                 ],
             )?;
         }
-        let settings = self.settings("bench")?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(mut session) = Session::connect(settings.clone()).await
+            // The first credential waits for the manager's catalog.
+            if let Ok(settings) = self.settings("bench")
+                && let Ok(mut session) = Session::connect(settings).await
                 && let Ok(status) = session.status().await
                 && status
                     .servers
@@ -543,13 +545,32 @@ impl Bench {
 
     /// A client's settings for sessions of the bench's own.
     fn settings(&self, client: &str) -> BenchResult<Settings> {
+        let credential = Credential::load(&self.credential(client)?)
+            .map_err(|e| ClientError::Local(e.to_string()))?;
         Ok(Settings {
             manager: self.manager.clone(),
             client: client.into(),
-            key: ClusterKey::load(&self.secret).map_err(|e| ClientError::Local(e.to_string()))?,
+            link: credential
+                .connector()
+                .map_err(|e| ClientError::Local(e.to_string()))?,
             files: self.dir.clone(),
             vault: Vault::new(Passphrase::given(PASSPHRASE)?),
         })
+    }
+
+    /// The file of `client`'s credential, issued the first time it is asked for.
+    fn credential(&self, client: &str) -> BenchResult<PathBuf> {
+        let path = self.dir.join("credentials").join(client);
+        if !path.exists() {
+            let key =
+                ClusterKey::load(&self.secret).map_err(|e| ClientError::Local(e.to_string()))?;
+            let day = Duration::from_secs(86_400);
+            arca_daemon::credentials::add(&self.dir.join("manager"), &key, client, day)
+                .map_err(|e| ClientError::Local(e.to_string()))?
+                .save(&path)
+                .map_err(io("cannot write a bench credential"))?;
+        }
+        Ok(path)
     }
 
     fn spawn_daemon(&mut self, name: &str, args: &[&str]) -> BenchResult<()> {
@@ -573,8 +594,7 @@ impl Bench {
         let mut child = Command::new(&self.exe)
             .args(args)
             .env("ARCA_MANAGER", &self.manager)
-            .env("ARCA_SECRET_FILE", &self.secret)
-            .env("ARCA_CLIENT", client)
+            .env("ARCA_CREDENTIAL", self.credential(client)?)
             .env("ARCA_PASSWORD", PASSPHRASE)
             .env("ARCA_FILES", files)
             // The bench's own hash cache, so earlier runs do not weigh on this one.

@@ -14,8 +14,8 @@ mod upload;
 use std::path::PathBuf;
 
 use arca_shared::handshake;
-use arca_shared::keys::ClusterKey;
 use arca_shared::limits::{IDLE_TIMEOUT, LOOKUP_MAX};
+use arca_shared::link::Connector;
 use arca_shared::name;
 use arca_shared::protocol::{Child, ClusterStatus, FileEntry, VersionCheck, VersionHealth};
 use arca_shared::reply::{Browsed, Removed, Reply};
@@ -38,7 +38,8 @@ pub struct Settings {
     pub manager: String,
     /// Namespaces this client's catalog.
     pub client: String,
-    pub key: ClusterKey,
+    /// How this client opens links (its credential).
+    pub link: Connector,
     /// The local folder catalog names are relative to.
     pub files: PathBuf,
     /// Opens this client's master key (shared by every session of a run).
@@ -51,13 +52,13 @@ pub enum ClientError {
         "cannot reach the manager at {addr}: {source}; is `daemon --role manager` running there?"
     )]
     Unreachable { addr: String, source: FrameError },
-    /// The manager answered, but not to this secret: retrying cannot help.
+    /// The manager does not take this client's credential: retrying
+    /// cannot help. The reason says which and what to do.
     #[error(
-        "the manager at {addr} refused this client: {reason}. This client's secret file \
-         (--secret-file or ARCA_SECRET_FILE, else ~/.config/arca/secret) is not the one \
-         this cluster was made with: copy the cluster's secret file there"
+        "the manager at {addr} refused this client: {reason} (the credential is \
+         --credential or ARCA_CREDENTIAL, else ~/.config/arca/credential)"
     )]
-    WrongSecret { addr: String, reason: String },
+    NotAdmitted { addr: String, reason: String },
     #[error("{0}")]
     Refused(String),
     /// The manager failed at its own work: nothing about the request or the
@@ -94,10 +95,10 @@ pub struct Session {
 impl Session {
     pub async fn connect(settings: Settings) -> Result<Self, ClientError> {
         let addr = settings.manager.clone();
-        let conn = handshake::connect(&settings.manager, &settings.key)
+        let conn = handshake::connect(&settings.manager, &settings.link)
             .await
             .map_err(|source| match source {
-                FrameError::Auth(reason) => ClientError::WrongSecret { addr, reason },
+                FrameError::Auth(reason) => ClientError::NotAdmitted { addr, reason },
                 source => ClientError::Unreachable { addr, source },
             })?;
         Ok(Self { settings, conn })
@@ -241,8 +242,8 @@ fn refusal(e: FrameError) -> ClientError {
 }
 
 /// Opens an authenticated connection to a storage server.
-async fn open_server(addr: &str, key: &ClusterKey) -> Result<Connection, FrameError> {
-    let mut conn = handshake::connect(addr, key).await?;
+async fn open_server(addr: &str, link: &Connector) -> Result<Connection, FrameError> {
+    let mut conn = handshake::connect(addr, link).await?;
     conn.set_timeout(IDLE_TIMEOUT);
     Ok(conn)
 }

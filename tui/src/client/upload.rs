@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arca_shared::connection::{FrameReader, FrameWriter};
-use arca_shared::keys::ClusterKey;
 use arca_shared::limits::CHUNK_SIZE;
+use arca_shared::link::Connector;
 use arca_shared::meta::FileMeta;
 use arca_shared::protocol::{NewChunk, PutFile, PutResult};
 use arca_shared::reply::{Accepted, ChunkPlan, Have};
@@ -439,7 +439,7 @@ impl Session {
             return Err(ClientError::Refused("the manager planned no upload".into()).into());
         };
         let primary_id = upload.ticket.server;
-        let conn = match open_upload(&self.settings.key, &upload.primary, upload.ticket).await {
+        let conn = match open_upload(&self.settings.link, &upload.primary, upload.ticket).await {
             Ok(conn) => conn,
             // The manager would wait for the ticket to expire: start afresh.
             Err(e) => {
@@ -683,11 +683,11 @@ impl Transfer {
 
 /// Connects to the primary and presents the ticket.
 async fn open_upload(
-    key: &ClusterKey,
+    link: &Connector,
     primary: &str,
     ticket: Ticket,
 ) -> Result<Connection, FrameError> {
-    let mut conn = open_server(primary, key).await?;
+    let mut conn = open_server(primary, link).await?;
     let Accepted = conn.request(&Message::Upload { ticket }).await?;
     Ok(conn)
 }

@@ -10,7 +10,7 @@ mod verify;
 
 use std::process::ExitCode;
 
-use arca_shared::keys::{self, ClusterKey};
+use arca_shared::link::{self, Credential};
 use arca_shared::protocol::FileEntry;
 
 use crate::cli::{Cli, Command};
@@ -24,7 +24,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, ClientError> {
             &cli.manager,
             cli.files.clone(),
             cli.client.clone(),
-            cli.secret_file.clone(),
+            cli.credential.clone(),
             cli.password_file.as_deref(),
         )
     };
@@ -82,24 +82,26 @@ async fn dashboard(mut settings: Settings) -> Result<ExitCode, ClientError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Settings from flags, environment and the secret file.
+/// Settings from flags, environment and the credential file.
 pub fn settings(
     manager: &str,
     files: std::path::PathBuf,
     client: Option<String>,
-    secret_file: Option<std::path::PathBuf>,
+    credential_file: Option<std::path::PathBuf>,
     password_file: Option<&std::path::Path>,
 ) -> Result<Settings, ClientError> {
-    let client =
-        client.unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
+    let path = credential_file.unwrap_or_else(link::default_credential_path);
+    let credential = Credential::load(&path).map_err(|e| ClientError::Local(e.to_string()))?;
+    let client = client.unwrap_or_else(|| credential.name.clone());
     arca_shared::name::validate(&client)
         .map_err(|e| ClientError::Local(format!("bad client name {client:?}: {e}")))?;
-    let secret = secret_file.unwrap_or_else(keys::default_secret_path);
-    let key = ClusterKey::load(&secret).map_err(|e| ClientError::Local(e.to_string()))?;
+    let link = credential
+        .connector()
+        .map_err(|e| ClientError::Local(e.to_string()))?;
     Ok(Settings {
         manager: manager.to_owned(),
         client,
-        key,
+        link,
         files,
         vault: Vault::new(Passphrase::find(password_file)?),
     })

@@ -7,11 +7,13 @@ pub mod real;
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use arca_daemon::cluster::{ClusterOptions, LocalCluster};
 use arca_daemon::storage::{OnDisk, on_disk};
 use arca_shared::choice::Weights;
+use arca_shared::link::Credential;
 use arca_shared::protocol::Grant;
 use arca_shared::{BlobHash, Connection, Message, handshake};
 use arca_tui::client::{Passphrase, Session, Settings, TransferProgress, Uploaded, Vault};
@@ -21,6 +23,8 @@ use tokio::sync::watch;
 pub struct TestCluster {
     pub dir: TempDir,
     pub cluster: LocalCluster,
+    /// Each client's credential, issued when first asked for.
+    credentials: Mutex<HashMap<String, Credential>>,
 }
 
 impl TestCluster {
@@ -30,7 +34,11 @@ impl TestCluster {
             .await
             .unwrap();
         std::fs::create_dir_all(dir.path().join("files")).unwrap();
-        Self { dir, cluster }
+        Self {
+            dir,
+            cluster,
+            credentials: Mutex::default(),
+        }
     }
 
     pub async fn with_servers(servers: usize) -> Self {
@@ -45,11 +53,29 @@ impl TestCluster {
         self.dir.path().join("files")
     }
 
+    /// The credential of `client`, issued the first time it is asked for.
+    pub fn credential(&self, client: &str) -> Credential {
+        let mut credentials = self.credentials.lock().unwrap();
+        credentials
+            .entry(client.to_owned())
+            .or_insert_with(|| self.cluster.credential(client).unwrap())
+            .clone()
+    }
+
+    /// Writes `client`'s credential to a file for the real binaries.
+    pub fn credential_file(&self, client: &str) -> PathBuf {
+        let path = self.dir.path().join("credentials").join(client);
+        if !path.exists() {
+            self.credential(client).save(&path).unwrap();
+        }
+        path
+    }
+
     pub fn settings(&self, client: &str) -> Settings {
         Settings {
             manager: self.cluster.manager_addr.clone(),
             client: client.to_owned(),
-            key: self.cluster.key.clone(),
+            link: self.credential(client).connector().unwrap(),
             files: self.files(),
             vault: Vault::new(Passphrase::given("test passphrase").unwrap()),
         }
@@ -64,17 +90,6 @@ impl TestCluster {
         let path = self.files().join(name);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, content).unwrap();
-        path
-    }
-
-    /// Writes a secret file for the real binaries.
-    pub fn secret_file(&self) -> PathBuf {
-        let path = self.dir.path().join("secret");
-        std::fs::write(
-            &path,
-            blake3::Hash::from(self.cluster.secret).to_hex().as_str(),
-        )
-        .unwrap();
         path
     }
 
@@ -198,15 +213,14 @@ pub async fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -
     }
 }
 
-/// The `arca` binary as this test's client of `manager`: its secret,
+/// The `arca` binary as this test's client of `manager`: its credential,
 /// passphrase, files folder and a cache of its own.
 pub fn arca_command(t: &TestCluster, manager: &str, args: &[&str]) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_arca"));
     command
         .args(args)
         .env("ARCA_MANAGER", manager)
-        .env("ARCA_SECRET_FILE", t.secret_file())
-        .env("ARCA_CLIENT", "laptop")
+        .env("ARCA_CREDENTIAL", t.credential_file("laptop"))
         .env("ARCA_PASSWORD", "test passphrase")
         .env("ARCA_FILES", t.files())
         .env("XDG_CACHE_HOME", t.dir.path().join("cache"))
@@ -232,13 +246,11 @@ pub async fn tied_cluster() -> TestCluster {
     .await
 }
 
-/// A connection to the manager, past the handshake.
+/// A connection to the manager as a daemon, past the handshake.
 pub async fn manager(t: &TestCluster) -> Connection {
-    let mut manager = Connection::connect(&t.cluster.manager_addr).await.unwrap();
-    handshake::initiate(&mut manager, &t.cluster.key)
+    handshake::connect(&t.cluster.manager_addr, &t.cluster.key.links().connector)
         .await
-        .unwrap();
-    manager
+        .unwrap()
 }
 
 /// The grants the manager answers for `hashes`, as client "laptop".

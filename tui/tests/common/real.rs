@@ -34,6 +34,38 @@ impl Env {
         self.dir.path().join("secret")
     }
 
+    /// The manager's data folder, where credentials are issued.
+    pub fn manager_data(&self) -> PathBuf {
+        self.dir.path().join("manager")
+    }
+
+    /// `client`'s credential file, issued with `daemon client add` the
+    /// first time it is asked for (once the manager made its catalog).
+    pub fn credential(&self, client: &str) -> PathBuf {
+        let path = self.dir.path().join("credentials").join(client);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !path.exists() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let out = Command::new(daemon_binary())
+                .args(["client", "add", client, "--out"])
+                .arg(&path)
+                .arg("--data")
+                .arg(self.manager_data())
+                .env("ARCA_SECRET_FILE", self.secret())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success() || Instant::now() < deadline,
+                "daemon client add failed: {}",
+                text(&out.stderr)
+            );
+            if !out.status.success() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        path
+    }
+
     pub fn arca(&self, args: &[&str]) -> Output {
         self.arca_command("tester", &self.dir.path().join("files"), args)
             .output()
@@ -46,8 +78,7 @@ impl Env {
         command
             .args(args)
             .env("ARCA_MANAGER", &self.manager)
-            .env("ARCA_SECRET_FILE", self.secret())
-            .env("ARCA_CLIENT", client)
+            .env("ARCA_CREDENTIAL", self.credential(client))
             .env("ARCA_PASSWORD", "test passphrase")
             .env("ARCA_FILES", files)
             .env("XDG_CACHE_HOME", self.dir.path().join("cache"))

@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use arca_shared::keys::ClusterKey;
 use arca_shared::limits::FETCH_MAX;
+use arca_shared::link::Connector;
 use arca_shared::protocol::{Grant, Part};
 use arca_shared::reply::Accepted;
 use arca_shared::sync::LockAnyway;
@@ -67,16 +67,16 @@ pub(super) struct Running {
 /// the next window (a handshake per chunk would cost more than its bytes)
 /// and the servers found failing, which later windows avoid.
 pub(super) struct Fetcher {
-    cluster: ClusterKey,
+    link: Connector,
     keys: Option<ChunkKeys>,
     idle: Arc<Mutex<HashMap<String, Vec<Connection>>>>,
     down: Vec<ServerId>,
 }
 
 impl Fetcher {
-    pub(super) fn new(cluster: ClusterKey, keys: Option<ChunkKeys>) -> Self {
+    pub(super) fn new(link: Connector, keys: Option<ChunkKeys>) -> Self {
         Self {
-            cluster,
+            link,
             keys,
             idle: Arc::default(),
             down: Vec::new(),
@@ -192,7 +192,7 @@ impl Fetcher {
     /// What a fetch task needs: the keys and the idle connections.
     fn share(&self) -> Share {
         Share {
-            cluster: self.cluster.clone(),
+            link: self.link.clone(),
             keys: self.keys.clone(),
             idle: self.idle.clone(),
         }
@@ -260,7 +260,7 @@ impl Fetcher {
 
 /// A fetch task's part of the [`Fetcher`].
 struct Share {
-    cluster: ClusterKey,
+    link: Connector,
     keys: Option<ChunkKeys>,
     idle: Arc<Mutex<HashMap<String, Vec<Connection>>>>,
 }
@@ -273,7 +273,7 @@ impl Share {
         let idle = self.idle.lock_anyway().get_mut(holder).and_then(Vec::pop);
         let conn = match idle {
             Some(conn) => Ok(conn),
-            None => open_server(holder, &self.cluster).await,
+            None => open_server(holder, &self.link).await,
         };
         let (stored, conn) = match conn {
             Ok(mut conn) => {

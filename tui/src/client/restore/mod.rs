@@ -195,7 +195,7 @@ impl Session {
             bytes,
         });
 
-        let mut fetcher = Fetcher::new(self.settings.key.clone(), keys);
+        let mut fetcher = Fetcher::new(self.settings.link.clone(), keys);
         let mut failed = HashSet::new();
         let mut fetched_bytes = 0;
         let mut start = 0;
