@@ -291,7 +291,8 @@ pub fn free_port() -> std::io::Result<u16> {
     for _ in 0..COUNT {
         let offset = start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % COUNT;
         let port = FIRST + offset;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        // Any address: a daemon given only --port listens on all of them.
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
             return Ok(port);
         }
     }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::link::{Authority, LinkError, NodeLinks};
+use crate::link::{Authority, Credential, LinkError, NodeLinks};
 
 #[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Nonce(#[serde(with = "serde_bytes")] pub [u8; 32]);
@@ -65,6 +65,11 @@ pub enum SecretError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "{path} is a client credential, not the cluster secret: only the cluster's \
+         daemons hold the secret, and a client cannot run as one"
+    )]
+    IsCredential { path: PathBuf },
     #[error(transparent)]
     Link(#[from] LinkError),
 }
@@ -121,6 +126,11 @@ impl ClusterKey {
                 }
             }
         })?;
+        if Credential::from_pem(&text).is_ok() {
+            return Err(SecretError::IsCredential {
+                path: path.to_owned(),
+            });
+        }
         let secret = blake3::Hash::from_hex(text.trim()).map_err(|_| SecretError::Malformed {
             path: path.to_owned(),
         })?;

@@ -134,6 +134,48 @@ fn real_daemons_and_client_back_up_restore_and_survive_a_killed_server() {
         text(&out.stderr)
     );
     assert!(started.elapsed() < Duration::from_secs(10));
+
+    // Credentials: listed, revoked, refused; and none runs a daemon.
+    let daemon = |args: &[&str]| {
+        Command::new(daemon_binary())
+            .args(args)
+            .arg("--data")
+            .arg(env.manager_data())
+            .env("ARCA_SECRET_FILE", env.secret())
+            .output()
+            .unwrap()
+    };
+    let listed = text(&daemon(&["client", "list"]).stdout);
+    assert!(
+        listed.contains("active") && listed.contains("tester"),
+        "{listed}"
+    );
+    let credential = env.credential("tester");
+    let out = Command::new(daemon_binary())
+        .args(["--role", "server", "--port", &free_port().to_string()])
+        .arg("--secret-file")
+        .arg(&credential)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("is a client credential, not the cluster secret"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = daemon(&["client", "revoke", "tester"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = env.arca(&["ls"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("revoked"),
+        "{}",
+        text(&out.stderr)
+    );
+    let listed = text(&daemon(&["client", "list"]).stdout);
+    assert!(listed.contains("revoked"), "{listed}");
+    let out = daemon(&["client", "revoke", "tester"]);
+    assert!(!out.status.success(), "revoking twice said nothing");
 }
 
 #[test]
