@@ -31,19 +31,35 @@ pub enum CredentialError {
     Link(#[from] LinkError),
 }
 
-fn open(data: &Path) -> Result<(Catalog, PathBuf), CredentialError> {
+/// How long these commands keep trying a catalog a busy manager holds:
+/// SQLite's own wait can be outrun by a manager committing back to back.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Runs `op` on the catalog, again while the manager keeps it busy.
+fn on_catalog<T>(
+    data: &Path,
+    mut op: impl FnMut(&mut Catalog) -> rusqlite::Result<T>,
+) -> Result<T, CredentialError> {
     let path = data.join(catalog::FILE);
     if !path.exists() {
         return Err(CredentialError::NoCatalog(path));
     }
-    match Catalog::open(&path) {
-        Ok(catalog) => Ok((catalog, path)),
-        Err(source) => Err(CredentialError::Catalog { path, source }),
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        match Catalog::open(&path).and_then(|mut catalog| op(&mut catalog)) {
+            Err(e) if busy(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            done => return done.map_err(|source| CredentialError::Catalog { path, source }),
+        }
     }
 }
 
-fn catalog_error(path: PathBuf) -> impl FnOnce(rusqlite::Error) -> CredentialError {
-    move |source| CredentialError::Catalog { path, source }
+fn busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 /// Issues a credential for `client`, good for `valid_for`, and records it.
@@ -55,7 +71,6 @@ pub fn add(
 ) -> Result<Credential, CredentialError> {
     arca_shared::name::validate(client)
         .map_err(|e| CredentialError::BadName(client.to_owned(), e))?;
-    let (mut catalog, path) = open(data)?;
     let not_after = SystemTime::now() + valid_for;
     let credential = key.authority()?.issue(client, not_after)?;
     let created_ms = now_ms();
@@ -66,20 +81,16 @@ pub fn add(
         expires_ms: created_ms.saturating_add(valid_for.as_millis() as u64),
         revoked_ms: None,
     };
-    catalog.add_credential(&row).map_err(catalog_error(path))?;
+    on_catalog(data, |catalog| catalog.add_credential(&row))?;
     Ok(credential)
 }
 
 /// Every credential issued, oldest first.
 pub fn list(data: &Path) -> Result<Vec<CredentialRow>, CredentialError> {
-    let (catalog, path) = open(data)?;
-    catalog.credentials().map_err(catalog_error(path))
+    on_catalog(data, |catalog| catalog.credentials())
 }
 
 /// Revokes every live credential of `client`; returns how many.
 pub fn revoke(data: &Path, client: &str) -> Result<usize, CredentialError> {
-    let (mut catalog, path) = open(data)?;
-    catalog
-        .revoke_credentials(client, now_ms())
-        .map_err(catalog_error(path))
+    on_catalog(data, |catalog| catalog.revoke_credentials(client, now_ms()))
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::link::{Authority, Credential, LinkError, NodeLinks};
+use crate::link::{Authority, Credential, LinkError, NodeLinks, write_private};
 
 #[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Nonce(#[serde(with = "serde_bytes")] pub [u8; 32]);
@@ -180,23 +180,6 @@ pub fn write_secret(path: &Path, secret: &[u8; 32]) -> Result<(), SecretError> {
         path: path.to_owned(),
         source,
     })
-}
-
-/// Writes a new file only its owner can read (mode 0600), durably,
-/// refusing to overwrite one.
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 /// Where the secret lives when no flag or variable names it:

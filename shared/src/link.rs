@@ -1,5 +1,6 @@
-//! What every link is encrypted and authenticated with: TLS 1.3 (rustls),
-//! both sides presenting a certificate from the cluster's authority.
+//! What every link is encrypted and authenticated with: TLS 1.3 (rustls on
+//! aws-lc-rs, the post-quantum hybrid key exchange first), both sides
+//! presenting a certificate from the cluster's authority.
 //!
 //! The daemons derive the authority and one node certificate from the
 //! cluster secret, so every daemon holding the secret presents the same
@@ -318,8 +319,25 @@ impl Credential {
 
     /// Writes the credential to `path` (mode 0600), refusing to overwrite a file.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        crate::keys::write_private(path, self.to_pem().as_bytes())
+        write_private(path, self.to_pem().as_bytes())
     }
+}
+
+/// Writes a new file only its owner can read (mode 0600), durably,
+/// refusing to overwrite one.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 /// Where the credential lives when no flag or variable names it:
